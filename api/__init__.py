@@ -1,0 +1,1 @@
+"""The submission and query HTTP API (FastAPI): a thin entry point over the import logic."""

@@ -1,0 +1,44 @@
+"""The FastAPI application: routers, error mapping, and the bootstrap access key."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api import routes_datasets, routes_imports, routes_storage
+from bayport.wiring import Container
+from importer.errors import Conflict, ImportServiceError, Invalid, NotFound
+from metadata import repository as repo
+
+_STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(
+        title="Bayport",
+        version="0.1.0",
+        description="Import cloud buckets (Aliyun OSS, Amazon S3, Azure Blob) into ML datasets.",
+    )
+    app.state.container = container
+    app.include_router(routes_storage.router)
+    app.include_router(routes_datasets.router)
+    app.include_router(routes_imports.router)
+
+    @app.exception_handler(ImportServiceError)
+    async def _service_error(_request: Request, exc: ImportServiceError) -> JSONResponse:
+        status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
+        body: dict[str, object] = {"detail": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        return JSONResponse(status_code=status, content=body)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    bootstrap = container.settings.bootstrap_access_key
+    if bootstrap is not None:
+        with container.db.uow() as uow:
+            repo.ensure_bootstrap_key(uow.session, key=bootstrap.get_secret_value())
+            uow.commit()
+    return app

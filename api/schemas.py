@@ -1,0 +1,124 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from importer.manifest import NAME_PATTERN, normalize_prefix
+
+T = TypeVar("T")
+
+
+class StorageConfigBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    provider: Literal["s3", "local"]
+    file_path: str = Field(default="", description="Root folder inside the bucket")
+    endpoint: str | None = Field(default=None, max_length=2000)
+    region: str | None = Field(default=None, max_length=64)
+    bucket_name: str = Field(
+        min_length=1, max_length=1024, description="Bucket name (for local: a folder path)"
+    )
+
+    @field_validator("file_path")
+    @classmethod
+    def _file_path(cls, value: str) -> str:
+        return normalize_prefix(value)
+
+
+class StorageConfigCreate(StorageConfigBase):
+    accesskey_id: str = Field(default="", max_length=256)
+    accesskey_secret: SecretStr = Field(default=SecretStr(""))
+
+
+class StorageConfigPublic(BaseModel):
+    name: str
+    provider: str
+    file_path: str
+    endpoint: str | None
+    region: str | None
+    bucket_name: str
+    accesskey_id: str = Field(description="Masked; the secret is never returned")
+    created_at: datetime
+
+
+class DatasetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    config_name: str | None = Field(
+        default=None, description="Authorized storage config; omitted: Bayport's storage"
+    )
+    path: str | None = Field(
+        default=None,
+        description="Folder of the dataset inside the config's file_path (default: its root)",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_prefix(value)
+
+
+class DatasetPublic(BaseModel):
+    name: str
+    config_name: str | None
+    path: str
+    segments: list[str]
+    created_at: datetime
+
+
+class JobCounts(BaseModel):
+    listed: int
+    planned: int
+    copied: int
+    registered: int
+    skipped: int
+    failed: int
+    bytes_listed: int
+    bytes_copied: int
+
+
+class JobPublic(BaseModel):
+    id: str
+    state: str
+    dataset: str
+    segment: str
+    in_place: bool
+    run: int
+    counts: JobCounts
+    shards_total: int
+    listing_done: bool
+    cancel_requested: bool
+    error: str | None
+    manifest: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    offset: int
+    limit: int
+    next_offset: int | None
+
+
+class DataItem(BaseModel):
+    remote_path: str
+    size: int
+    checksum: str | None
+    label: dict[str, Any] | None
+    source: str
+
+
+class FailureItem(BaseModel):
+    source_key: str
+    remote_path: str
+    error_code: str | None
+    error_message: str | None
+    attempts: int

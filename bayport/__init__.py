@@ -1,0 +1,1 @@
+"""Bayport: the composition root, settings and shared plumbing of the import service."""

@@ -1,0 +1,107 @@
+"""The one place Bayport reads its environment: every knob is a `BAYPORT_` variable."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unsafe for the environment it runs in."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BAYPORT_", env_file=None, extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path(".bayport")
+
+    # Metadata DB: SQLite in data_dir unless a URL names another (PostgreSQL in production).
+    database_url: str | None = None
+    broker_url: str = "redis://127.0.0.1:6379/0"
+
+    # Fernet key(s) that encrypt provider credentials at rest, newest first, comma separated.
+    # In development a random key is generated once into data_dir; production must set it.
+    secret_key: SecretStr | None = None
+    bootstrap_access_key: SecretStr | None = None
+
+    # Where datasets created without a storage config live ("Bayport's default storage"):
+    # a local folder in standalone mode.
+    default_storage_dir: Path | None = None
+    # Folders on the workers' machines that `local` storage configs may name; none by
+    # default, so an API user cannot read the server's files.
+    local_roots: list[Path] = Field(default_factory=list)
+
+    # Copy engine.
+    multipart_threshold: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
+    multipart_part_size: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
+    # Largest object one server-side copy request may take (S3/OSS allow 5 GB).
+    max_single_copy_size: int = Field(default=5 * 1024**3, ge=5 * 1024 * 1024)
+    max_label_size: int = Field(default=16 * 1024 * 1024, ge=1024)
+    list_page_size: int = Field(default=1000, ge=1, le=1000)
+    ledger_batch_size: int = Field(default=500, ge=1)
+    default_shard_size: int = Field(default=1000, ge=1)
+    shard_byte_cap: int = Field(default=50 * 1024**3, ge=1)
+
+    # Retries of single storage calls (tenacity); Celery redelivers whole shards.
+    retry_attempts: int = Field(default=6, ge=1)
+    retry_initial_wait: float = Field(default=0.2, ge=0)
+    retry_max_wait: float = Field(default=20.0, ge=0)
+    storage_timeout: float = Field(default=60.0, gt=0)
+
+    # Worker process count for `bayport worker` / standalone (Celery prefork pool).
+    worker_processes: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            if self.secret_key is None:
+                raise SettingsError(
+                    "BAYPORT_SECRET_KEY must be set in production (a Fernet key: "
+                    "python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())')"
+                )
+            if self.database_url is None:
+                raise SettingsError("BAYPORT_DATABASE_URL must be set in production")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'bayport.db').resolve()}"
+
+    @property
+    def resolved_default_storage_dir(self) -> Path:
+        return (self.default_storage_dir or self.data_dir / "storage").resolve()
+
+    def fernet_keys(self) -> list[bytes]:
+        """The secret keys, newest first; creates the development key file on first use."""
+        if self.secret_key is not None:
+            return [k.strip().encode() for k in self.secret_key.get_secret_value().split(",")]
+        key_file = self.data_dir / "secret.key"
+        if not key_file.exists():
+            from cryptography.fernet import Fernet
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = key_file.with_suffix(f".{secrets.token_hex(4)}.tmp")
+            tmp.write_bytes(Fernet.generate_key())
+            tmp.chmod(0o600)
+            try:  # link, not replace: a concurrent first start must not swap keys under us
+                os.link(tmp, key_file)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return [key_file.read_bytes().strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The `bayport` command: run the service (standalone, api, worker), submit and watch imports."""

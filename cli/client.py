@@ -1,0 +1,79 @@
+"""A small client of Bayport's HTTP API, used by the CLI, the demo and the end-to-end tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+FINAL_STATES = {"succeeded", "partially_failed", "failed", "cancelled"}
+
+
+class ApiError(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        try:
+            self.body: Any = response.json()
+        except ValueError:
+            self.body = response.text
+        super().__init__(f"HTTP {response.status_code}: {self.body}")
+
+
+class BayportClient:
+    def __init__(self, url: str, access_key: str, *, timeout: float = 30.0) -> None:
+        self.http = httpx.Client(
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {access_key}"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise ApiError(response)
+        return response.json() if response.content else None
+
+    def create_storage_config(self, **fields: Any) -> Any:
+        return self.request("POST", "/v1/storage-configs", json=fields)
+
+    def create_dataset(self, name: str, config_name: str | None = None, **extra: Any) -> Any:
+        return self.request("POST", "/v1/datasets", json={"name": name, "config_name": config_name, **extra})
+
+    def submit(self, manifest: dict[str, Any]) -> Any:
+        return self.request("POST", "/v1/imports", json=manifest)
+
+    def job(self, job_id: str) -> Any:
+        return self.request("GET", f"/v1/imports/{job_id}")
+
+    def retry(self, job_id: str) -> Any:
+        return self.request("POST", f"/v1/imports/{job_id}/retry")
+
+    def cancel(self, job_id: str) -> Any:
+        return self.request("POST", f"/v1/imports/{job_id}/cancel")
+
+    def failures(self, job_id: str) -> list[Any]:
+        return list(self._pages(f"/v1/imports/{job_id}/failures"))
+
+    def segment_data(self, dataset: str, segment: str) -> list[Any]:
+        return list(self._pages(f"/v1/datasets/{dataset}/segments/{segment}/data"))
+
+    def _pages(self, path: str) -> Any:
+        offset: int | None = 0
+        while offset is not None:
+            page = self.request("GET", path, params={"offset": offset, "limit": 1000})
+            yield from page["items"]
+            offset = page["next_offset"]
+
+    def wait(self, job_id: str, *, timeout: float = 300.0, interval: float = 0.3) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["state"] in FINAL_STATES:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout:.0f}s: {job}")
+            time.sleep(interval)

@@ -1,0 +1,128 @@
+"""A whole Bayport on one machine: broker, metadata DB, worker processes and the API.
+
+`bayport standalone` and `bayport demo` run it; end-to-end tests use it too. Settings come
+from the environment as everywhere; what the caller overrides is passed to the worker
+processes through their environment, so every process sees the same configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from bayport.local_services import RunningService, redis_reachable, start_valkey
+from bayport.settings import Settings
+from bayport.wiring import build_container, set_container
+from metadata.db import migrate
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalStack:
+    url: str
+    access_key: str
+    settings: Settings
+    env: dict[str, str]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(self, *, processes: int | None = None, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+        n = processes or self.settings.worker_processes
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "worker", "--processes", str(n)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def stop_workers(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.workers.clear()
+
+
+@contextlib.contextmanager
+def local_stack(
+    *,
+    data_dir: Path,
+    port: int | None = None,
+    overrides: dict[str, str] | None = None,
+    worker_processes: int | None = None,
+    worker_log: Path | None = None,
+    start_workers: bool = True,
+) -> Iterator[LocalStack]:
+    """Start the stack; stop everything it started on exit."""
+    # The stack's configuration is exported into this process's environment (and so its
+    # children's) for the stack's lifetime: every process reads the same BAYPORT_ variables.
+    saved_env = dict(os.environ)
+    os.environ.update(overrides or {})
+    os.environ["BAYPORT_DATA_DIR"] = str(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings()
+    broker: RunningService | None = None
+    if not redis_reachable(settings.broker_url):
+        broker = start_valkey(data_dir=data_dir / "broker")
+        os.environ["BAYPORT_BROKER_URL"] = broker.url
+    if settings.bootstrap_access_key is None:
+        os.environ["BAYPORT_BOOTSTRAP_ACCESS_KEY"] = "bp_" + secrets.token_urlsafe(32)
+    settings = Settings()
+    env = dict(os.environ)
+    migrate(settings.resolved_database_url)
+    container = build_container(settings)
+    set_container(container)
+
+    from api.app import create_app
+
+    app = create_app(container)
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="bayport-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.05)
+    stack = LocalStack(
+        url=f"http://127.0.0.1:{port}",
+        access_key=settings.bootstrap_access_key.get_secret_value()
+        if settings.bootstrap_access_key
+        else "",
+        settings=settings, env=env,
+    )
+    try:
+        if start_workers:
+            stack.start_worker(processes=worker_processes, log_path=worker_log)
+        yield stack
+    finally:
+        stack.stop_workers()
+        server.should_exit = True
+        thread.join(timeout=10)
+        set_container(None)
+        container.db.dispose()
+        if broker is not None:
+            broker.stop()
+        os.environ.clear()
+        os.environ.update(saved_env)

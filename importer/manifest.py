@@ -1,0 +1,77 @@
+"""The import manifest a user submits: what to import from where, into which dataset segment."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
+
+
+def normalize_prefix(value: str) -> str:
+    """'data/images' and '/data/images/' both become 'data/images/'; '' stays ''."""
+    value = value.strip().strip("/")
+    if ".." in value.split("/"):
+        raise ValueError("must not contain '..'")
+    return f"{value}/" if value else ""
+
+
+class SourceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config_name: str = Field(min_length=1, max_length=200)
+    data_prefix: str = Field(
+        default="", description="Folder of the objects, relative to the config's file_path"
+    )
+    label_prefix: str | None = Field(
+        default=None, description="Folder of the label files, mirrored from data_prefix"
+    )
+    label_suffix: str = Field(default=".json", pattern=r"^\.[A-Za-z0-9_.\-]{1,20}$")
+    label_type: str | None = Field(
+        default=None,
+        description="Type of the label files' inner object (e.g. 'classification'); "
+        "omit when each file is a full {TYPE: ...} dict",
+    )
+
+    @field_validator("data_prefix", "label_prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_prefix(value)
+
+    @field_validator("label_type")
+    @classmethod
+    def _label_type(cls, value: str | None) -> str | None:
+        from labels.parse import SUPPORTED_TYPES
+
+        if value is None:
+            return None
+        upper = value.upper()
+        if upper not in SUPPORTED_TYPES:
+            raise ValueError(
+                f"unknown label type {value!r}; supported: {', '.join(sorted(SUPPORTED_TYPES))}"
+            )
+        return upper
+
+
+class ImportOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(default=16, ge=1, le=256, description="Parallel copies per shard")
+    shard_size: int = Field(default=1000, ge=1, le=10000, description="Objects per shard")
+    overwrite: Literal["skip_existing", "always"] = "skip_existing"
+    dry_run: bool = False
+    missing_label: Literal["fail", "import"] = Field(
+        default="fail",
+        description="With a label_prefix: fail an object whose label file is missing, "
+        "or import it without a label",
+    )
+
+
+class ImportManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(min_length=1, max_length=200)
+    segment: str = Field(default="default", pattern=NAME_PATTERN)
+    source: SourceSpec
+    options: ImportOptions = Field(default_factory=ImportOptions)

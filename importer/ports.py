@@ -1,0 +1,26 @@
+"""What the import logic needs from the outside: stores for configs, and a task queue."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from metadata.models import StorageConfig
+from storage_adapters.base import ObjectStore
+
+
+class StoreResolver(Protocol):
+    def for_config(self, config: StorageConfig) -> ObjectStore:
+        """The store of an authorized storage config (credentials decrypted in memory)."""
+        ...
+
+    def default_storage(self) -> ObjectStore:
+        """Bayport's own storage, for datasets created without a config."""
+        ...
+
+
+class Enqueuer(Protocol):
+    """Sends follow-up work. Callers invoke it only after their transaction commits."""
+
+    def plan_import(self, job_id: str) -> None: ...
+
+    def copy_shard(self, shard_id: str) -> None: ...

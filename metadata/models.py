@@ -1,0 +1,198 @@
+"""The metadata DB's tables: workspaces and keys, storage configs, datasets, import jobs, the ledger."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    LISTING = "listing"
+    COPYING = "copying"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_FAILED = "partially_failed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.PARTIALLY_FAILED, JobState.FAILED, JobState.CANCELLED}
+)
+
+
+class Outcome(enum.StrEnum):
+    """What the last job that touched a ledger entry did with it."""
+
+    PENDING = "pending"
+    COPIED = "copied"
+    REGISTERED = "registered"  # in-place import: no bytes moved
+    SKIPPED = "skipped"  # already at the destination, unchanged
+    FAILED = "failed"
+
+    @property
+    def is_done(self) -> bool:
+        return self is not Outcome.PENDING
+
+
+class Workspace(SQLModel, table=True):
+    __tablename__ = "workspace"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AccessKey(SQLModel, table=True):
+    """An API key. Only its SHA-256 is stored; the key itself is shown once, at creation."""
+
+    __tablename__ = "access_key"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True, max_length=32)
+    key_sha256: str = Field(unique=True, max_length=64)
+    hint: str = Field(max_length=16)  # the first characters, to tell keys apart
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StorageConfig(SQLModel, table=True):
+    __tablename__ = "storage_config"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True, max_length=32)
+    name: str = Field(max_length=200)
+    provider: str = Field(max_length=16)
+    file_path: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    endpoint: str | None = Field(default=None, max_length=2000)
+    region: str | None = Field(default=None, max_length=64)
+    bucket_name: str = Field(max_length=1024)
+    # Fernet token of a JSON object of the provider's credentials.
+    credentials_encrypted: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # A masked form of the key id for display ("AKIA…WXYZ"): never the secret.
+    credentials_hint: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Dataset(SQLModel, table=True):
+    """A dataset lives at `path` inside a storage config (or Bayport's default storage when
+    `config_id` is None); an import copies objects under `path/<segment>/`."""
+
+    __tablename__ = "dataset"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True, max_length=32)
+    name: str = Field(max_length=200)
+    config_id: str | None = Field(default=None, foreign_key="storage_config.id", max_length=32)
+    path: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Segment(SQLModel, table=True):
+    __tablename__ = "segment"
+    __table_args__ = (UniqueConstraint("dataset_id", "name"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    dataset_id: str = Field(foreign_key="dataset.id", index=True, max_length=32)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ImportJob(SQLModel, table=True):
+    """One submitted manifest. Counts of copied/skipped/failed objects are derived from the
+    ledger while the job runs and frozen into the row when it ends."""
+
+    __tablename__ = "import_job"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True, max_length=32)
+    dataset_id: str = Field(foreign_key="dataset.id", index=True, max_length=32)
+    segment_id: str = Field(foreign_key="segment.id", max_length=32)
+    source_config_id: str = Field(foreign_key="storage_config.id", max_length=32)
+    # The manifest as submitted: names and options only, never credentials.
+    manifest: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    state: str = Field(default=JobState.QUEUED.value, max_length=20, index=True)
+    in_place: bool = False
+    # The destination segment folder held nothing when the job started: no object of this
+    # run can already be there, so copies need no existence check.
+    dest_was_empty: bool = False
+    run: int = 1  # incremented by each retry of failed objects
+    cancel_requested: bool = False
+    listing_done: bool = False
+    # Where listing resumes if the planning task is redelivered: the last key planned.
+    list_cursor: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    next_shard_seq: int = 0
+    shards_total: int = 0
+    listed: int = 0
+    bytes_listed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    planned: int = 0  # objects put into shards (the rest were skipped from the ledger)
+    # Frozen at the end (see the docstring).
+    copied: int = 0
+    registered: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes_copied: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Shard(SQLModel, table=True):
+    """A slice of a job's listing, copied by one `copy_shard` task."""
+
+    __tablename__ = "shard"
+    __table_args__ = (UniqueConstraint("job_id", "seq"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    job_id: str = Field(foreign_key="import_job.id", index=True, max_length=32)
+    seq: int
+    run: int = 1
+    done: bool = False
+    # [[key, size, etag, md5, label_key], ...] relative to the source config's root.
+    items: list[list[Any]] = Field(sa_column=Column(JSON, nullable=False))
+    object_count: int = 0
+    byte_count: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class LedgerEntry(SQLModel, table=True):
+    """The state of one object of a dataset segment: where it came from, where it is, its
+    checksum and parsed label, and what the last job that touched it did."""
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (
+        UniqueConstraint("segment_id", "remote_path"),
+        Index("ix_ledger_job_outcome", "job_id", "outcome"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: str = Field(foreign_key="dataset.id", index=True, max_length=32)
+    segment_id: str = Field(foreign_key="segment.id", max_length=32)
+    remote_path: str = Field(sa_column=Column(Text, nullable=False))
+    job_id: str = Field(foreign_key="import_job.id", max_length=32)
+    outcome: str = Field(default=Outcome.PENDING.value, max_length=16)
+    source_config_id: str = Field(max_length=32)
+    source_key: str = Field(sa_column=Column(Text, nullable=False))
+    source_etag: str | None = Field(default=None, max_length=200)
+    dest_key: str = Field(sa_column=Column(Text, nullable=False))
+    size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    checksum: str | None = Field(default=None, max_length=200)  # "md5:<hex>" or "etag:<etag>"
+    label_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    label_type: str | None = Field(default=None, max_length=40)
+    label: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    attempts: int = 0
+    error_code: str | None = Field(default=None, max_length=40)
+    error_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow)

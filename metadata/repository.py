@@ -1,0 +1,285 @@
+"""Queries on the metadata DB. Helpers take a session and keyword arguments; none commits."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from metadata.models import (
+    AccessKey,
+    Dataset,
+    ImportJob,
+    LedgerEntry,
+    Outcome,
+    Segment,
+    Shard,
+    StorageConfig,
+    Workspace,
+    utcnow,
+)
+
+ACCESS_KEY_PREFIX = "bp_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+# --- workspaces and access keys -------------------------------------------------------
+
+
+def workspace_for_key(session: Session, *, key: str) -> Workspace | None:
+    row = session.exec(select(AccessKey).where(AccessKey.key_sha256 == hash_key(key))).first()
+    return session.get(Workspace, row.workspace_id) if row else None
+
+
+def add_access_key(session: Session, *, workspace_id: str, key: str | None = None) -> str:
+    """Store a key's hash; returns the key (a new random one unless given)."""
+    key = key or ACCESS_KEY_PREFIX + secrets.token_urlsafe(32)
+    session.add(AccessKey(workspace_id=workspace_id, key_sha256=hash_key(key), hint=key[:7]))
+    return key
+
+
+def create_workspace(session: Session, *, name: str) -> tuple[Workspace, str]:
+    workspace = Workspace(name=name)
+    session.add(workspace)
+    session.flush()
+    return workspace, add_access_key(session, workspace_id=workspace.id)
+
+
+def ensure_bootstrap_key(session: Session, *, key: str) -> Workspace:
+    """The workspace of `key`, creating a workspace for it on first use."""
+    found = workspace_for_key(session, key=key)
+    if found:
+        return found
+    workspace = Workspace(name="default")
+    session.add(workspace)
+    session.flush()
+    add_access_key(session, workspace_id=workspace.id, key=key)
+    return workspace
+
+
+# --- storage configs, datasets, segments ----------------------------------------------
+
+
+def get_config(session: Session, *, workspace_id: str, name: str) -> StorageConfig | None:
+    return session.exec(
+        select(StorageConfig).where(
+            StorageConfig.workspace_id == workspace_id, StorageConfig.name == name
+        )
+    ).first()
+
+
+def list_configs(session: Session, *, workspace_id: str) -> Sequence[StorageConfig]:
+    return session.exec(
+        select(StorageConfig)
+        .where(StorageConfig.workspace_id == workspace_id)
+        .order_by(col(StorageConfig.name))
+    ).all()
+
+
+def get_dataset(session: Session, *, workspace_id: str, name: str) -> Dataset | None:
+    return session.exec(
+        select(Dataset).where(Dataset.workspace_id == workspace_id, Dataset.name == name)
+    ).first()
+
+
+def list_datasets(session: Session, *, workspace_id: str) -> Sequence[Dataset]:
+    return session.exec(
+        select(Dataset).where(Dataset.workspace_id == workspace_id).order_by(col(Dataset.name))
+    ).all()
+
+
+def get_or_create_segment(session: Session, *, dataset_id: str, name: str) -> Segment:
+    found = get_segment(session, dataset_id=dataset_id, name=name)
+    if found:
+        return found
+    segment = Segment(dataset_id=dataset_id, name=name)
+    session.add(segment)
+    session.flush()
+    return segment
+
+
+def get_segment(session: Session, *, dataset_id: str, name: str) -> Segment | None:
+    return session.exec(
+        select(Segment).where(Segment.dataset_id == dataset_id, Segment.name == name)
+    ).first()
+
+
+def config_in_use(session: Session, *, config_id: str) -> int:
+    n = session.exec(
+        select(func.count()).select_from(Dataset).where(Dataset.config_id == config_id)
+    ).one()
+    jobs = session.exec(
+        select(func.count())
+        .select_from(ImportJob)
+        .where(ImportJob.source_config_id == config_id)
+    ).one()
+    return int(n) + int(jobs)
+
+
+# --- jobs and shards ------------------------------------------------------------------
+
+
+def lock_job(session: Session, *, job_id: str) -> ImportJob | None:
+    """The job row, locked until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE
+    already serializes writers). Shard completions of one job queue on this lock, so exactly
+    one of them sees the job's last shard done."""
+    return session.exec(
+        select(ImportJob).where(ImportJob.id == job_id).with_for_update()
+    ).first()
+
+
+def get_job(session: Session, *, workspace_id: str, job_id: str) -> ImportJob | None:
+    job = session.get(ImportJob, job_id)
+    return job if job is not None and job.workspace_id == workspace_id else None
+
+
+def list_jobs(
+    session: Session, *, workspace_id: str, limit: int, offset: int
+) -> Sequence[ImportJob]:
+    return session.exec(
+        select(ImportJob)
+        .where(ImportJob.workspace_id == workspace_id)
+        .order_by(col(ImportJob.created_at).desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+
+
+def shards_pending(session: Session, *, job_id: str) -> int:
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(Shard)
+            .where(Shard.job_id == job_id, Shard.done == False)  # noqa: E712
+        ).one()
+    )
+
+
+def pending_shard_ids(session: Session, *, job_id: str) -> list[str]:
+    return list(
+        session.exec(
+            select(Shard.id).where(Shard.job_id == job_id, Shard.done == False)  # noqa: E712
+        ).all()
+    )
+
+
+# --- the ledger -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    copied: int = 0
+    registered: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes_copied: int = 0
+
+
+def job_counts(session: Session, *, job_id: str) -> JobCounts:
+    """What the ledger says this job did so far (exact under redelivery: one row per object)."""
+    rows = session.exec(
+        select(LedgerEntry.outcome, func.count(), func.coalesce(func.sum(LedgerEntry.size), 0))
+        .where(LedgerEntry.job_id == job_id)
+        .group_by(col(LedgerEntry.outcome))
+    ).all()
+    by = {outcome: (int(n), int(size)) for outcome, n, size in rows}
+    return JobCounts(
+        copied=by.get(Outcome.COPIED, (0, 0))[0],
+        registered=by.get(Outcome.REGISTERED, (0, 0))[0],
+        skipped=by.get(Outcome.SKIPPED, (0, 0))[0],
+        failed=by.get(Outcome.FAILED, (0, 0))[0],
+        bytes_copied=by.get(Outcome.COPIED, (0, 0))[1],
+    )
+
+
+def ledger_entries_by_path(
+    session: Session, *, segment_id: str, remote_paths: Iterable[str]
+) -> dict[str, LedgerEntry]:
+    paths = list(remote_paths)
+    if not paths:
+        return {}
+    rows = session.exec(
+        select(LedgerEntry).where(
+            LedgerEntry.segment_id == segment_id, col(LedgerEntry.remote_path).in_(paths)
+        )
+    ).all()
+    return {row.remote_path: row for row in rows}
+
+
+def mark_skipped(session: Session, *, entry_ids: Sequence[int], job_id: str) -> None:
+    if entry_ids:
+        session.execute(
+            update(LedgerEntry)
+            .where(col(LedgerEntry.id).in_(entry_ids))
+            .values(job_id=job_id, outcome=Outcome.SKIPPED.value, updated_at=utcnow())
+        )
+
+
+def failed_entries_page(
+    session: Session, *, job_id: str, after_id: int, limit: int
+) -> Sequence[LedgerEntry]:
+    return session.exec(
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.job_id == job_id,
+            LedgerEntry.outcome == Outcome.FAILED.value,
+            col(LedgerEntry.id) > after_id,
+        )
+        .order_by(col(LedgerEntry.id))
+        .limit(limit)
+    ).all()
+
+
+_UPSERT_UPDATES = (
+    "job_id", "outcome", "source_config_id", "source_key", "source_etag", "dest_key", "size",
+    "checksum", "label_key", "label_type", "label", "error_code", "error_message", "updated_at",
+)
+
+
+def upsert_ledger(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert or update ledger entries keyed by (segment, remote_path) in one statement;
+    `attempts` accumulates."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(LedgerEntry).values(list(rows))
+    updates: dict[str, Any] = {name: stmt.excluded[name] for name in _UPSERT_UPDATES}
+    updates["attempts"] = LedgerEntry.__table__.c.attempts + stmt.excluded.attempts  # type: ignore[attr-defined]
+    session.execute(
+        stmt.on_conflict_do_update(index_elements=["segment_id", "remote_path"], set_=updates)
+    )
+
+
+def segment_data(
+    session: Session, *, segment_id: str, offset: int, limit: int
+) -> Sequence[LedgerEntry]:
+    present = [Outcome.COPIED.value, Outcome.REGISTERED.value, Outcome.SKIPPED.value]
+    return session.exec(
+        select(LedgerEntry)
+        .where(LedgerEntry.segment_id == segment_id, col(LedgerEntry.outcome).in_(present))
+        .order_by(col(LedgerEntry.remote_path))
+        .offset(offset)
+        .limit(limit)
+    ).all()
+
+
+def job_failures(
+    session: Session, *, job_id: str, offset: int, limit: int
+) -> Sequence[LedgerEntry]:
+    return session.exec(
+        select(LedgerEntry)
+        .where(LedgerEntry.job_id == job_id, LedgerEntry.outcome == Outcome.FAILED.value)
+        .order_by(col(LedgerEntry.id))
+        .offset(offset)
+        .limit(limit)
+    ).all()

@@ -1,0 +1,162 @@
+"""The port every storage provider implements: one small Protocol plus declared capabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a listing or a HEAD tells about one object.
+
+    `etag` is the provider's opaque entity tag without quotes; `md5` is the hex MD5 of the
+    content when the provider states it (a non-multipart S3/OSS ETag, Azure Content-MD5),
+    else None.
+    """
+
+    key: str
+    size: int
+    etag: str | None = None
+    last_modified: datetime | None = None
+    md5: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of a listing and the cursor that resumes right after it (None: the end)."""
+
+    objects: Sequence[ObjectInfo]
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """Optional abilities, declared rather than discovered by calling and failing."""
+
+    # Copy between two keys without moving bytes through Bayport, within one account.
+    server_side_copy: bool = False
+    # ... and between buckets/containers of that account.
+    server_side_copy_across_buckets: bool = False
+    # Largest object one server-side copy request may take; larger ones go multipart.
+    max_single_copy_size: int | None = None
+    # Multipart copy built from ranges of the source (S3 UploadPartCopy).
+    multipart_copy: bool = False
+    multipart_upload: bool = False
+    # Smallest part a multipart upload accepts (except the last).
+    min_part_size: int = 0
+    # Largest page one listing request returns.
+    max_list_page: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    number: int
+    etag: str
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """A bucket (or container, or folder) seen through one set of credentials.
+
+    Keys are '/'-separated strings relative to the store's root. Every method raises
+    `storage_adapters.errors.StorageError` and nothing else.
+    """
+
+    capabilities: Capabilities
+
+    @property
+    def account(self) -> str:
+        """An opaque identity of (provider, endpoint, credentials): two stores with the same
+        account may copy server-side between each other when the capabilities allow it."""
+        ...
+
+    @property
+    def location(self) -> str:
+        """A display name for logs and errors (provider://bucket/root). Never a secret."""
+        ...
+
+    def list_page(self, prefix: str, *, cursor: str | None = None, limit: int = 1000) -> ListPage:
+        """Up to `limit` objects whose keys start with `prefix`, in ascending key order,
+        starting after `cursor` (a value from a previous page). Folder markers (keys ending
+        in '/') are not returned. A missing bucket is NOT_FOUND; an empty prefix is an empty
+        page with cursor None."""
+        ...
+
+    def head(self, key: str) -> ObjectInfo:
+        """The object's metadata; NOT_FOUND when it does not exist."""
+        ...
+
+    def open(self, key: str, *, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """The object's content as chunks of at most `chunk_size` bytes; NOT_FOUND when
+        missing. The request is made when the iterator is first advanced."""
+        ...
+
+    def get_bytes(self, key: str, *, max_size: int) -> bytes:
+        """The whole object; PRECONDITION_FAILED when larger than `max_size`."""
+        ...
+
+    def put(self, key: str, data: bytes) -> ObjectInfo:
+        """Create or replace an object in one request."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Delete an object; deleting a missing object is not an error."""
+        ...
+
+    def can_copy_from(self, source: ObjectStore) -> bool:
+        """True when `copy_from(source, ...)` runs server-side for objects up to
+        `capabilities.max_single_copy_size` (multipart copy above it when declared)."""
+        ...
+
+    def copy_from(self, source: ObjectStore, src_key: str, dst_key: str) -> ObjectInfo:
+        """Server-side copy of one object; UNSUPPORTED unless `can_copy_from(source)`."""
+        ...
+
+    def create_multipart(self, key: str) -> str:
+        """Start a multipart upload; returns its upload id."""
+        ...
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+        """Upload part `number` (1-based)."""
+        ...
+
+    def copy_part(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        byte_range: tuple[int, int],
+    ) -> UploadedPart:
+        """Fill part `number` from `byte_range` (inclusive) of a source object, server-side;
+        UNSUPPORTED unless `capabilities.multipart_copy` and `can_copy_from(source)`."""
+        ...
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[UploadedPart]
+    ) -> ObjectInfo:
+        """Assemble the parts into the object."""
+        ...
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop an unfinished upload and its parts."""
+        ...
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """What it takes to open a store: the decrypted form of a storage config.
+
+    Lives only in worker and API memory: never logged, never put in a task message.
+    """
+
+    provider: str
+    bucket: str = ""
+    root: str = ""
+    endpoint: str | None = None
+    region: str | None = None
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)

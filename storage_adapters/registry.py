@@ -1,0 +1,55 @@
+"""Which adapter serves which provider name; adapters are imported only when first opened."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from storage_adapters.base import ObjectStore, StorageSpec
+from storage_adapters.errors import ErrorKind, StorageError
+
+# provider -> (module, class, the distribution that module needs, talks over a network)
+_ADAPTERS: dict[str, tuple[str, str, str, bool]] = {
+    "s3": ("storage_adapters.s3", "S3Store", "boto3", True),
+    "local": ("storage_adapters.local", "LocalStore", "bayport", False),
+    "memory": ("storage_adapters.memory", "MemoryStore", "bayport", False),
+}
+# Names taken by adapters that do not exist yet.
+_PLANNED = frozenset({"oss", "azure"})
+# Options every caller may pass whatever the provider; in-process adapters have no use for them.
+_NETWORK_OPTIONS = frozenset({"timeout", "max_pool_connections"})
+
+
+def known_providers() -> list[str]:
+    return sorted(_ADAPTERS.keys() | _PLANNED)
+
+
+def open_store(spec: StorageSpec, **opts: Any) -> ObjectStore:
+    """The store `spec` describes. `opts` go to the adapter's constructor; `timeout` and
+    `max_pool_connections` are accepted for every provider and dropped where meaningless."""
+    provider = spec.provider.lower()
+    if provider in _PLANNED:
+        raise StorageError(
+            ErrorKind.UNSUPPORTED, f"provider {provider!r} is not available yet in this version"
+        )
+    if provider not in _ADAPTERS:
+        raise StorageError(
+            ErrorKind.INVALID_CONFIG,
+            f"unknown storage provider {spec.provider!r}; known: {', '.join(known_providers())}",
+        )
+    module_name, class_name, distribution, networked = _ADAPTERS[provider]
+    if not networked:
+        opts = {name: value for name, value in opts.items() if name not in _NETWORK_OPTIONS}
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StorageError(
+            ErrorKind.INVALID_CONFIG,
+            f"the {provider!r} adapter cannot be imported ({exc}); "
+            f"install it with: pip install {distribution}",
+        ) from exc
+    try:
+        store: ObjectStore = getattr(module, class_name).from_spec(spec, **opts)
+    except TypeError as exc:  # an option this adapter does not take
+        raise StorageError(ErrorKind.INVALID_CONFIG, f"{provider!r} storage: {exc}") from exc
+    return store

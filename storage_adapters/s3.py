@@ -1,0 +1,484 @@
+"""Amazon S3 and S3-compatible servers (rclone, MinIO, moto, ...) through boto3."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import boto3
+import botocore.exceptions as boto_errors
+import urllib3.exceptions
+from botocore import UNSIGNED
+from botocore.config import Config
+
+from storage_adapters.base import (
+    Capabilities,
+    ListPage,
+    ObjectInfo,
+    ObjectStore,
+    StorageSpec,
+    UploadedPart,
+)
+from storage_adapters.errors import ErrorKind, StorageError
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+_MD5_HEX = re.compile(r"[0-9a-f]{32}")
+
+
+class S3Store:
+    """One bucket under one set of credentials; `spec.root` is a key prefix hidden from callers.
+
+    With `spec.endpoint` set (an S3-compatible server) requests use path-style addressing.
+    Without an access key the store is anonymous: it never falls back to the worker's own AWS
+    identity. `multipart_copy=False` declares a server without UploadPartCopy (rclone serve s3).
+    """
+
+    def __init__(
+        self,
+        spec: StorageSpec,
+        *,
+        timeout: float = 60,
+        max_pool_connections: int = 64,
+        multipart_copy: bool = True,
+    ) -> None:
+        if not spec.bucket:
+            raise StorageError(ErrorKind.INVALID_CONFIG, "an S3 storage needs a bucket name")
+        self.bucket = spec.bucket
+        self._root = _normalize_root(spec.root)
+        self._endpoint = spec.endpoint or None
+        access_key = spec.credentials.get("accesskey_id") or None
+        self._account = hashlib.sha256(
+            f"s3\n{self._endpoint or 'aws'}\n{access_key or ''}".encode()
+        ).hexdigest()
+        options: dict[str, Any] = {
+            # Our tenacity layer retries; botocore making its own attempts would multiply them.
+            "retries": {"total_max_attempts": 1, "mode": "standard"},
+            "connect_timeout": timeout,
+            "read_timeout": timeout,
+            "max_pool_connections": max_pool_connections,
+            # Checksums beyond Content-MD5 only when an operation demands them: many
+            # S3-compatible servers reject the newer flexible-checksum headers.
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
+        }
+        if self._endpoint:
+            options["s3"] = {"addressing_style": "path"}
+        if access_key is None:
+            options["signature_version"] = UNSIGNED
+        try:
+            self._client = _new_client(
+                "s3",
+                endpoint_url=self._endpoint,
+                region_name=spec.region or "us-east-1",
+                aws_access_key_id=access_key,
+                aws_secret_access_key=spec.credentials.get("accesskey_secret") or None,
+                aws_session_token=spec.credentials.get("security_token") or None,
+                config=Config(**options),
+            )
+        except ValueError as exc:  # botocore's "Invalid endpoint: ..."
+            raise StorageError(ErrorKind.INVALID_CONFIG, str(exc)) from exc
+        self.capabilities = Capabilities(
+            server_side_copy=True,
+            server_side_copy_across_buckets=True,
+            max_single_copy_size=5 * GiB,
+            multipart_copy=multipart_copy,
+            multipart_upload=True,
+            min_part_size=5 * MiB,
+            max_list_page=1000,
+        )
+
+    @classmethod
+    def from_spec(cls, spec: StorageSpec, **opts: Any) -> S3Store:
+        return cls(spec, **opts)
+
+    @property
+    def account(self) -> str:
+        return self._account
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self._root}"
+
+    def list_page(self, prefix: str, *, cursor: str | None = None, limit: int = 1000) -> ListPage:
+        limit = _page_limit(limit, self.capabilities.max_list_page)
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self._root + prefix,
+            "MaxKeys": limit,
+        }
+        if cursor is not None:
+            # StartAfter, not a continuation token: any key resumes a listing, even one saved
+            # by another process or after the key itself was deleted.
+            params["StartAfter"] = self._root + cursor
+        resp = self._call(self._client.list_objects_v2, prefix, **params)
+        found: list[ObjectInfo] = []
+        last: str | None = None
+        for item in resp.get("Contents", ()):
+            last = item["Key"]
+            if not last.startswith(self._root) or last.endswith("/"):
+                continue
+            found.append(
+                _info(
+                    last[len(self._root) :],
+                    item.get("Size", 0),
+                    item.get("ETag"),
+                    item.get("LastModified"),
+                )
+            )
+        if not resp.get("IsTruncated"):
+            return ListPage(objects=found, cursor=None)
+        if last is None:
+            raise StorageError(
+                ErrorKind.UNEXPECTED, "the server said truncated but listed nothing", key=prefix
+            )
+        return ListPage(objects=found, cursor=last[len(self._root) :])
+
+    def head(self, key: str) -> ObjectInfo:
+        resp = self._call(self._client.head_object, key, Bucket=self.bucket, Key=self._root + key)
+        return _info(key, resp["ContentLength"], resp.get("ETag"), resp.get("LastModified"))
+
+    def open(self, key: str, *, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        resp = self._call(self._client.get_object, key, Bucket=self.bucket, Key=self._root + key)
+        body = resp["Body"]
+        try:
+            yield from body.iter_chunks(chunk_size)
+        except Exception as exc:
+            raise _translate(exc, key, bucket=self.bucket) from exc
+        finally:
+            body.close()
+
+    def get_bytes(self, key: str, *, max_size: int) -> bytes:
+        resp = self._call(self._client.get_object, key, Bucket=self.bucket, Key=self._root + key)
+        body = resp["Body"]
+        try:
+            if resp["ContentLength"] > max_size:
+                raise StorageError(
+                    ErrorKind.PRECONDITION_FAILED,
+                    f"object is {resp['ContentLength']} bytes, more than the {max_size} allowed",
+                    key=key,
+                )
+            data: bytes = body.read()
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, key, bucket=self.bucket) from exc
+        finally:
+            body.close()
+        return data
+
+    def put(self, key: str, data: bytes) -> ObjectInfo:
+        digest = hashlib.md5(data)  # noqa: S324 - Content-MD5 integrity check, not security
+        resp = self._call(
+            self._client.put_object,
+            key,
+            Bucket=self.bucket,
+            Key=self._root + key,
+            Body=data,
+            ContentMD5=base64.b64encode(digest.digest()).decode(),
+        )
+        etag = _strip_etag(resp.get("ETag"))
+        return ObjectInfo(key=key, size=len(data), etag=etag, md5=digest.hexdigest())
+
+    def delete(self, key: str) -> None:
+        try:
+            self._call(self._client.delete_object, key, Bucket=self.bucket, Key=self._root + key)
+        except StorageError as exc:
+            if exc.kind is not ErrorKind.NOT_FOUND or exc.code == "NoSuchBucket":
+                raise
+
+    def can_copy_from(self, source: ObjectStore) -> bool:
+        return isinstance(source, S3Store) and source.account == self.account
+
+    def copy_from(self, source: ObjectStore, src_key: str, dst_key: str) -> ObjectInfo:
+        src = self._copy_source(source, dst_key)
+        self._call(
+            self._client.copy_object,
+            dst_key,
+            Bucket=self.bucket,
+            Key=self._root + dst_key,
+            CopySource={"Bucket": src.bucket, "Key": src._root + src_key},
+        )
+        # CopyObject does not say the size; the HEAD also proves the copy landed.
+        return self.head(dst_key)
+
+    def create_multipart(self, key: str) -> str:
+        resp = self._call(
+            self._client.create_multipart_upload, key, Bucket=self.bucket, Key=self._root + key
+        )
+        upload_id: str = resp["UploadId"]
+        return upload_id
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+        digest = hashlib.md5(data).digest()  # noqa: S324 - Content-MD5, not security
+        resp = self._call(
+            self._client.upload_part,
+            key,
+            Bucket=self.bucket,
+            Key=self._root + key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+            ContentMD5=base64.b64encode(digest).decode(),
+        )
+        return UploadedPart(number=number, etag=_strip_etag(resp.get("ETag")) or digest.hex())
+
+    def copy_part(
+        self,
+        source: ObjectStore,
+        src_key: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        byte_range: tuple[int, int],
+    ) -> UploadedPart:
+        src = self._copy_source(source, key)
+        if not self.capabilities.multipart_copy:
+            raise StorageError(
+                ErrorKind.UNSUPPORTED, f"{self.location} has no multipart copy", key=key
+            )
+        first, last = byte_range
+        resp = self._call(
+            self._client.upload_part_copy,
+            key,
+            Bucket=self.bucket,
+            Key=self._root + key,
+            UploadId=upload_id,
+            PartNumber=number,
+            CopySource={"Bucket": src.bucket, "Key": src._root + src_key},
+            CopySourceRange=f"bytes={first}-{last}",
+        )
+        etag = _strip_etag(resp.get("CopyPartResult", {}).get("ETag"))
+        if etag is None:
+            # rclone serve s3 answers UploadPartCopy with 200 and an empty part.
+            raise StorageError(
+                ErrorKind.UNSUPPORTED,
+                f"{self.location} answered UploadPartCopy without a part ETag; "
+                "open this storage with multipart_copy=False",
+                key=key,
+            )
+        return UploadedPart(number=number, etag=etag)
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[UploadedPart]
+    ) -> ObjectInfo:
+        self._call(
+            self._client.complete_multipart_upload,
+            key,
+            Bucket=self.bucket,
+            Key=self._root + key,
+            UploadId=upload_id,
+            MultipartUpload={
+                "Parts": [{"ETag": f'"{p.etag}"', "PartNumber": p.number} for p in parts]
+            },
+        )
+        # The response has no size, and some servers' ETag here differs from HEAD's.
+        return self.head(key)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            self._call(
+                self._client.abort_multipart_upload,
+                key,
+                Bucket=self.bucket,
+                Key=self._root + key,
+                UploadId=upload_id,
+            )
+        except StorageError as exc:
+            if exc.kind is not ErrorKind.NOT_FOUND or exc.code == "NoSuchBucket":
+                raise
+
+    # -- private helpers ---------------------------------------------------------------------
+
+    def _call(self, operation: Callable[..., Any], key: str | None, **params: Any) -> Any:
+        try:
+            return operation(**params)
+        except Exception as exc:
+            raise _translate(exc, key, bucket=self.bucket) from exc
+
+    def _copy_source(self, source: ObjectStore, key: str) -> S3Store:
+        if not isinstance(source, S3Store) or not self.can_copy_from(source):
+            raise StorageError(
+                ErrorKind.UNSUPPORTED,
+                f"no server-side copy from {source.location} to {self.location}",
+                key=key,
+            )
+        return source
+
+
+def _new_client(*args: Any, **kwargs: Any) -> Any:
+    """A boto3 client from one shared session. Clients are thread-safe, sessions are not (hence
+    the lock); sharing one saves loading the S3 service model for every store. Credentials go
+    to each client, never to the session."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client(*args, **kwargs)
+
+
+_session: boto3.session.Session | None = None
+_session_lock = threading.Lock()
+
+
+def _info(key: str, size: int, etag: str | None, last_modified: datetime | None) -> ObjectInfo:
+    etag = _strip_etag(etag)
+    # A single-part upload's ETag is the content MD5 (SSE-KMS aside); a multipart one has '-N'.
+    md5 = etag if etag is not None and _MD5_HEX.fullmatch(etag) else None
+    return ObjectInfo(key=key, size=size, etag=etag, last_modified=last_modified, md5=md5)
+
+
+def _strip_etag(etag: str | None) -> str | None:
+    if not etag:
+        return None
+    return etag.strip().strip('"').lower() or None
+
+
+def _normalize_root(root: str) -> str:
+    root = root.strip("/")
+    return f"{root}/" if root else ""
+
+
+def _page_limit(limit: int, max_list_page: int) -> int:
+    if limit < 1:
+        raise StorageError(ErrorKind.INVALID_CONFIG, f"page limit must be positive, got {limit}")
+    return min(limit, max_list_page)
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+_NOT_FOUND = frozenset({"NoSuchKey", "NoSuchUpload", "NoSuchVersion", "NotFound", "404"})
+_DENIED = frozenset(
+    {
+        "AccessDenied",
+        "Forbidden",
+        "403",
+        "401",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "ExpiredToken",
+        "InvalidToken",
+        "InvalidSecurity",
+    }
+)
+_PRECONDITION = frozenset(
+    {
+        "PreconditionFailed",
+        "412",
+        "InvalidPart",
+        "InvalidPartOrder",
+        "EntityTooSmall",
+        "EntityTooLarge",
+        "InvalidRange",
+        "416",
+    }
+)
+_RATE_LIMITED = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "TooManyRequests",
+        "ServiceUnavailable",
+        "429",
+        "503",
+    }
+)
+_UNAVAILABLE = frozenset(
+    {"InternalError", "RequestTimeout", "BadGateway", "GatewayTimeout", "500", "502", "504"}
+)
+_CHECKSUM = frozenset({"BadDigest", "XAmzContentSHA256Mismatch"})
+_CONFIG = frozenset(
+    {
+        "InvalidBucketName",
+        "PermanentRedirect",
+        "301",
+        "AuthorizationHeaderMalformed",
+        "IllegalLocationConstraintException",
+    }
+)
+_UNSUPPORTED = frozenset({"NotImplemented", "501", "InvalidObjectState"})
+# Network failures: the request may succeed when made again.
+_NETWORK_ERRORS = (
+    boto_errors.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, proxies
+    boto_errors.HTTPClientError,  # ConnectionClosedError, ReadTimeoutError, ResponseStreaming
+    boto_errors.IncompleteReadError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.ReadTimeoutError,
+    http.client.IncompleteRead,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _translate(exc: BaseException, key: str | None, *, bucket: str | None = None) -> StorageError:
+    """The one place a botocore/boto3/urllib3 failure becomes a StorageError."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, boto_errors.ClientError):
+        error: Any = exc.response.get("Error", {})
+        meta: Any = exc.response.get("ResponseMetadata", {})
+        code = str(error.get("Code") or "")
+        status = meta.get("HTTPStatusCode")
+        status_code = str(status or "")
+        message = str(error.get("Message") or code or exc)
+        facts: dict[str, Any] = {"key": key, "status": status, "code": code or None}
+        if code == "NoSuchBucket":
+            name = error.get("BucketName") or bucket or "?"
+            return StorageError(ErrorKind.NOT_FOUND, f"bucket {name!r} does not exist", **facts)
+        table = (
+            (_NOT_FOUND, ErrorKind.NOT_FOUND),
+            (_DENIED, ErrorKind.PERMISSION_DENIED),
+            (_PRECONDITION, ErrorKind.PRECONDITION_FAILED),
+            (_CHECKSUM, ErrorKind.CHECKSUM_MISMATCH),
+            (_CONFIG, ErrorKind.INVALID_CONFIG),
+            (_UNSUPPORTED, ErrorKind.UNSUPPORTED),
+            (_RATE_LIMITED, ErrorKind.RATE_LIMITED),
+            (_UNAVAILABLE, ErrorKind.UNAVAILABLE),
+        )
+        # The error code decides; an unknown code falls back on the HTTP status.
+        kind = next((k for codes, k in table if code in codes), None)
+        kind = kind or next((k for codes, k in table if status_code in codes), None)
+        if kind is None:
+            is_5xx = isinstance(status, int) and status >= 500
+            kind = ErrorKind.UNAVAILABLE if is_5xx else ErrorKind.UNEXPECTED
+        retry_after = None
+        if kind is ErrorKind.RATE_LIMITED:
+            retry_after = _retry_after(meta.get("HTTPHeaders", {}))
+        return StorageError(kind, message, retry_after=retry_after, **facts)
+    if isinstance(exc, boto_errors.SSLError):  # a certificate problem does not heal by itself
+        return StorageError(ErrorKind.INVALID_CONFIG, str(exc), key=key)
+    if isinstance(exc, _NETWORK_ERRORS):
+        return StorageError(ErrorKind.UNAVAILABLE, str(exc), key=key, transient=True)
+    if isinstance(
+        exc,
+        boto_errors.NoCredentialsError
+        | boto_errors.PartialCredentialsError
+        | boto_errors.ParamValidationError
+        | boto_errors.NoRegionError,
+    ):
+        return StorageError(ErrorKind.INVALID_CONFIG, str(exc), key=key)
+    return StorageError(ErrorKind.UNEXPECTED, f"{type(exc).__name__}: {exc}", key=key)

@@ -1,0 +1,216 @@
+"""The HTTP API on a real SQLite DB: auth, workspaces, validation, secrets kept secret."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from bayport.settings import Settings
+from bayport.wiring import Container, build_container
+from metadata import repository as repo
+from metadata.db import migrate
+from tests.conftest import make_settings
+from tests.support import InlineQueue
+
+SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYzz"
+KEY_ID = "AKIDEXAMPLEKEYID0001"
+
+
+@pytest.fixture
+def api_settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "bayport", local_roots=[str(tmp_path / "allowed")])
+
+
+@pytest.fixture
+def api_container(api_settings: Settings) -> Iterator[Container]:
+    migrate(api_settings.resolved_database_url)
+    container = build_container(api_settings, enqueuer=InlineQueue())
+    yield container
+    container.db.dispose()
+
+
+def _key(container: Container, name: str) -> str:
+    with container.db.uow() as uow:
+        _, key = repo.create_workspace(uow.session, name=name)
+        uow.commit()
+    return key
+
+
+@pytest.fixture
+def client(api_container: Container) -> TestClient:
+    c = TestClient(create_app(api_container))
+    c.headers["Authorization"] = f"Bearer {_key(api_container, 'alice')}"
+    return c
+
+
+@pytest.fixture
+def other(api_container: Container) -> TestClient:
+    c = TestClient(create_app(api_container))
+    c.headers["Authorization"] = f"Bearer {_key(api_container, 'bob')}"
+    return c
+
+
+S3_CONFIG = {
+    "name": "user-bucket", "provider": "s3", "endpoint": "http://127.0.0.1:9",
+    "bucket_name": "photos", "file_path": "/raw/", "accesskey_id": KEY_ID,
+    "accesskey_secret": SECRET,
+}
+MANIFEST = {
+    "dataset": "Cats",
+    "segment": "default",
+    "source": {"config_name": "user-bucket", "data_prefix": "data/images/",
+               "label_prefix": "data/labels/", "label_type": "classification"},
+    "options": {"concurrency": 8, "shard_size": 100, "overwrite": "skip_existing"},
+}
+
+
+def _setup(client: TestClient) -> None:
+    assert client.post("/v1/storage-configs", json=S3_CONFIG).status_code == 201
+    assert client.post("/v1/datasets", json={"name": "Cats", "config_name": "user-bucket",
+                                             "path": "datasets/cats"}).status_code == 201
+
+
+def test_requests_without_a_valid_key_are_401(api_container: Container) -> None:
+    anonymous = TestClient(create_app(api_container))
+    assert anonymous.get("/v1/datasets").status_code == 401
+    r = anonymous.get("/v1/datasets", headers={"Authorization": "Bearer bp_nope"})
+    assert r.status_code == 401 and "unknown access key" in r.text
+
+
+def test_bootstrap_key_creates_the_first_workspace(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "b", bootstrap_access_key="bp_bootstrap-key-123")
+    migrate(settings.resolved_database_url)
+    container = build_container(settings, enqueuer=InlineQueue())
+    c = TestClient(create_app(container))
+    r = c.get("/v1/datasets", headers={"Authorization": "Bearer bp_bootstrap-key-123"})
+    assert (r.status_code, r.json()) == (200, [])
+    # A second start with the same key reuses its workspace.
+    create_app(container)
+    with container.db.uow() as uow:
+        assert repo.workspace_for_key(uow.session, key="bp_bootstrap-key-123") is not None
+
+
+def test_storage_config_round_trip_never_returns_the_secret(
+    client: TestClient, api_settings: Settings
+) -> None:
+    created = client.post("/v1/storage-configs", json=S3_CONFIG)
+    assert created.status_code == 201
+    body = created.json()
+    assert body["file_path"] == "raw/"
+    assert body["accesskey_id"] == "AKID…0001"
+    responses = [created, client.get("/v1/storage-configs"),
+                 client.get("/v1/storage-configs/user-bucket")]
+    for r in responses:
+        assert SECRET not in r.text and KEY_ID not in r.text
+    assert client.post("/v1/storage-configs", json=S3_CONFIG).status_code == 409
+    # Not in the DB file in plain text either (nor its WAL).
+    db_files = list(api_settings.data_dir.glob("bayport.db*"))
+    assert db_files
+    for path in db_files:
+        assert SECRET.encode() not in path.read_bytes()
+
+
+def test_storage_config_validation(client: TestClient, tmp_path: Path) -> None:
+    r = client.post("/v1/storage-configs", json={**S3_CONFIG, "provider": "ftp"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "provider"]
+    r = client.post("/v1/storage-configs", json={**S3_CONFIG, "accesskey_secret": ""})
+    assert r.status_code == 422 and "accesskey_secret" in r.text
+    r = client.post("/v1/storage-configs", json={**S3_CONFIG, "name": "bad name!"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "name"]
+    local = {"name": "disk", "provider": "local", "bucket_name": "/etc"}
+    r = client.post("/v1/storage-configs", json=local)
+    assert r.status_code == 422 and "BAYPORT_LOCAL_ROOTS" in r.text
+    allowed = tmp_path / "allowed" / "photos"
+    r = client.post("/v1/storage-configs", json={**local, "bucket_name": str(allowed)})
+    assert r.status_code == 201
+
+
+def test_config_in_use_cannot_be_deleted(client: TestClient) -> None:
+    _setup(client)
+    assert client.delete("/v1/storage-configs/user-bucket").status_code == 409
+    client.post("/v1/storage-configs", json={**S3_CONFIG, "name": "spare"})
+    assert client.delete("/v1/storage-configs/spare").status_code == 204
+    assert client.get("/v1/storage-configs/spare").status_code == 404
+
+
+def test_datasets(client: TestClient) -> None:
+    _setup(client)
+    r = client.get("/v1/datasets/Cats")
+    assert r.json()["config_name"] == "user-bucket" and r.json()["path"] == "datasets/cats/"
+    assert client.post("/v1/datasets", json={"name": "Cats"}).status_code == 409
+    assert client.post("/v1/datasets", json={"name": "Dogs", "config_name": "nope"}).status_code == 404
+    r = client.post("/v1/datasets", json={"name": "Default"})
+    assert r.status_code == 201 and r.json()["config_name"] is None
+    assert [d["name"] for d in client.get("/v1/datasets").json()] == ["Cats", "Default"]
+
+
+def test_submit_answers_202_with_a_location(client: TestClient, api_container: Container) -> None:
+    _setup(client)
+    r = client.post("/v1/imports", json=MANIFEST)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == f"/v1/imports/{job['id']}"
+    assert (job["state"], job["dataset"], job["segment"]) == ("queued", "Cats", "default")
+    assert client.get(f"/v1/imports/{job['id']}").json()["id"] == job["id"]
+    assert [j["id"] for j in client.get("/v1/imports").json()["items"]] == [job["id"]]
+    queue = api_container.ctx.enqueue
+    assert isinstance(queue, InlineQueue) and list(queue.tasks) == [("plan", job["id"])]
+    assert SECRET not in r.text
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"source": {"data_prefix": "x/"}}, ["body", "source", "config_name"]),
+        ({"options": {"overwrite": "sometimes"}}, ["body", "options", "overwrite"]),
+        ({"options": {"shard_size": 0}}, ["body", "options", "shard_size"]),
+        ({"options": {"concurrency": 100000}}, ["body", "options", "concurrency"]),
+        ({"options": {"colour": "red"}}, ["body", "options", "colour"]),
+        ({"segment": "no/slashes"}, ["body", "segment"]),
+        ({"source": {"config_name": "user-bucket", "label_type": "hologram"}},
+         ["body", "source", "label_type"]),
+        ({"source": {"config_name": "user-bucket", "data_prefix": "../etc"}},
+         ["body", "source", "data_prefix"]),
+    ],
+)
+def test_bad_manifests_are_422_naming_the_field(
+    client: TestClient, change: dict[str, object], field: list[str]
+) -> None:
+    _setup(client)
+    body = {**MANIFEST, **change}
+    r = client.post("/v1/imports", json=body)
+    assert r.status_code == 422, r.text
+    assert any(err["loc"] == field for err in r.json()["detail"]), r.json()
+
+
+def test_missing_dataset_is_a_404(client: TestClient) -> None:
+    _setup(client)
+    r = client.post("/v1/imports", json={**MANIFEST, "dataset": "Dogs"})
+    assert r.status_code == 404 and r.json()["field"] == "dataset"
+
+
+def test_another_workspaces_resources_are_404(client: TestClient, other: TestClient) -> None:
+    _setup(client)
+    job = client.post("/v1/imports", json=MANIFEST).json()
+    assert other.get("/v1/storage-configs/user-bucket").status_code == 404
+    assert other.get("/v1/datasets/Cats").status_code == 404
+    assert other.get(f"/v1/imports/{job['id']}").status_code == 404
+    assert other.post(f"/v1/imports/{job['id']}/cancel").status_code == 404
+    assert other.get(f"/v1/imports/{job['id']}/failures").status_code == 404
+    assert other.get("/v1/imports").json()["items"] == []
+    # bob's own dataset cannot import from alice's config
+    other.post("/v1/datasets", json={"name": "Cats"})
+    r = other.post("/v1/imports", json=MANIFEST)
+    assert r.status_code == 404 and r.json()["field"] == "source.config_name"
+
+
+def test_cancel_and_retry_states(client: TestClient) -> None:
+    _setup(client)
+    job = client.post("/v1/imports", json=MANIFEST).json()
+    assert client.post(f"/v1/imports/{job['id']}/retry").status_code == 409  # still running
+    r = client.post(f"/v1/imports/{job['id']}/cancel")
+    assert r.status_code == 202 and r.json()["cancel_requested"] is True

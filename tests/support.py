@@ -1,0 +1,75 @@
+"""Test helpers shared by the suites: an inline task queue and storage-config factories."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+from bayport.secretbox import SecretBox
+from importer import service
+from importer.service import ImportContext
+from metadata.models import Dataset, StorageConfig
+
+
+class InlineQueue:
+    """The Enqueuer port as a list: tests run the queued tasks themselves, in any order.
+    (A fake of our own port, not of Celery: end-to-end tests use a real worker.)"""
+
+    def __init__(self) -> None:
+        self.tasks: deque[tuple[str, str]] = deque()
+
+    def plan_import(self, job_id: str) -> None:
+        self.tasks.append(("plan", job_id))
+
+    def copy_shard(self, shard_id: str) -> None:
+        self.tasks.append(("copy", shard_id))
+
+    def drain(self, ctx: ImportContext, *, rng: random.Random | None = None) -> int:
+        ran = 0
+        while self.tasks:
+            if rng is not None:
+                self.tasks.rotate(rng.randrange(len(self.tasks)))
+            kind, ident = self.tasks.popleft()
+            if kind == "plan":
+                service.plan_import(ctx, ident)
+            else:
+                service.copy_shard(ctx, ident)
+            ran += 1
+        return ran
+
+
+def add_config(
+    ctx: ImportContext,
+    box: SecretBox,
+    *,
+    workspace_id: str,
+    name: str,
+    provider: str = "memory",
+    bucket: str,
+    file_path: str = "",
+    endpoint: str | None = None,
+    credentials: dict[str, str] | None = None,
+) -> StorageConfig:
+    config = StorageConfig(
+        workspace_id=workspace_id, name=name, provider=provider, bucket_name=bucket,
+        file_path=file_path, endpoint=endpoint,
+        credentials_encrypted=box.seal(credentials or {}), credentials_hint="",
+    )
+    with ctx.db.uow() as uow:
+        uow.session.add(config)
+        uow.commit()
+    return config
+
+
+def add_dataset(
+    ctx: ImportContext, *, workspace_id: str, name: str, config: StorageConfig | None,
+    path: str = "",
+) -> Dataset:
+    dataset = Dataset(workspace_id=workspace_id, name=name,
+                      config_id=config.id if config else None, path=path)
+    if config is None:
+        dataset.path = f"{workspace_id}/{dataset.id}/{path}"
+    with ctx.db.uow() as uow:
+        uow.session.add(dataset)
+        uow.commit()
+    return dataset

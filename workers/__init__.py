@@ -1,0 +1,1 @@
+"""Celery entry points: the app, its thin tasks, and the enqueuer the import logic calls."""

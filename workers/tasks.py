@@ -1,0 +1,30 @@
+"""Thin Celery tasks: each takes an id, reloads state from the DB and calls the import logic."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import OperationalError
+
+from bayport.wiring import get_container
+from importer import service
+from workers.celery_app import app
+
+# A lost DB connection (a restart, a failover) retries the whole task later; the import
+# logic is idempotent, so a rerun picks up where the ledger says it stopped.
+_RETRY = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 20,
+}
+
+
+@app.task(name="bayport.plan_import", **_RETRY)
+def plan_import(job_id: str) -> str:
+    service.plan_import(get_container().ctx, job_id)
+    return f"planned job {job_id}"
+
+
+@app.task(name="bayport.copy_shard", **_RETRY)
+def copy_shard(shard_id: str) -> str:
+    return str(service.copy_shard(get_container().ctx, shard_id))
