@@ -10,6 +10,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 from storage_adapters.base import ObjectStore
+from storage_adapters.retry import RetryPolicy
 
 CATEGORIES = ("cat", "dog")
 COLORS = ("red", "black", "white", "ginger")
@@ -51,9 +52,13 @@ def populate(
 ) -> None:
     """Write images 1..n and their labels under `prefix`."""
 
+    retry = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=1.0)
+
     def put(i: int) -> None:
-        store.put(image_key(i, prefix=prefix), make_png(i, side=image_side))
-        store.put(label_key(i, prefix=prefix), json.dumps(make_label(i)).encode())
+        image = make_png(i, side=image_side)
+        label = json.dumps(make_label(i)).encode()
+        retry.call(lambda: store.put(image_key(i, prefix=prefix), image))
+        retry.call(lambda: store.put(label_key(i, prefix=prefix), label))
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(put, range(1, n + 1)))

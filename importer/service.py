@@ -89,6 +89,15 @@ def submit_import(ctx: ImportContext, *, workspace_id: str, manifest: ImportMani
                 field="source.config_name",
             )
         segment = repo.get_or_create_segment(s, dataset_id=dataset.id, name=manifest.segment)
+        # One import at a time per segment: the ledger row of an object says which job last
+        # touched it, and two jobs racing on one segment would take each other's objects.
+        running = repo.running_job_on_segment(s, segment_id=segment.id)
+        if running is not None:
+            raise Conflict(
+                f"import job {running.id} is still {running.state} on segment "
+                f"{manifest.segment!r} of {manifest.dataset!r}: wait for it or cancel it",
+                field="segment",
+            )
         in_place = is_in_place(
             source_config_id=config.id,
             data_prefix=manifest.source.data_prefix,

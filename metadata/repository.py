@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from metadata.models import (
+    FINAL_STATES,
     AccessKey,
     Dataset,
     ImportJob,
@@ -24,6 +25,8 @@ from metadata.models import (
     Workspace,
     utcnow,
 )
+
+FINAL_STATE_VALUES = [s.value for s in FINAL_STATES]
 
 ACCESS_KEY_PREFIX = "bp_"
 
@@ -105,6 +108,17 @@ def get_or_create_segment(session: Session, *, dataset_id: str, name: str) -> Se
     session.add(segment)
     session.flush()
     return segment
+
+
+def running_job_on_segment(session: Session, *, segment_id: str) -> ImportJob | None:
+    """The segment's unfinished job, if any; locks the segment row so that two submissions
+    for one segment are decided one after the other."""
+    session.exec(select(Segment).where(Segment.id == segment_id).with_for_update()).first()
+    return session.exec(
+        select(ImportJob).where(
+            ImportJob.segment_id == segment_id, col(ImportJob.state).not_in(FINAL_STATE_VALUES)
+        )
+    ).first()
 
 
 def get_segment(session: Session, *, dataset_id: str, name: str) -> Segment | None:

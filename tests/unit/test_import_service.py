@@ -178,7 +178,7 @@ def test_bad_label_and_missing_object_fail_alone_then_retry_completes(
     with setup.db.uow() as uow:
         job = uow.session.get(ImportJob, job.id)
     assert (job.state, job.run, job.failed) == ("succeeded", 2, 0)
-    assert job.copied == 2  # the retry's own work; the rest were done by run 1
+    assert job.copied == N  # the job as a whole: run 1 copied N - 2, the retry 2
     assert len(ledger_rows(setup)) == N
     assert dest_store.get_bytes("default/00005.png", max_size=1 << 20) == make_png(5)
 
@@ -224,21 +224,32 @@ def test_finalizes_once_whatever_order_tasks_run_in(
     setup, queue: InlineQueue, workspace_id: str
 ) -> None:
     jobs = [
-        service.submit_import(setup, workspace_id=workspace_id,
-                              manifest=manifest(shard_size=s, overwrite="always"))
-        for s in (1, 3, 10)
+        service.submit_import(
+            setup, workspace_id=workspace_id,
+            manifest=manifest(shard_size=size).model_copy(update={"segment": f"s{size}"}),
+        )
+        for size in (1, 3, 10)
     ]
     queue.drain(setup, rng=random.Random(7))
     with setup.db.uow() as uow:
         for job in jobs:
             fresh = uow.session.get(ImportJob, job.id)
             assert fresh.state == "succeeded"
-            assert fresh.copied + fresh.skipped == N
+            assert (fresh.copied, fresh.skipped) == (N, 0)
             done = uow.session.exec(
                 select(func.count()).select_from(Shard).where(Shard.job_id == job.id,
                                                               Shard.done == True)  # noqa: E712
             ).one()
             assert done == fresh.shards_total
+
+
+def test_one_import_at_a_time_per_segment(setup, queue: InlineQueue, workspace_id: str) -> None:
+    first = service.submit_import(setup, workspace_id=workspace_id, manifest=manifest())
+    with pytest.raises(Conflict) as err:
+        service.submit_import(setup, workspace_id=workspace_id, manifest=manifest())
+    assert first.id in err.value.message and err.value.field == "segment"
+    queue.drain(setup)
+    service.submit_import(setup, workspace_id=workspace_id, manifest=manifest())
 
 
 def test_a_redelivered_shard_redoes_nothing(setup, queue: InlineQueue, workspace_id: str) -> None:
