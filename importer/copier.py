@@ -52,7 +52,7 @@ def copy_object(
             limits.max_single_copy_size, dst.capabilities.max_single_copy_size or 2**63
         )
         if source.size <= max_single:
-            info = dst.copy_from(src, source.key, dst_key)
+            info = dst.copy_from(src, source.key, dst_key, size=source.size)
             return _verify_server_copy(dst, source, dst_key, info, "server")
         if dst.capabilities.multipart_copy:
             info = _multipart_server_copy(src, dst, source, dst_key, limits.part_size)

@@ -111,8 +111,12 @@ class ObjectStore(Protocol):
         `capabilities.max_single_copy_size` (multipart copy above it when declared)."""
         ...
 
-    def copy_from(self, source: ObjectStore, src_key: str, dst_key: str) -> ObjectInfo:
-        """Server-side copy of one object; UNSUPPORTED unless `can_copy_from(source)`."""
+    def copy_from(
+        self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
+    ) -> ObjectInfo:
+        """Server-side copy of one object; UNSUPPORTED unless `can_copy_from(source)`.
+        `size` is the source's size as listed: an adapter whose copy answer lacks the size
+        may report it instead of asking again (the caller verifies by content hash)."""
         ...
 
     def create_multipart(self, key: str) -> str:

@@ -160,7 +160,9 @@ class LocalStore:
     def can_copy_from(self, source: ObjectStore) -> bool:
         return isinstance(source, LocalStore)
 
-    def copy_from(self, source: ObjectStore, src_key: str, dst_key: str) -> ObjectInfo:
+    def copy_from(
+        self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
+    ) -> ObjectInfo:
         src_path = self._copy_source(source, dst_key)._file(src_key)
         path = self._path(dst_key)
         st = self._replace_into(path, dst_key, lambda tmp: shutil.copyfile(src_path, tmp))

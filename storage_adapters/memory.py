@@ -188,7 +188,9 @@ class MemoryStore:
     def can_copy_from(self, source: ObjectStore) -> bool:
         return isinstance(source, MemoryStore) and source.account == self.account
 
-    def copy_from(self, source: ObjectStore, src_key: str, dst_key: str) -> ObjectInfo:
+    def copy_from(
+        self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
+    ) -> ObjectInfo:
         src = self._copy_source(source, dst_key)
         with src.backend.lock:
             src.backend._enter("copy_source")

@@ -197,17 +197,22 @@ class S3Store:
     def can_copy_from(self, source: ObjectStore) -> bool:
         return isinstance(source, S3Store) and source.account == self.account
 
-    def copy_from(self, source: ObjectStore, src_key: str, dst_key: str) -> ObjectInfo:
+    def copy_from(
+        self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
+    ) -> ObjectInfo:
         src = self._copy_source(source, dst_key)
-        self._call(
+        resp = self._call(
             self._client.copy_object,
             dst_key,
             Bucket=self.bucket,
             Key=self._root + dst_key,
             CopySource={"Bucket": src.bucket, "Key": src._root + src_key},
         )
-        # CopyObject does not say the size; the HEAD also proves the copy landed.
-        return self.head(dst_key)
+        etag = _strip_etag(resp.get("CopyObjectResult", {}).get("ETag"))
+        if size is None or etag is None:
+            # CopyObject does not say the size; the HEAD also proves the copy landed.
+            return self.head(dst_key)
+        return _info(dst_key, size, etag, None)
 
     def create_multipart(self, key: str) -> str:
         resp = self._call(
