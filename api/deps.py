@@ -35,7 +35,8 @@ def current_workspace(
         workspace = repo.workspace_for_key(uow.session, key=credentials.credentials)
     if workspace is None:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "unknown access key",
+            status.HTTP_401_UNAUTHORIZED,
+            "unknown access key",
             headers={"WWW-Authenticate": "Bearer"},
         )
     return workspace.id

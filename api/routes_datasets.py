@@ -50,7 +50,10 @@ def create_dataset(
             # Bayport's own storage: each dataset gets a folder of its own.
             config_id, path = None, f"{workspace_id}/{dataset_id}/{body.path or ''}"
         dataset = Dataset(
-            id=dataset_id, workspace_id=workspace_id, name=body.name, config_id=config_id,
+            id=dataset_id,
+            workspace_id=workspace_id,
+            name=body.name,
+            config_id=config_id,
             path=path,
         )
         s.add(dataset)
@@ -95,6 +98,8 @@ def segment_data(
         rows = repo.segment_data(s, segment_id=seg.id, offset=offset, limit=limit + 1)
     items = [DataItem(**ledger_row_public(r)) for r in rows[:limit]]
     return Page[DataItem](
-        items=items, offset=offset, limit=limit,
+        items=items,
+        offset=offset,
+        limit=limit,
         next_offset=offset + limit if len(rows) > limit else None,
     )

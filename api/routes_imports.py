@@ -27,9 +27,13 @@ def job_public(container: ContainerDep, job: ImportJob) -> JobPublic:
         in_place=job.in_place,
         run=job.run,
         counts=JobCounts(
-            listed=job.listed, planned=job.planned, copied=counts.copied,
-            registered=counts.registered, skipped=counts.skipped,
-            failed=counts.failed, bytes_listed=job.bytes_listed,
+            listed=job.listed,
+            planned=job.planned,
+            copied=counts.copied,
+            registered=counts.registered,
+            skipped=counts.skipped,
+            failed=counts.failed,
+            bytes_listed=job.bytes_listed,
             bytes_copied=counts.bytes_copied,
         ),
         shards_total=job.shards_total,
@@ -53,7 +57,9 @@ def _job(container: ContainerDep, workspace_id: str, job_id: str) -> ImportJob:
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
 def submit_import(
-    manifest: ImportManifest, response: Response, workspace_id: WorkspaceDep,
+    manifest: ImportManifest,
+    response: Response,
+    workspace_id: WorkspaceDep,
     container: ContainerDep,
 ) -> JobPublic:
     job = service.submit_import(container.ctx, workspace_id=workspace_id, manifest=manifest)
@@ -62,12 +68,18 @@ def submit_import(
 
 
 @router.get("", response_model=Page[JobPublic])
-def list_imports(workspace_id: WorkspaceDep, container: ContainerDep, page: PageDep) -> Page[JobPublic]:
+def list_imports(
+    workspace_id: WorkspaceDep, container: ContainerDep, page: PageDep
+) -> Page[JobPublic]:
     offset, limit = page
     with container.db.uow() as uow:
-        jobs = repo.list_jobs(uow.session, workspace_id=workspace_id, offset=offset, limit=limit + 1)
+        jobs = repo.list_jobs(
+            uow.session, workspace_id=workspace_id, offset=offset, limit=limit + 1
+        )
     return Page[JobPublic](
-        items=[job_public(container, j) for j in jobs[:limit]], offset=offset, limit=limit,
+        items=[job_public(container, j) for j in jobs[:limit]],
+        offset=offset,
+        limit=limit,
         next_offset=offset + limit if len(jobs) > limit else None,
     )
 
@@ -99,12 +111,17 @@ def import_failures(
         rows = repo.job_failures(uow.session, job_id=job.id, offset=offset, limit=limit + 1)
     items = [
         FailureItem(
-            source_key=r.source_key, remote_path=r.remote_path, error_code=r.error_code,
-            error_message=r.error_message, attempts=r.attempts,
+            source_key=r.source_key,
+            remote_path=r.remote_path,
+            error_code=r.error_code,
+            error_message=r.error_message,
+            attempts=r.attempts,
         )
         for r in rows[:limit]
     ]
     return Page[FailureItem](
-        items=items, offset=offset, limit=limit,
+        items=items,
+        offset=offset,
+        limit=limit,
         next_offset=offset + limit if len(rows) > limit else None,
     )

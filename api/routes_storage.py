@@ -35,9 +35,14 @@ def _check_local_folder(container: ContainerDep, folder: str) -> None:
     if not path.is_absolute() or not any(path.resolve().is_relative_to(r) for r in roots):
         raise HTTPException(
             422,
-            [{"loc": ["body", "bucket_name"], "type": "value_error",
-              "msg": "a local storage folder must be an absolute path inside one of the "
-                     "operator's BAYPORT_LOCAL_ROOTS"}],
+            [
+                {
+                    "loc": ["body", "bucket_name"],
+                    "type": "value_error",
+                    "msg": "a local storage folder must be an absolute path inside one of the "
+                    "operator's BAYPORT_LOCAL_ROOTS",
+                }
+            ],
         )
 
 
@@ -50,9 +55,13 @@ def create_storage_config(
     elif not body.accesskey_id or not body.accesskey_secret.get_secret_value():
         raise HTTPException(
             422,
-            [{"loc": ["body", "accesskey_secret" if body.accesskey_id else "accesskey_id"],
-              "type": "missing", "msg": "an s3 storage config needs accesskey_id and "
-              "accesskey_secret"}],
+            [
+                {
+                    "loc": ["body", "accesskey_secret" if body.accesskey_id else "accesskey_id"],
+                    "type": "missing",
+                    "msg": "an s3 storage config needs accesskey_id and accesskey_secret",
+                }
+            ],
         )
     credentials = {
         "accesskey_id": body.accesskey_id,
@@ -104,15 +113,15 @@ def get_storage_config(
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_storage_config(name: str, workspace_id: WorkspaceDep, container: ContainerDep) -> Response:
+def delete_storage_config(
+    name: str, workspace_id: WorkspaceDep, container: ContainerDep
+) -> Response:
     with container.db.uow() as uow:
         config = repo.get_config(uow.session, workspace_id=workspace_id, name=name)
         if config is None:
             raise HTTPException(404, f"storage config {name!r} does not exist")
         if repo.config_in_use(uow.session, config_id=config.id):
-            raise HTTPException(
-                409, f"storage config {name!r} is used by datasets or import jobs"
-            )
+            raise HTTPException(409, f"storage config {name!r} is used by datasets or import jobs")
         uow.session.delete(config)
         uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -30,8 +30,9 @@ def build_container(settings: Settings, *, enqueuer: Enqueuer | None = None) -> 
         enqueuer = CeleryEnqueuer.from_settings(settings)
     db = Database(settings.resolved_database_url)
     box = SecretBox(settings.fernet_keys())
-    ctx = ImportContext(db=db, stores=ConfigStores(settings, box), enqueue=enqueuer,
-                        settings=settings)
+    ctx = ImportContext(
+        db=db, stores=ConfigStores(settings, box), enqueue=enqueuer, settings=settings
+    )
     return Container(settings=settings, db=db, box=box, ctx=ctx)
 
 

@@ -41,7 +41,9 @@ class BayportClient:
         return self.request("POST", "/v1/storage-configs", json=fields)
 
     def create_dataset(self, name: str, config_name: str | None = None, **extra: Any) -> Any:
-        return self.request("POST", "/v1/datasets", json={"name": name, "config_name": config_name, **extra})
+        return self.request(
+            "POST", "/v1/datasets", json={"name": name, "config_name": config_name, **extra}
+        )
 
     def submit(self, manifest: dict[str, Any]) -> Any:
         return self.request("POST", "/v1/imports", json=manifest)

@@ -34,18 +34,26 @@ def run_demo(*, objects: int, data_dir: Path | None, console: Console) -> int:
         with start_rclone_s3(s3_root, access_key=ak, secret_key=sk) as s3:
             console.print(f"local S3 server (rclone serve s3) at {s3.url}")
             creds = {"accesskey_id": ak, "accesskey_secret": sk}
-            source = open_store(StorageSpec("s3", SOURCE_BUCKET, endpoint=s3.url, credentials=creds))
+            source = open_store(
+                StorageSpec("s3", SOURCE_BUCKET, endpoint=s3.url, credentials=creds)
+            )
             dest = open_store(StorageSpec("s3", DATASET_BUCKET, endpoint=s3.url, credentials=creds))
             populate(source, objects)
-            console.print(f"sample bucket: {objects} images under data/images/, labels under data/labels/")
+            console.print(
+                f"sample bucket: {objects} images under data/images/, labels under data/labels/"
+            )
 
             with local_stack(data_dir=root / "bayport", worker_log=root / "worker.log") as stack:
                 console.print(f"Bayport API at {stack.url}")
                 client = BayportClient(stack.url, stack.access_key)
                 for name, bucket in (("user-bucket", SOURCE_BUCKET), ("datasets", DATASET_BUCKET)):
                     client.create_storage_config(
-                        name=name, provider="s3", endpoint=s3.url, bucket_name=bucket,
-                        accesskey_id=ak, accesskey_secret=sk,
+                        name=name,
+                        provider="s3",
+                        endpoint=s3.url,
+                        bucket_name=bucket,
+                        accesskey_id=ak,
+                        accesskey_secret=sk,
                     )
                 client.create_dataset("Cats", config_name="datasets")
                 manifest = {
@@ -67,13 +75,24 @@ def run_demo(*, objects: int, data_dir: Path | None, console: Console) -> int:
                 again = client.wait(client.submit(manifest)["id"])
 
         table = Table(title="bayport demo: the seed's example, S3 bucket -> dataset Cats/default")
-        for column in ("objects", "seconds", "objects/s", "labels stored", "byte-identical",
-                       "re-run copied", "re-run skipped"):
+        for column in (
+            "objects",
+            "seconds",
+            "objects/s",
+            "labels stored",
+            "byte-identical",
+            "re-run copied",
+            "re-run skipped",
+        ):
             table.add_column(column, justify="right")
         table.add_row(
-            str(objects), f"{seconds:.1f}", f"{objects / seconds:.0f}",
-            str(sum(1 for d in data if d["label"])), "yes" if not mismatches else "NO",
-            str(again["counts"]["copied"]), str(again["counts"]["skipped"]),
+            str(objects),
+            f"{seconds:.1f}",
+            f"{objects / seconds:.0f}",
+            str(sum(1 for d in data if d["label"])),
+            "yes" if not mismatches else "NO",
+            str(again["counts"]["copied"]),
+            str(again["counts"]["skipped"]),
         )
         console.print(table)
         for problem in mismatches[:10]:

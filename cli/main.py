@@ -57,7 +57,8 @@ def worker(
     loglevel: str = "INFO",
 ) -> None:
     """Run a Celery worker (prefork, task events on) against the configured broker."""
-    from workers.celery_app import TASK_QUEUE, app as celery_app
+    from workers.celery_app import TASK_QUEUE
+    from workers.celery_app import app as celery_app
 
     n = processes or get_settings().worker_processes
     celery_app.worker_main(
@@ -139,9 +140,12 @@ def watch_job(client: Any, job_id: str, *, interval: float = 0.5) -> int:
     from cli.client import FINAL_STATES
 
     columns = (
-        TextColumn("[bold]{task.fields[state]}"), BarColumn(), TaskProgressColumn(),
+        TextColumn("[bold]{task.fields[state]}"),
+        BarColumn(),
+        TaskProgressColumn(),
         TextColumn("{task.completed}/{task.fields[listed]} objects"),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
     )
     started = time.monotonic()
     with Progress(*columns, console=console, transient=False) as progress:

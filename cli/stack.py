@@ -41,12 +41,16 @@ class LocalStack:
     env: dict[str, str]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start_worker(self, *, processes: int | None = None, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, *, processes: int | None = None, log_path: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         n = processes or self.settings.worker_processes
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "worker", "--processes", str(n)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.workers.append(proc)
         return proc
@@ -110,7 +114,8 @@ def local_stack(
         access_key=settings.bootstrap_access_key.get_secret_value()
         if settings.bootstrap_access_key
         else "",
-        settings=settings, env=env,
+        settings=settings,
+        env=env,
     )
     try:
         if start_workers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 
@@ -84,9 +85,7 @@ def _multipart_server_copy(
         parts: list[UploadedPart] = []
         for number, start in enumerate(range(0, source.size, part_size), start=1):
             end = min(start + part_size, source.size) - 1
-            parts.append(
-                dst.copy_part(src, source.key, dst_key, upload_id, number, (start, end))
-            )
+            parts.append(dst.copy_part(src, source.key, dst_key, upload_id, number, (start, end)))
         return dst.complete_multipart(dst_key, upload_id, parts)
     except BaseException:
         _abort_quietly(dst, dst_key, upload_id)
@@ -141,7 +140,6 @@ def _stream_multipart(
 
 
 def _abort_quietly(dst: ObjectStore, key: str, upload_id: str) -> None:
-    try:
+    # The original error is the one worth reporting; an unfinished upload expires anyway.
+    with contextlib.suppress(StorageError):
         dst.abort_multipart(key, upload_id)
-    except StorageError:
-        pass  # the original error is the one worth reporting; the upload expires anyway

@@ -72,7 +72,9 @@ def plan_page(
             continue
         label_key = (
             label_key_for(
-                obj.key, data_prefix=data_prefix, label_prefix=label_prefix,
+                obj.key,
+                data_prefix=data_prefix,
+                label_prefix=label_prefix,
                 label_suffix=label_suffix,
             )
             if label_prefix is not None

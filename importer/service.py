@@ -6,6 +6,7 @@ API, the Celery tasks and the CLI are thin entry points over these functions.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -224,7 +225,9 @@ def _plan_from_listing(ctx: ImportContext, place: _JobPlace) -> None:
     limit = min(ctx.settings.list_page_size, source.capabilities.max_list_page)
     while True:
         page = ctx.retry.call(
-            lambda c=cursor: source.list_page(manifest.source.data_prefix, cursor=c, limit=limit)
+            functools.partial(
+                source.list_page, manifest.source.data_prefix, cursor=cursor, limit=limit
+            )
         )
         planned = plan_page(
             page.objects,
@@ -244,11 +247,16 @@ def _plan_from_failures(ctx: ImportContext, place: _JobPlace) -> None:
     while True:
         with ctx.db.uow() as uow:
             rows = repo.failed_entries_page(
-                uow.session, job_id=place.job.id, after_id=after, limit=place.manifest.options.shard_size
+                uow.session,
+                job_id=place.job.id,
+                after_id=after,
+                limit=place.manifest.options.shard_size,
             )
             # Sizes and ETags are looked up again: the user may have fixed the object.
             planned = [
-                PlannedObject(key=r.source_key, size=None, etag=None, md5=None, label_key=r.label_key)
+                PlannedObject(
+                    key=r.source_key, size=None, etag=None, md5=None, label_key=r.label_key
+                )
                 for r in rows
             ]
             last = rows[-1].id if rows else None
@@ -370,7 +378,12 @@ def _finalize(s: Any, job: ImportJob) -> None:
     job.finished_at = utcnow()
     log.info(
         "job %s %s: copied %d, registered %d, skipped %d, failed %d",
-        job.id, state.value, job.copied, job.registered, job.skipped, job.failed,
+        job.id,
+        state.value,
+        job.copied,
+        job.registered,
+        job.skipped,
+        job.failed,
     )
 
 
@@ -406,7 +419,9 @@ def copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
         finished = {
             path
             for path, entry in repo.ledger_entries_by_path(
-                s, segment_id=place.segment.id, remote_paths=(remote_path(o.key, prefix) for o in items)
+                s,
+                segment_id=place.segment.id,
+                remote_paths=(remote_path(o.key, prefix) for o in items),
             ).items()
             if entry.job_id == job.id and entry.outcome != Outcome.FAILED.value
         }
@@ -414,7 +429,9 @@ def copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
     todo = [o for o in items if remote_path(o.key, prefix) not in finished]
     tally: dict[str, int] = {}
     if not cancelled and todo:
-        tally = _copy_objects(ctx, place, todo, check_dest=not place.job.dest_was_empty or shard.run > 1)
+        tally = _copy_objects(
+            ctx, place, todo, check_dest=not place.job.dest_was_empty or shard.run > 1
+        )
     with ctx.db.uow() as uow:
         job = repo.lock_job(uow.session, job_id=place.job.id)
         shard = uow.session.get(Shard, shard_id)
@@ -546,15 +563,22 @@ class _ObjectImporter:
             outcome = self._transfer(info, row, count)
             row["outcome"] = outcome.value
         except LabelError as exc:
-            row.update(outcome=Outcome.FAILED.value, error_code="label_invalid",
-                       error_message=f"{obj.label_key}: {exc}")
+            row.update(
+                outcome=Outcome.FAILED.value,
+                error_code="label_invalid",
+                error_message=f"{obj.label_key}: {exc}",
+            )
         except StorageError as exc:
-            row.update(outcome=Outcome.FAILED.value, error_code=exc.kind.value,
-                       error_message=str(exc))
+            row.update(
+                outcome=Outcome.FAILED.value, error_code=exc.kind.value, error_message=str(exc)
+            )
         except Exception as exc:  # a bug must fail this object, not the shard
             log.exception("job %s: unexpected error on %s", place.job.id, obj.key)
-            row.update(outcome=Outcome.FAILED.value, error_code="internal",
-                       error_message=f"{type(exc).__name__}: {exc}")
+            row.update(
+                outcome=Outcome.FAILED.value,
+                error_code="internal",
+                error_message=f"{type(exc).__name__}: {exc}",
+            )
         row["attempts"] = attempts[0]
         return row
 
@@ -564,7 +588,9 @@ class _ObjectImporter:
         spec = self.place.manifest.source
         try:
             raw = self.ctx.retry.call(
-                lambda: self.source.get_bytes(obj.label_key or "", max_size=self.ctx.settings.max_label_size),
+                lambda: self.source.get_bytes(
+                    obj.label_key or "", max_size=self.ctx.settings.max_label_size
+                ),
                 on_retry=count,
             )
         except StorageError as exc:
@@ -657,8 +683,11 @@ def job_progress(ctx: ImportContext, job: ImportJob) -> repo.JobCounts:
     """Live counts while a job runs; the frozen ones once it has ended."""
     if JobState(job.state).is_final or job.manifest.get("options", {}).get("dry_run"):
         return repo.JobCounts(
-            copied=job.copied, registered=job.registered, skipped=job.skipped,
-            failed=job.failed, bytes_copied=job.bytes_copied,
+            copied=job.copied,
+            registered=job.registered,
+            skipped=job.skipped,
+            failed=job.failed,
+            bytes_copied=job.bytes_copied,
         )
     with ctx.db.uow() as uow:
         return repo.job_counts(uow.session, job_id=job.id)

@@ -1,4 +1,4 @@
-"""The metadata DB's tables: workspaces and keys, storage configs, datasets, import jobs, the ledger."""
+"""The metadata DB's tables: workspaces, keys, storage configs, datasets, jobs, the ledger."""
 
 from __future__ import annotations
 

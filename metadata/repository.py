@@ -132,9 +132,7 @@ def config_in_use(session: Session, *, config_id: str) -> int:
         select(func.count()).select_from(Dataset).where(Dataset.config_id == config_id)
     ).one()
     jobs = session.exec(
-        select(func.count())
-        .select_from(ImportJob)
-        .where(ImportJob.source_config_id == config_id)
+        select(func.count()).select_from(ImportJob).where(ImportJob.source_config_id == config_id)
     ).one()
     return int(n) + int(jobs)
 
@@ -146,9 +144,7 @@ def lock_job(session: Session, *, job_id: str) -> ImportJob | None:
     """The job row, locked until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE
     already serializes writers). Shard completions of one job queue on this lock, so exactly
     one of them sees the job's last shard done."""
-    return session.exec(
-        select(ImportJob).where(ImportJob.id == job_id).with_for_update()
-    ).first()
+    return session.exec(select(ImportJob).where(ImportJob.id == job_id).with_for_update()).first()
 
 
 def get_job(session: Session, *, workspace_id: str, job_id: str) -> ImportJob | None:
@@ -254,8 +250,20 @@ def failed_entries_page(
 
 
 _UPSERT_UPDATES = (
-    "job_id", "outcome", "source_config_id", "source_key", "source_etag", "dest_key", "size",
-    "checksum", "label_key", "label_type", "label", "error_code", "error_message", "updated_at",
+    "job_id",
+    "outcome",
+    "source_config_id",
+    "source_key",
+    "source_etag",
+    "dest_key",
+    "size",
+    "checksum",
+    "label_key",
+    "label_type",
+    "label",
+    "error_code",
+    "error_message",
+    "updated_at",
 )
 
 

@@ -1,4 +1,4 @@
-"""The one error vocabulary of the storage layer: a kind for callers, a transient flag for retries."""
+"""The storage layer's one error vocabulary: a kind for callers, a transient flag for retries."""
 
 from __future__ import annotations
 

@@ -108,8 +108,11 @@ def make_bucket(server: dict[str, str], bucket: str) -> None:
     import boto3
 
     boto3.client(
-        "s3", endpoint_url=server["endpoint"], aws_access_key_id=server["access_key"],
-        aws_secret_access_key=server["secret_key"], region_name="us-east-1",
+        "s3",
+        endpoint_url=server["endpoint"],
+        aws_access_key_id=server["access_key"],
+        aws_secret_access_key=server["secret_key"],
+        region_name="us-east-1",
     ).create_bucket(Bucket=bucket)
 
 
@@ -121,7 +124,8 @@ def s3_buckets(rclone_s3: dict[str, str]) -> dict[str, Any]:
     for bucket in names.values():
         make_bucket(rclone_s3, bucket)
     return {
-        **rclone_s3, **names,
+        **rclone_s3,
+        **names,
         "source": s3_store(rclone_s3, names["source_bucket"]),
         "dest": s3_store(rclone_s3, names["dest_bucket"]),
     }
@@ -138,7 +142,9 @@ def stack_factory(redis_url: str, tmp_path: Path) -> Any:
         if database_url:
             overrides["BAYPORT_DATABASE_URL"] = database_url
         with local_stack(
-            data_dir=tmp_path / "bayport", overrides=overrides, worker_processes=workers,
+            data_dir=tmp_path / "bayport",
+            overrides=overrides,
+            worker_processes=workers,
             worker_log=tmp_path / "worker.log",
         ) as stack:
             try:

@@ -51,9 +51,14 @@ def add_config(
     credentials: dict[str, str] | None = None,
 ) -> StorageConfig:
     config = StorageConfig(
-        workspace_id=workspace_id, name=name, provider=provider, bucket_name=bucket,
-        file_path=file_path, endpoint=endpoint,
-        credentials_encrypted=box.seal(credentials or {}), credentials_hint="",
+        workspace_id=workspace_id,
+        name=name,
+        provider=provider,
+        bucket_name=bucket,
+        file_path=file_path,
+        endpoint=endpoint,
+        credentials_encrypted=box.seal(credentials or {}),
+        credentials_hint="",
     )
     with ctx.db.uow() as uow:
         uow.session.add(config)
@@ -62,11 +67,16 @@ def add_config(
 
 
 def add_dataset(
-    ctx: ImportContext, *, workspace_id: str, name: str, config: StorageConfig | None,
+    ctx: ImportContext,
+    *,
+    workspace_id: str,
+    name: str,
+    config: StorageConfig | None,
     path: str = "",
 ) -> Dataset:
-    dataset = Dataset(workspace_id=workspace_id, name=name,
-                      config_id=config.id if config else None, path=path)
+    dataset = Dataset(
+        workspace_id=workspace_id, name=name, config_id=config.id if config else None, path=path
+    )
     if config is None:
         dataset.path = f"{workspace_id}/{dataset.id}/{path}"
     with ctx.db.uow() as uow:

@@ -20,8 +20,12 @@ N = 60
 MANIFEST = {
     "dataset": "Cats",
     "segment": "default",
-    "source": {"config_name": "user-bucket", "data_prefix": "data/images/",
-               "label_prefix": "data/labels/", "label_type": "classification"},
+    "source": {
+        "config_name": "user-bucket",
+        "data_prefix": "data/images/",
+        "label_prefix": "data/labels/",
+        "label_type": "classification",
+    },
     "options": {"shard_size": 16, "concurrency": 8},
 }
 
@@ -38,14 +42,20 @@ def _ledger_rows(database_url: str) -> int:
 def _register(client: BayportClient, s3: dict, *, dataset_config: str, path: str = "") -> None:  # type: ignore[type-arg]
     for name, bucket in (("user-bucket", s3["source_bucket"]), ("datasets", s3["dest_bucket"])):
         client.create_storage_config(
-            name=name, provider="s3", endpoint=s3["endpoint"], bucket_name=bucket,
-            accesskey_id=s3["access_key"], accesskey_secret=s3["secret_key"],
+            name=name,
+            provider="s3",
+            endpoint=s3["endpoint"],
+            bucket_name=bucket,
+            accesskey_id=s3["access_key"],
+            accesskey_secret=s3["secret_key"],
         )
     client.create_dataset("Cats", config_name=dataset_config, path=path)
 
 
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
-def test_seed_example_end_to_end_and_rerun_copies_nothing(db: str, request, stack_factory, s3_buckets) -> None:  # type: ignore[no-untyped-def]
+def test_seed_example_end_to_end_and_rerun_copies_nothing(
+    db: str, request, stack_factory, s3_buckets
+) -> None:  # type: ignore[no-untyped-def]
     database_url = None if db == "sqlite" else request.getfixturevalue("postgres_database")
     with stack_factory(database_url=database_url) as stack:
         source, dest = s3_buckets["source"], s3_buckets["dest"]
@@ -115,7 +125,11 @@ def test_bad_label_fails_alone_and_retry_after_the_fix_completes(stack_factory, 
         source.put(label_key(7), json.dumps(make_label(7)).encode())
         client.retry(done["id"])
         retried = client.wait(done["id"], timeout=120)
-        assert (retried["state"], retried["run"], retried["counts"]["failed"]) == ("succeeded", 2, 0)
+        assert (retried["state"], retried["run"], retried["counts"]["failed"]) == (
+            "succeeded",
+            2,
+            0,
+        )
         assert dest.get_bytes("default/00007.png", max_size=1 << 20) == make_png(7)
         assert len(client.segment_data("Cats", "default")) == N
 
@@ -133,13 +147,19 @@ def test_cli_submit_and_status(stack_factory, s3_buckets, tmp_path: Path) -> Non
         env = {**stack.env, "BAYPORT_API_URL": stack.url, "BAYPORT_ACCESS_KEY": stack.access_key}
         out = subprocess.run(
             [sys.executable, "-m", "cli.main", "submit", str(manifest), "--watch"],
-            env=env, capture_output=True, text=True, timeout=120,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert out.returncode == 0, out.stdout + out.stderr
         job_id = out.stdout.strip().splitlines()[0]
         status = subprocess.run(
             [sys.executable, "-m", "cli.main", "status", job_id],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert "succeeded" in status.stdout and "copied 10" in status.stdout, status.stdout
 
@@ -147,7 +167,10 @@ def test_cli_submit_and_status(stack_factory, s3_buckets, tmp_path: Path) -> Non
         bad.write_text("dataset: Cats\nsource:\n  data_prefix: x\n")
         out = subprocess.run(
             [sys.executable, "-m", "cli.main", "submit", str(bad)],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode == 2 and "config_name" in out.stdout, out.stdout
 

@@ -55,23 +55,36 @@ def other(api_container: Container) -> TestClient:
 
 
 S3_CONFIG = {
-    "name": "user-bucket", "provider": "s3", "endpoint": "http://127.0.0.1:9",
-    "bucket_name": "photos", "file_path": "/raw/", "accesskey_id": KEY_ID,
+    "name": "user-bucket",
+    "provider": "s3",
+    "endpoint": "http://127.0.0.1:9",
+    "bucket_name": "photos",
+    "file_path": "/raw/",
+    "accesskey_id": KEY_ID,
     "accesskey_secret": SECRET,
 }
 MANIFEST = {
     "dataset": "Cats",
     "segment": "default",
-    "source": {"config_name": "user-bucket", "data_prefix": "data/images/",
-               "label_prefix": "data/labels/", "label_type": "classification"},
+    "source": {
+        "config_name": "user-bucket",
+        "data_prefix": "data/images/",
+        "label_prefix": "data/labels/",
+        "label_type": "classification",
+    },
     "options": {"concurrency": 8, "shard_size": 100, "overwrite": "skip_existing"},
 }
 
 
 def _setup(client: TestClient) -> None:
     assert client.post("/v1/storage-configs", json=S3_CONFIG).status_code == 201
-    assert client.post("/v1/datasets", json={"name": "Cats", "config_name": "user-bucket",
-                                             "path": "datasets/cats"}).status_code == 201
+    assert (
+        client.post(
+            "/v1/datasets",
+            json={"name": "Cats", "config_name": "user-bucket", "path": "datasets/cats"},
+        ).status_code
+        == 201
+    )
 
 
 def test_requests_without_a_valid_key_are_401(api_container: Container) -> None:
@@ -102,8 +115,11 @@ def test_storage_config_round_trip_never_returns_the_secret(
     body = created.json()
     assert body["file_path"] == "raw/"
     assert body["accesskey_id"] == "AKID…0001"
-    responses = [created, client.get("/v1/storage-configs"),
-                 client.get("/v1/storage-configs/user-bucket")]
+    responses = [
+        created,
+        client.get("/v1/storage-configs"),
+        client.get("/v1/storage-configs/user-bucket"),
+    ]
     for r in responses:
         assert SECRET not in r.text and KEY_ID not in r.text
     assert client.post("/v1/storage-configs", json=S3_CONFIG).status_code == 409
@@ -142,7 +158,9 @@ def test_datasets(client: TestClient) -> None:
     r = client.get("/v1/datasets/Cats")
     assert r.json()["config_name"] == "user-bucket" and r.json()["path"] == "datasets/cats/"
     assert client.post("/v1/datasets", json={"name": "Cats"}).status_code == 409
-    assert client.post("/v1/datasets", json={"name": "Dogs", "config_name": "nope"}).status_code == 404
+    assert (
+        client.post("/v1/datasets", json={"name": "Dogs", "config_name": "nope"}).status_code == 404
+    )
     r = client.post("/v1/datasets", json={"name": "Default"})
     assert r.status_code == 201 and r.json()["config_name"] is None
     assert [d["name"] for d in client.get("/v1/datasets").json()] == ["Cats", "Default"]
@@ -171,10 +189,14 @@ def test_submit_answers_202_with_a_location(client: TestClient, api_container: C
         ({"options": {"concurrency": 100000}}, ["body", "options", "concurrency"]),
         ({"options": {"colour": "red"}}, ["body", "options", "colour"]),
         ({"segment": "no/slashes"}, ["body", "segment"]),
-        ({"source": {"config_name": "user-bucket", "label_type": "hologram"}},
-         ["body", "source", "label_type"]),
-        ({"source": {"config_name": "user-bucket", "data_prefix": "../etc"}},
-         ["body", "source", "data_prefix"]),
+        (
+            {"source": {"config_name": "user-bucket", "label_type": "hologram"}},
+            ["body", "source", "label_type"],
+        ),
+        (
+            {"source": {"config_name": "user-bucket", "data_prefix": "../etc"}},
+            ["body", "source", "data_prefix"],
+        ),
     ],
 )
 def test_bad_manifests_are_422_naming_the_field(

@@ -55,8 +55,9 @@ def dest_store():  # type: ignore[no-untyped-def]
 def setup(container: Container, workspace_id: str, source_store, dest_store):  # type: ignore[no-untyped-def]
     ctx = container.ctx
     add_config(ctx, container.box, workspace_id=workspace_id, name="user-bucket", bucket="user")
-    dest = add_config(ctx, container.box, workspace_id=workspace_id, name="datasets",
-                      bucket="datasets")
+    dest = add_config(
+        ctx, container.box, workspace_id=workspace_id, name="datasets", bucket="datasets"
+    )
     add_dataset(ctx, workspace_id=workspace_id, name="Cats", config=dest)
     return ctx
 
@@ -134,8 +135,9 @@ def test_in_place_import_moves_no_bytes(
     container: Container, workspace_id: str, queue: InlineQueue, source_store
 ) -> None:
     ctx = container.ctx
-    config = add_config(ctx, container.box, workspace_id=workspace_id, name="user-bucket",
-                        bucket="user")
+    config = add_config(
+        ctx, container.box, workspace_id=workspace_id, name="user-bucket", bucket="user"
+    )
     add_dataset(ctx, workspace_id=workspace_id, name="Cats", config=config, path="data/images/")
     objects_before = len(MemoryBackend.named("user"))
     job = run(ctx, queue, workspace_id, manifest())
@@ -155,7 +157,7 @@ def test_bad_label_and_missing_object_fail_alone_then_retry_completes(
     source_store.put(label_key(3), b'{"category": ')
     job = service.submit_import(setup, workspace_id=workspace_id, manifest=manifest())
     # Plan first, then make one listed object vanish before its shard runs.
-    kind, job_id = queue.tasks.popleft()
+    _kind, job_id = queue.tasks.popleft()
     service.plan_import(setup, job_id)
     source_store.delete(image_key(5))
     queue.drain(setup)
@@ -225,7 +227,8 @@ def test_finalizes_once_whatever_order_tasks_run_in(
 ) -> None:
     jobs = [
         service.submit_import(
-            setup, workspace_id=workspace_id,
+            setup,
+            workspace_id=workspace_id,
             manifest=manifest(shard_size=size).model_copy(update={"segment": f"s{size}"}),
         )
         for size in (1, 3, 10)
@@ -237,8 +240,9 @@ def test_finalizes_once_whatever_order_tasks_run_in(
             assert fresh.state == "succeeded"
             assert (fresh.copied, fresh.skipped) == (N, 0)
             done = uow.session.exec(
-                select(func.count()).select_from(Shard).where(Shard.job_id == job.id,
-                                                              Shard.done == True)  # noqa: E712
+                select(func.count())
+                .select_from(Shard)
+                .where(Shard.job_id == job.id, Shard.done == True)  # noqa: E712
             ).one()
             assert done == fresh.shards_total
 
@@ -283,7 +287,12 @@ def test_dry_run_changes_nothing(setup, queue: InlineQueue, workspace_id: str) -
     run(setup, queue, workspace_id, manifest())
     job = run(setup, queue, workspace_id, manifest(dry_run=True, overwrite="skip_existing"))
     assert (job.state, job.listed, job.skipped, job.planned, job.shards_total) == (
-        "succeeded", N, N, 0, 0)
+        "succeeded",
+        N,
+        N,
+        0,
+        0,
+    )
     assert all(r.outcome == "copied" for r in ledger_rows(setup))
 
 
@@ -298,8 +307,11 @@ def test_missing_source_bucket_fails_the_job_with_the_reason(
 
 def test_unknown_names_are_not_found(setup, workspace_id: str) -> None:
     with pytest.raises(NotFound) as err:
-        service.submit_import(setup, workspace_id=workspace_id,
-                              manifest=manifest().model_copy(update={"dataset": "Dogs"}))
+        service.submit_import(
+            setup,
+            workspace_id=workspace_id,
+            manifest=manifest().model_copy(update={"dataset": "Dogs"}),
+        )
     assert err.value.field == "dataset"
 
 

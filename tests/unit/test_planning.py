@@ -17,15 +17,23 @@ from storage_adapters.base import ObjectInfo
 
 def test_label_pairs_by_stem_in_a_mirrored_tree() -> None:
     assert (
-        label_key_for("data/images/a/b/1.png", data_prefix="data/images/",
-                      label_prefix="data/labels/", label_suffix=".json")
+        label_key_for(
+            "data/images/a/b/1.png",
+            data_prefix="data/images/",
+            label_prefix="data/labels/",
+            label_suffix=".json",
+        )
         == "data/labels/a/b/1.json"
     )
     # Only the last extension goes; dotfiles keep their name.
-    assert label_key_for("i/x.tar.gz", data_prefix="i/", label_prefix="l/",
-                         label_suffix=".json") == "l/x.tar.json"
-    assert label_key_for("i/.hidden", data_prefix="i/", label_prefix="l/",
-                         label_suffix=".json") == "l/.hidden.json"
+    assert (
+        label_key_for("i/x.tar.gz", data_prefix="i/", label_prefix="l/", label_suffix=".json")
+        == "l/x.tar.json"
+    )
+    assert (
+        label_key_for("i/.hidden", data_prefix="i/", label_prefix="l/", label_suffix=".json")
+        == "l/.hidden.json"
+    )
 
 
 def test_plan_page_skips_label_files_below_the_data_prefix() -> None:
@@ -36,8 +44,9 @@ def test_plan_page_skips_label_files_below_the_data_prefix() -> None:
 
 
 def test_plan_page_without_labels() -> None:
-    planned = plan_page([ObjectInfo("x/1.png", 3)], data_prefix="x/", label_prefix=None,
-                        label_suffix=".json")
+    planned = plan_page(
+        [ObjectInfo("x/1.png", 3)], data_prefix="x/", label_prefix=None, label_suffix=".json"
+    )
     assert planned[0].label_key is None
 
 
@@ -61,16 +70,33 @@ def test_shard_items_round_trip() -> None:
 def test_destination_and_in_place() -> None:
     assert destination_key("ds/", "default", "a/1.png") == "ds/default/a/1.png"
     assert destination_key("", "train", "1.png") == "train/1.png"
-    assert is_in_place(source_config_id="c", data_prefix="data/images/",
-                       dataset_config_id="c", dataset_path="data/images/")
-    assert is_in_place(source_config_id="c", data_prefix="data/images/",
-                       dataset_config_id="c", dataset_path="data/")
-    assert not is_in_place(source_config_id="c", data_prefix="data/images/",
-                           dataset_config_id="c", dataset_path="datasets/cats/")
-    assert not is_in_place(source_config_id="c", data_prefix="data/images/",
-                           dataset_config_id="other", dataset_path="data/images/")
-    assert not is_in_place(source_config_id="c", data_prefix="data/images/",
-                           dataset_config_id=None, dataset_path="")
+    assert is_in_place(
+        source_config_id="c",
+        data_prefix="data/images/",
+        dataset_config_id="c",
+        dataset_path="data/images/",
+    )
+    assert is_in_place(
+        source_config_id="c",
+        data_prefix="data/images/",
+        dataset_config_id="c",
+        dataset_path="data/",
+    )
+    assert not is_in_place(
+        source_config_id="c",
+        data_prefix="data/images/",
+        dataset_config_id="c",
+        dataset_path="datasets/cats/",
+    )
+    assert not is_in_place(
+        source_config_id="c",
+        data_prefix="data/images/",
+        dataset_config_id="other",
+        dataset_path="data/images/",
+    )
+    assert not is_in_place(
+        source_config_id="c", data_prefix="data/images/", dataset_config_id=None, dataset_path=""
+    )
 
 
 @pytest.mark.parametrize(
