@@ -432,22 +432,68 @@ def copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
         tally = _copy_objects(
             ctx, place, todo, check_dest=not place.job.dest_was_empty or shard.run > 1
         )
-    with ctx.db.uow() as uow:
-        job = repo.lock_job(uow.session, job_id=place.job.id)
-        shard = uow.session.get(Shard, shard_id)
-        if job is None or shard is None or shard.done:
-            return ShardResult()
-        shard.done = True
-        shard.finished_at = utcnow()
-        if job.listing_done and repo.shards_pending(uow.session, job_id=job.id) == 0:
-            _finalize(uow.session, job)
-        uow.commit()
+    _complete_shard(ctx, job_id=place.job.id, shard_id=shard_id)
     return ShardResult(
         copied=tally.get(Outcome.COPIED, 0),
         registered=tally.get(Outcome.REGISTERED, 0),
         skipped=tally.get(Outcome.SKIPPED, 0),
         failed=tally.get(Outcome.FAILED, 0),
     )
+
+
+def _complete_shard(ctx: ImportContext, *, job_id: str, shard_id: str) -> None:
+    with ctx.db.uow() as uow:
+        job = repo.lock_job(uow.session, job_id=job_id)
+        shard = uow.session.get(Shard, shard_id)
+        if job is None or shard is None or shard.done:
+            return
+        shard.done = True
+        shard.finished_at = utcnow()
+        if job.listing_done and repo.shards_pending(uow.session, job_id=job.id) == 0:
+            _finalize(uow.session, job)
+        uow.commit()
+
+
+def abandon_shard(ctx: ImportContext, shard_id: str, reason: str) -> None:
+    """A shard whose task failed for good (not an object's fault: every object failure is
+    caught): its unfinished objects fail with `reason`, so the job can still end."""
+    with ctx.db.uow() as uow:
+        s = uow.session
+        shard = s.get(Shard, shard_id)
+        job = s.get(ImportJob, shard.job_id) if shard else None
+        if shard is None or job is None or shard.done:
+            return
+        place = _load_place(s, job)
+        items = [PlannedObject.from_item(i) for i in shard.items]
+        prefix = place.manifest.source.data_prefix
+        known = repo.ledger_entries_by_path(
+            s, segment_id=place.segment.id, remote_paths=(remote_path(o.key, prefix) for o in items)
+        )
+    rows = []
+    for obj in items:
+        entry = known.get(remote_path(obj.key, prefix))
+        if entry is None or entry.job_id != job.id or entry.outcome == Outcome.FAILED.value:
+            row = _ledger_row(place, obj)
+            row.update(
+                outcome=Outcome.FAILED.value,
+                error_code="internal",
+                error_message=reason,
+                attempts=1,
+            )
+            rows.append(row)
+    _write_ledger(ctx, rows)
+    _complete_shard(ctx, job_id=job.id, shard_id=shard_id)
+
+
+def abandon_planning(ctx: ImportContext, job_id: str, reason: str) -> None:
+    """The planning task failed for good: the job ends (failed) once its shards are done."""
+    with ctx.db.uow() as uow:
+        job = repo.lock_job(uow.session, job_id=job_id)
+        if job is None or JobState(job.state).is_final:
+            return
+        job.error = reason
+        _finish_listing(uow.session, job)
+        uow.commit()
 
 
 def _copy_objects(
@@ -511,6 +557,28 @@ def _cancel_requested(ctx: ImportContext, job_id: str) -> bool:
         return job is None or job.cancel_requested
 
 
+def _ledger_row(place: _JobPlace, obj: PlannedObject) -> dict[str, Any]:
+    """A ledger row for `obj` as this job sees it, before its outcome is known."""
+    return {
+        "dataset_id": place.dataset.id,
+        "segment_id": place.segment.id,
+        "remote_path": remote_path(obj.key, place.manifest.source.data_prefix),
+        "job_id": place.job.id,
+        "source_config_id": place.source_config.id,
+        "source_key": obj.key,
+        "source_etag": obj.etag,
+        "dest_key": place.dest_key(obj.key),
+        "size": obj.size or 0,
+        "checksum": None,
+        "label_key": obj.label_key,
+        "label_type": None,
+        "label": None,
+        "error_code": None,
+        "error_message": None,
+        "updated_at": utcnow(),
+    }
+
+
 class _ObjectImporter:
     """Imports one object: reads and validates its label, then copies (or registers) it.
     Returns the ledger row; a failure fails this object alone, with its reason."""
@@ -538,24 +606,7 @@ class _ObjectImporter:
             attempts[0] += 1
 
         place = self.place
-        row: dict[str, Any] = {
-            "dataset_id": place.dataset.id,
-            "segment_id": place.segment.id,
-            "remote_path": remote_path(obj.key, place.manifest.source.data_prefix),
-            "job_id": place.job.id,
-            "source_config_id": place.source_config.id,
-            "source_key": obj.key,
-            "source_etag": obj.etag,
-            "dest_key": place.dest_key(obj.key),
-            "size": obj.size or 0,
-            "checksum": None,
-            "label_key": obj.label_key,
-            "label_type": None,
-            "label": None,
-            "error_code": None,
-            "error_message": None,
-            "updated_at": utcnow(),
-        }
+        row = _ledger_row(place, obj)
         try:
             self._label(obj, row, count)
             info = self._source_info(obj, count)

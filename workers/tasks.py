@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from celery import Task
 from sqlalchemy.exc import OperationalError
 
 from bayport.wiring import get_container
@@ -19,12 +22,27 @@ _RETRY = {
 }
 
 
-@app.task(name="bayport.plan_import", **_RETRY)
+class _PlanTask(Task):
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        # Called once retries are exhausted (or for an error that is not retried).
+        service.abandon_planning(get_container().ctx, args[0], f"planning failed: {exc!r}")
+
+
+class _ShardTask(Task):
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        service.abandon_shard(get_container().ctx, args[0], f"shard failed: {exc!r}")
+
+
+@app.task(name="bayport.plan_import", base=_PlanTask, **_RETRY)
 def plan_import(job_id: str) -> str:
     service.plan_import(get_container().ctx, job_id)
     return f"planned job {job_id}"
 
 
-@app.task(name="bayport.copy_shard", **_RETRY)
+@app.task(name="bayport.copy_shard", base=_ShardTask, **_RETRY)
 def copy_shard(shard_id: str) -> str:
     return str(service.copy_shard(get_container().ctx, shard_id))

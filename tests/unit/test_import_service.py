@@ -356,3 +356,28 @@ def test_large_objects_stream_in_parts(tmp_path, queue: InlineQueue) -> None:  #
     row = ledger_rows(ctx)[0]
     assert row.checksum == f"md5:{hashlib.md5(big).hexdigest()}"
     container.db.dispose()
+
+
+def test_an_abandoned_shard_fails_its_unfinished_objects_and_the_job_ends(
+    setup, queue: InlineQueue, workspace_id: str
+) -> None:
+    job = service.submit_import(setup, workspace_id=workspace_id, manifest=manifest())
+    service.plan_import(setup, queue.tasks.popleft()[1])
+    first_shard = queue.tasks.popleft()[1]
+    queue.drain(setup)  # every other shard
+    service.abandon_shard(setup, first_shard, "shard failed: RuntimeError('boom')")
+    with setup.db.uow() as uow:
+        job = uow.session.get(ImportJob, job.id)
+    assert (job.state, job.copied, job.failed) == ("partially_failed", N - 7, 7)
+    failed = [r for r in ledger_rows(setup) if r.outcome == "failed"]
+    assert {r.error_message for r in failed} == {"shard failed: RuntimeError('boom')"}
+    service.abandon_shard(setup, first_shard, "again")  # a second call changes nothing
+    assert len([r for r in ledger_rows(setup) if r.outcome == "failed"]) == 7
+
+
+def test_abandoned_planning_fails_the_job(setup, queue: InlineQueue, workspace_id: str) -> None:
+    job = service.submit_import(setup, workspace_id=workspace_id, manifest=manifest())
+    service.abandon_planning(setup, job.id, "planning failed: OperationalError()")
+    with setup.db.uow() as uow:
+        job = uow.session.get(ImportJob, job.id)
+    assert (job.state, job.error) == ("failed", "planning failed: OperationalError()")

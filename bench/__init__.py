@@ -1,0 +1,1 @@
+"""Bayport's benchmarks: measuring tools that print tables, never timed assertions."""

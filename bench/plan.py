@@ -1,0 +1,202 @@
+"""Planning a 100,000-key listing with flat memory: time and peak RSS of `plan_import`.
+
+Each size runs in a fresh Python process, so its peak RSS (ru_maxrss) is its own. The source
+is a GeneratedListing (keys made page by page, nothing stored), the ledger a real migrated
+SQLite DB in a temporary folder, and the task queue a counter of the copy_shard tasks that
+planning would send. What is measured is `importer.service.plan_import` alone: listing, the
+ledger look-up of each page (overwrite=skip_existing), writing shards and the job's cursor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bayport.settings import Settings
+from bench.generated import KEY_PREFIX, GeneratedListing
+from bench.procstat import RssSampler, rss_bytes
+from importer import service
+from importer.manifest import ImportManifest, ImportOptions, SourceSpec
+from metadata import repository as repo
+from metadata.db import Database, migrate
+from metadata.models import Dataset, ImportJob, StorageConfig
+from storage_adapters.base import ObjectStore
+from storage_adapters.memory import MemoryStore
+
+SIZES = (10_000, 100_000)
+BIG = 1_000_000
+SHARD_SIZE = 1000
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    keys: int
+    seconds: float
+    shards: int
+    listed: int
+    rss_before: int
+    rss_after: int
+    peak_rss: int
+
+
+class _CountingQueue:
+    """The Enqueuer port, counting what planning sends instead of sending it."""
+
+    def __init__(self) -> None:
+        self.plans = 0
+        self.shards = 0
+
+    def plan_import(self, job_id: str) -> None:
+        self.plans += 1
+
+    def copy_shard(self, shard_id: str) -> None:
+        self.shards += 1
+
+
+def plan_once(keys: int) -> PlanResult:
+    """Submit and plan one import of a `keys`-object listing; meant for a fresh process."""
+    with tempfile.TemporaryDirectory(prefix="bayport-bench-plan-") as tmp:
+        url = f"sqlite:///{tmp}/bayport.db"
+        settings = Settings(data_dir=Path(tmp), database_url=url)
+        migrate(url)
+        db = Database(url)
+        with db.uow() as uow:
+            workspace, _key = repo.create_workspace(uow.session, name="bench")
+            source = _config(workspace.id, "generated")
+            dest = _config(workspace.id, "datasets")
+            uow.session.add_all([source, dest])
+            uow.session.flush()
+            uow.session.add(Dataset(workspace_id=workspace.id, name="Bench", config_id=dest.id))
+            uow.commit()
+
+        listing, dataset_store = GeneratedListing(keys), MemoryStore()
+
+        class Stores:
+            def for_config(self, config: StorageConfig) -> ObjectStore:
+                return listing if config.id == source.id else dataset_store
+
+            def default_storage(self) -> ObjectStore:
+                return dataset_store
+
+        queue = _CountingQueue()
+        ctx = service.ImportContext(db=db, stores=Stores(), enqueue=queue, settings=settings)
+        manifest = ImportManifest(
+            dataset="Bench",
+            source=SourceSpec(config_name="generated", data_prefix=KEY_PREFIX),
+            options=ImportOptions(shard_size=SHARD_SIZE),
+        )
+        job = service.submit_import(ctx, workspace_id=workspace.id, manifest=manifest)
+
+        before = rss_bytes()
+        sampler = RssSampler().start()
+        started = time.perf_counter()
+        service.plan_import(ctx, job.id)
+        seconds = time.perf_counter() - started
+        sampled_peak = sampler.stop()
+        after = rss_bytes()
+        max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+        with db.uow() as uow:
+            planned = uow.session.get(ImportJob, job.id)
+            listed = planned.listed if planned else -1
+        db.dispose()
+    return PlanResult(
+        keys=keys,
+        seconds=seconds,
+        shards=queue.shards,
+        listed=listed,
+        rss_before=before,
+        rss_after=after,
+        peak_rss=max(max_rss, sampled_peak),
+    )
+
+
+def _config(workspace_id: str, name: str) -> StorageConfig:
+    return StorageConfig(
+        workspace_id=workspace_id,
+        name=name,
+        provider="memory",
+        bucket_name=name,
+        credentials_encrypted=b"",  # the bench's resolver never opens credentials
+    )
+
+
+def measure(keys: int) -> PlanResult:
+    """plan_once(keys) in a fresh interpreter."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.plan", "--child", str(keys)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"planning {keys} keys failed ({proc.returncode}):\n{proc.stderr}")
+    return PlanResult(**json.loads(lines[-1]))
+
+
+def render(results: list[PlanResult], console: Console) -> None:
+    table = Table(title="plan_import of a generated listing (shard_size 1000, SQLite ledger)")
+    for column in ("keys", "seconds", "keys/s", "shards written"):
+        table.add_column(column, justify="right")
+    for column in ("RSS before (MiB)", "peak RSS (MiB)", "growth (MiB)"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(
+            f"{r.keys:,}",
+            f"{r.seconds:.2f}",
+            f"{r.keys / r.seconds:,.0f}",
+            f"{r.shards:,}",
+            _mib(r.rss_before),
+            _mib(r.peak_rss),
+            _mib(r.peak_rss - r.rss_before),
+        )
+    console.print(table)
+    for r in results:
+        if r.listed != r.keys or r.shards != -(-r.keys // SHARD_SIZE):
+            console.print(f"[red]warning: {r.keys:,} keys: listed {r.listed:,}, {r.shards} shards")
+    console.print(
+        "Flat memory: growth stays about the same from 10k to 100k keys "
+        "(a page and its shard at a time, never the whole listing)."
+    )
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--big", action="store_true", help=f"also plan {BIG:,} keys")
+
+
+def run(args: argparse.Namespace, console: Console | None = None) -> int:
+    console = console or Console()
+    results = []
+    for keys in (*SIZES, BIG) if args.big else SIZES:
+        console.print(f"planning {keys:,} keys in a fresh process ...")
+        results.append(measure(keys))
+    render(results, console)
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.plan", description=__doc__)
+    add_arguments(parser)
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.child is not None:
+        print(json.dumps(asdict(plan_once(arguments.child))))
+    else:
+        sys.exit(run(arguments))

@@ -1,0 +1,81 @@
+"""Memory and CPU readings from /proc (Linux): RSS of this process, CPU of a process tree."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICK = os.sysconf("SC_CLK_TCK")
+MiB = 1024 * 1024
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * _PAGE
+
+
+class RssSampler:
+    """A thread that samples this process's RSS every `interval` seconds; `peak` is the most
+    it saw since start()."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def start(self) -> RssSampler:
+        self.peak = rss_bytes()
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+        return self.peak
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, rss_bytes())
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: the fields start after the last ')'.
+    return text[text.rindex(")") + 2 :].split()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and of its children it has already reaped."""
+    fields = _stat(pid)
+    if fields is None:
+        return 0.0
+    # Fields 14-17 of stat (utime, stime, cutime, cstime) are 11-14 here, after pid and comm.
+    return sum(int(v) for v in fields[11:15]) / _TICK
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid`'s living children, grandchildren, ..."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by `pid` and all its descendants, living or reaped."""
+    return sum(process_cpu_seconds(p) for p in [pid, *descendants(pid)])

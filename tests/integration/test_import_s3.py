@@ -1,0 +1,130 @@
+"""The import logic against a real S3 server (rclone serve s3) and real databases: tasks run
+inline, so a test can act between planning and copying."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bayport.sample import image_key, make_png, populate
+from bayport.wiring import Container, build_container
+from importer import service
+from importer.manifest import ImportManifest
+from metadata import repository as repo
+from metadata.db import migrate
+from metadata.models import ImportJob
+from storage_adapters.errors import StorageError
+from tests.conftest import make_settings
+from tests.support import InlineQueue, add_config, add_dataset
+
+N = 30
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def s3_container(
+    request: pytest.FixtureRequest, tmp_path: Path, queue: InlineQueue
+) -> Iterator[Container]:
+    overrides = {}
+    if request.param == "postgres":
+        overrides["database_url"] = request.getfixturevalue("postgres_database")
+    settings = make_settings(tmp_path / "bayport", **overrides)
+    migrate(settings.resolved_database_url)
+    container = build_container(settings, enqueuer=queue)
+    yield container
+    container.db.dispose()
+
+
+def _setup(container: Container, s3: dict[str, Any]) -> tuple[str, ImportManifest]:
+    ctx = container.ctx
+    with ctx.db.uow() as uow:
+        workspace, _ = repo.create_workspace(uow.session, name="w")
+        uow.commit()
+    creds = {"accesskey_id": s3["access_key"], "accesskey_secret": s3["secret_key"]}
+    add_config(
+        ctx,
+        container.box,
+        workspace_id=workspace.id,
+        name="user-bucket",
+        provider="s3",
+        bucket=s3["source_bucket"],
+        endpoint=s3["endpoint"],
+        credentials=creds,
+    )
+    dest = add_config(
+        ctx,
+        container.box,
+        workspace_id=workspace.id,
+        name="datasets",
+        provider="s3",
+        bucket=s3["dest_bucket"],
+        endpoint=s3["endpoint"],
+        credentials=creds,
+    )
+    add_dataset(ctx, workspace_id=workspace.id, name="Cats", config=dest, path="cats/")
+    manifest = ImportManifest.model_validate(
+        {
+            "dataset": "Cats",
+            "source": {
+                "config_name": "user-bucket",
+                "data_prefix": "data/images/",
+                "label_prefix": "data/labels/",
+                "label_type": "classification",
+            },
+            "options": {"shard_size": 8, "concurrency": 4},
+        }
+    )
+    return workspace.id, manifest
+
+
+def _job(container: Container, job_id: str) -> ImportJob:
+    with container.db.uow() as uow:
+        job = uow.session.get(ImportJob, job_id)
+        assert job is not None
+        return job
+
+
+def test_missing_source_object_fails_alone_and_retry_completes(
+    s3_container: Container, s3_buckets: dict[str, Any], queue: InlineQueue
+) -> None:
+    ctx = s3_container.ctx
+    source, dest = s3_buckets["source"], s3_buckets["dest"]
+    populate(source, N)
+    workspace_id, manifest = _setup(s3_container, s3_buckets)
+    job = service.submit_import(ctx, workspace_id=workspace_id, manifest=manifest)
+    service.plan_import(ctx, queue.tasks.popleft()[1])
+    source.delete(image_key(4))  # listed, then gone before its shard runs
+    queue.drain(ctx)
+
+    done = _job(s3_container, job.id)
+    assert (done.state, done.copied, done.failed) == ("partially_failed", N - 1, 1)
+    with ctx.db.uow() as uow:
+        (failure,) = repo.job_failures(uow.session, job_id=job.id, offset=0, limit=10)
+    assert (failure.source_key, failure.error_code) == (image_key(4), "not_found")
+    with pytest.raises(StorageError):
+        dest.head("cats/default/00004.png")
+    # Server-side copies of single-part objects carry the source's MD5.
+    assert dest.head("cats/default/00001.png").md5 is not None
+
+    source.put(image_key(4), make_png(4))
+    service.retry_import(ctx, workspace_id=workspace_id, job_id=job.id)
+    queue.drain(ctx)
+    done = _job(s3_container, job.id)
+    assert (done.state, done.copied, done.failed, done.run) == ("succeeded", N, 0, 2)
+    assert dest.get_bytes("cats/default/00004.png", max_size=1 << 20) == make_png(4)
+
+
+def test_wrong_credentials_fail_the_job_with_the_reason(
+    s3_container: Container, s3_buckets: dict[str, Any], queue: InlineQueue
+) -> None:
+    ctx = s3_container.ctx
+    populate(s3_buckets["source"], 3)
+    workspace_id, manifest = _setup(s3_container, {**s3_buckets, "secret_key": "wrong-secret"})
+    job = service.submit_import(ctx, workspace_id=workspace_id, manifest=manifest)
+    queue.drain(ctx)
+    done = _job(s3_container, job.id)
+    assert done.state == "failed"
+    assert "permission_denied" in (done.error or "")
+    assert "wrong-secret" not in (done.error or "")
