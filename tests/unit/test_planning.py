@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from importer.planning import (
+from importer.rules import (
     PlannedObject,
     destination_key,
     is_in_place,

@@ -1,0 +1,40 @@
+"""What every import use case is handed: the DB, stores, task queue and settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bayport.settings import Settings
+from importer.copier import CopyLimits
+from importer.ports import Enqueuer, StoreResolver
+from metadata.db import Database
+from storage_adapters.retry import RetryPolicy
+
+log = logging.getLogger("bayport.importer")
+
+
+@dataclass(frozen=True)
+class ImportContext:
+    """Everything the use cases need, wired once by the composition root."""
+
+    db: Database
+    stores: StoreResolver
+    enqueue: Enqueuer
+    settings: Settings
+
+    @property
+    def retry(self) -> RetryPolicy:
+        s = self.settings
+        return RetryPolicy(
+            attempts=s.retry_attempts, initial_wait=s.retry_initial_wait, max_wait=s.retry_max_wait
+        )
+
+    @property
+    def copy_limits(self) -> CopyLimits:
+        s = self.settings
+        return CopyLimits(
+            multipart_threshold=s.multipart_threshold,
+            part_size=s.multipart_part_size,
+            max_single_copy_size=s.max_single_copy_size,
+        )

@@ -1,0 +1,234 @@
+"""Import jobs: submit, where a job reads and writes, finalize, cancel, retry, progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from importer.context import ImportContext, log
+from importer.errors import Conflict, Invalid, NotFound
+from importer.manifest import ImportManifest
+from importer.rules import (
+    destination_key,
+    is_in_place,
+    remote_path,
+)
+from metadata import repository as repo
+from metadata.models import (
+    Dataset,
+    ImportJob,
+    JobState,
+    LedgerEntry,
+    Segment,
+    StorageConfig,
+    utcnow,
+)
+from storage_adapters.base import ObjectStore
+
+# --- submit ---------------------------------------------------------------------------
+
+
+def submit_import(ctx: ImportContext, *, workspace_id: str, manifest: ImportManifest) -> ImportJob:
+    """Record a job for `manifest` and enqueue its planning (after the commit)."""
+    with ctx.db.uow() as uow:
+        s = uow.session
+        dataset = repo.get_dataset(s, workspace_id=workspace_id, name=manifest.dataset)
+        if dataset is None:
+            raise NotFound(f"dataset {manifest.dataset!r} does not exist", field="dataset")
+        config = repo.get_config(s, workspace_id=workspace_id, name=manifest.source.config_name)
+        if config is None:
+            raise NotFound(
+                f"storage config {manifest.source.config_name!r} does not exist",
+                field="source.config_name",
+            )
+        segment = repo.get_or_create_segment(s, dataset_id=dataset.id, name=manifest.segment)
+        # One import at a time per segment: the ledger row of an object says which job last
+        # touched it, and two jobs racing on one segment would take each other's objects.
+        running = repo.running_job_on_segment(s, segment_id=segment.id)
+        if running is not None:
+            raise Conflict(
+                f"import job {running.id} is still {running.state} on segment "
+                f"{manifest.segment!r} of {manifest.dataset!r}: wait for it or cancel it",
+                field="segment",
+            )
+        in_place = is_in_place(
+            source_config_id=config.id,
+            data_prefix=manifest.source.data_prefix,
+            dataset_config_id=dataset.config_id,
+            dataset_path=dataset.path,
+        )
+        job = ImportJob(
+            workspace_id=workspace_id,
+            dataset_id=dataset.id,
+            segment_id=segment.id,
+            source_config_id=config.id,
+            manifest=manifest.model_dump(mode="json"),
+            in_place=in_place,
+        )
+        s.add(job)
+        uow.commit()
+    ctx.enqueue.plan_import(job.id)
+    return job
+
+
+@dataclass(frozen=True)
+class JobPlace:
+    """What planning and copying need to know about a job's source and destination."""
+
+    job: ImportJob
+    manifest: ImportManifest
+    dataset: Dataset
+    segment: Segment
+    source_config: StorageConfig
+    dataset_config: StorageConfig | None
+
+    def dest_key(self, key: str) -> str:
+        rel = remote_path(key, self.manifest.source.data_prefix)
+        if self.job.in_place:
+            return key
+        return destination_key(self.dataset.path, self.segment.name, rel)
+
+
+def load_place(s: Any, job: ImportJob) -> JobPlace:
+    dataset = s.get(Dataset, job.dataset_id)
+    segment = s.get(Segment, job.segment_id)
+    source_config = s.get(StorageConfig, job.source_config_id)
+    if dataset is None or segment is None or source_config is None:
+        raise Invalid(f"job {job.id} refers to a deleted dataset, segment or storage config")
+    dataset_config = s.get(StorageConfig, dataset.config_id) if dataset.config_id else None
+    return JobPlace(
+        job=job,
+        manifest=ImportManifest.model_validate(job.manifest),
+        dataset=dataset,
+        segment=segment,
+        source_config=source_config,
+        dataset_config=dataset_config,
+    )
+
+
+def dataset_store(ctx: ImportContext, place: JobPlace) -> ObjectStore:
+    if place.dataset_config is None:
+        return ctx.stores.default_storage()
+    return ctx.stores.for_config(place.dataset_config)
+
+
+def finish_listing(s: Any, job: ImportJob) -> None:
+    """Listing is over (done, failed or cancelled): finalize now if no shard is left."""
+    job.listing_done = True
+    if repo.shards_pending(s, job_id=job.id) == 0:
+        finalize_job(s, job)
+    elif job.state == JobState.LISTING:
+        job.state = JobState.COPYING.value
+
+
+def finalize_job(s: Any, job: ImportJob) -> None:
+    """Freeze the counts and set the final state. Runs once: under the job's row lock, by
+    whichever of listing or the last shard finishes last."""
+    if JobState(job.state).is_final:
+        return
+    if not job.manifest.get("options", {}).get("dry_run"):
+        counts = repo.job_counts(s, job_id=job.id)
+        job.copied, job.registered = counts.copied, counts.registered
+        job.skipped, job.failed = counts.skipped, counts.failed
+        job.bytes_copied = counts.bytes_copied
+    done = job.copied + job.registered + job.skipped
+    if job.cancel_requested:
+        state = JobState.CANCELLED
+    elif job.error is not None or (job.failed and not done):
+        state = JobState.FAILED
+    elif job.failed:
+        state = JobState.PARTIALLY_FAILED
+    else:
+        state = JobState.SUCCEEDED
+    job.state = state.value
+    job.finished_at = utcnow()
+    log.info(
+        "job %s %s: copied %d, registered %d, skipped %d, failed %d",
+        job.id,
+        state.value,
+        job.copied,
+        job.registered,
+        job.skipped,
+        job.failed,
+    )
+
+
+def abandon_planning(ctx: ImportContext, job_id: str, reason: str) -> None:
+    """The planning task failed for good: the job ends (failed) once its shards are done."""
+    with ctx.db.uow() as uow:
+        job = repo.lock_job(uow.session, job_id=job_id)
+        if job is None or JobState(job.state).is_final:
+            return
+        job.error = reason
+        finish_listing(uow.session, job)
+        uow.commit()
+
+
+# --- cancel and retry -----------------------------------------------------------------
+
+
+def _lock_own_job(s: Any, *, workspace_id: str, job_id: str) -> ImportJob:
+    """The caller's job, locked; NotFound for another workspace's or an unknown one."""
+    if repo.get_job(s, workspace_id=workspace_id, job_id=job_id) is None:
+        raise NotFound(f"import job {job_id!r} does not exist")
+    job = repo.lock_job(s, job_id=job_id)
+    assert job is not None
+    return job
+
+
+def cancel_import(ctx: ImportContext, *, workspace_id: str, job_id: str) -> ImportJob:
+    with ctx.db.uow() as uow:
+        job = _lock_own_job(uow.session, workspace_id=workspace_id, job_id=job_id)
+        if JobState(job.state).is_final:
+            raise Conflict(f"import job {job_id} has already ended ({job.state})")
+        job.cancel_requested = True
+        if job.listing_done and repo.shards_pending(uow.session, job_id=job.id) == 0:
+            finalize_job(uow.session, job)
+        uow.commit()
+        return job
+
+
+def retry_import(ctx: ImportContext, *, workspace_id: str, job_id: str) -> ImportJob:
+    """Re-run only the job's failed objects, as a new run of the same job."""
+    with ctx.db.uow() as uow:
+        job = _lock_own_job(uow.session, workspace_id=workspace_id, job_id=job_id)
+        if not JobState(job.state).is_final:
+            raise Conflict(f"import job {job_id} is still running ({job.state})")
+        if job.manifest.get("options", {}).get("dry_run"):
+            raise Conflict(f"import job {job_id} was a dry run: submit it again instead")
+        if repo.job_counts(uow.session, job_id=job_id).failed == 0:
+            raise Conflict(f"import job {job_id} has no failed objects to retry")
+        job.run += 1
+        job.state = JobState.QUEUED.value
+        job.listing_done = False
+        job.list_cursor = None
+        job.cancel_requested = False
+        job.error = None
+        job.finished_at = None
+        uow.commit()
+    ctx.enqueue.plan_import(job_id)
+    return job
+
+
+def job_progress(ctx: ImportContext, job: ImportJob) -> repo.JobCounts:
+    """Live counts while a job runs; the frozen ones once it has ended."""
+    if JobState(job.state).is_final or job.manifest.get("options", {}).get("dry_run"):
+        return repo.JobCounts(
+            copied=job.copied,
+            registered=job.registered,
+            skipped=job.skipped,
+            failed=job.failed,
+            bytes_copied=job.bytes_copied,
+        )
+    with ctx.db.uow() as uow:
+        return repo.job_counts(uow.session, job_id=job.id)
+
+
+def ledger_row_public(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "remote_path": entry.remote_path,
+        "size": entry.size,
+        "checksum": entry.checksum,
+        "label": entry.label,
+        "source": entry.source_key,
+    }

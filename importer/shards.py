@@ -1,0 +1,312 @@
+"""Copying a shard: its objects concurrently, labels read first, ledger rows in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from importer.context import ImportContext, log
+from importer.copier import checksum_of, copy_object, matches
+from importer.jobs import JobPlace, dataset_store, finalize_job, load_place
+from importer.rules import (
+    PlannedObject,
+    remote_path,
+)
+from labels.parse import LabelError, parse_label
+from metadata import repository as repo
+from metadata.models import (
+    ImportJob,
+    Outcome,
+    Shard,
+    utcnow,
+)
+from storage_adapters.base import ObjectInfo, ObjectStore
+from storage_adapters.errors import ErrorKind, StorageError
+
+# --- copy a shard ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    copied: int = 0
+    registered: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def __str__(self) -> str:
+        moved = f"registered {self.registered}" if self.registered else f"copied {self.copied}"
+        return f"{moved}, skipped {self.skipped}, failed {self.failed}"
+
+
+def copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
+    """Copy (or register) a shard's objects with `concurrency` threads, writing ledger rows
+    in batches. Idempotent: objects this job already finished are not redone."""
+    with ctx.db.uow() as uow:
+        s = uow.session
+        shard = s.get(Shard, shard_id)
+        if shard is None or shard.done:
+            return ShardResult()
+        job = s.get(ImportJob, shard.job_id)
+        if job is None:
+            return ShardResult()
+        place = load_place(s, job)
+        items = [PlannedObject.from_item(i) for i in shard.items]
+        prefix = place.manifest.source.data_prefix
+        finished = {
+            path
+            for path, entry in repo.ledger_entries_by_path(
+                s,
+                segment_id=place.segment.id,
+                remote_paths=(remote_path(o.key, prefix) for o in items),
+            ).items()
+            if entry.job_id == job.id and entry.outcome != Outcome.FAILED.value
+        }
+        cancelled = job.cancel_requested
+    todo = [o for o in items if remote_path(o.key, prefix) not in finished]
+    tally: dict[str, int] = {}
+    if not cancelled and todo:
+        tally = _copy_objects(
+            ctx, place, todo, check_dest=not place.job.dest_was_empty or shard.run > 1
+        )
+    _complete_shard(ctx, job_id=place.job.id, shard_id=shard_id)
+    return ShardResult(
+        copied=tally.get(Outcome.COPIED, 0),
+        registered=tally.get(Outcome.REGISTERED, 0),
+        skipped=tally.get(Outcome.SKIPPED, 0),
+        failed=tally.get(Outcome.FAILED, 0),
+    )
+
+
+def _complete_shard(ctx: ImportContext, *, job_id: str, shard_id: str) -> None:
+    with ctx.db.uow() as uow:
+        job = repo.lock_job(uow.session, job_id=job_id)
+        shard = uow.session.get(Shard, shard_id)
+        if job is None or shard is None or shard.done:
+            return
+        shard.done = True
+        shard.finished_at = utcnow()
+        if job.listing_done and repo.shards_pending(uow.session, job_id=job.id) == 0:
+            finalize_job(uow.session, job)
+        uow.commit()
+
+
+def abandon_shard(ctx: ImportContext, shard_id: str, reason: str) -> None:
+    """A shard whose task failed for good (not an object's fault: every object failure is
+    caught): its unfinished objects fail with `reason`, so the job can still end."""
+    with ctx.db.uow() as uow:
+        s = uow.session
+        shard = s.get(Shard, shard_id)
+        job = s.get(ImportJob, shard.job_id) if shard else None
+        if shard is None or job is None or shard.done:
+            return
+        place = load_place(s, job)
+        items = [PlannedObject.from_item(i) for i in shard.items]
+        prefix = place.manifest.source.data_prefix
+        known = repo.ledger_entries_by_path(
+            s, segment_id=place.segment.id, remote_paths=(remote_path(o.key, prefix) for o in items)
+        )
+    rows = []
+    for obj in items:
+        entry = known.get(remote_path(obj.key, prefix))
+        if entry is None or entry.job_id != job.id or entry.outcome == Outcome.FAILED.value:
+            row = _ledger_row(place, obj)
+            row.update(
+                outcome=Outcome.FAILED.value,
+                error_code="internal",
+                error_message=reason,
+                attempts=1,
+            )
+            rows.append(row)
+    _write_ledger(ctx, rows)
+    _complete_shard(ctx, job_id=job.id, shard_id=shard_id)
+
+
+def _copy_objects(
+    ctx: ImportContext, place: JobPlace, todo: list[PlannedObject], *, check_dest: bool
+) -> dict[str, int]:
+    source = ctx.stores.for_config(place.source_config)
+    dest = source if place.job.in_place else dataset_store(ctx, place)
+    worker = _ObjectImporter(ctx, place, source, dest, check_dest=check_dest)
+    tally: dict[str, int] = {}
+    batch: list[dict[str, Any]] = []
+    for row in _run_bounded(worker.run, todo, place.manifest.options.concurrency, ctx, place):
+        batch.append(row)
+        tally[row["outcome"]] = tally.get(row["outcome"], 0) + 1
+        if len(batch) >= ctx.settings.ledger_batch_size:
+            _write_ledger(ctx, batch)
+            batch = []
+    _write_ledger(ctx, batch)
+    return tally
+
+
+def _write_ledger(ctx: ImportContext, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        with ctx.db.uow() as uow:
+            repo.upsert_ledger(uow.session, rows=rows)
+            uow.commit()
+
+
+def _run_bounded(
+    fn: Any, items: list[PlannedObject], concurrency: int, ctx: ImportContext, place: JobPlace
+) -> Iterator[dict[str, Any]]:
+    """Results of `fn` over `items`, at most `concurrency` in flight; stops starting new
+    ones soon after the job is cancelled (checked about once a second)."""
+    import time
+
+    pending: set[Future[dict[str, Any]]] = set()
+    it = iter(items)
+    next_check = time.monotonic() + 1.0
+    stopped = False
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="copy") as pool:
+        while True:
+            while not stopped and len(pending) < concurrency:
+                obj = next(it, None)
+                if obj is None:
+                    stopped = True
+                    break
+                pending.add(pool.submit(fn, obj))
+            if not pending:
+                return
+            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+            if not stopped and time.monotonic() >= next_check:
+                next_check = time.monotonic() + 1.0
+                if _cancel_requested(ctx, place.job.id):
+                    stopped = True
+
+
+def _cancel_requested(ctx: ImportContext, job_id: str) -> bool:
+    with ctx.db.uow() as uow:
+        job = uow.session.get(ImportJob, job_id)
+        return job is None or job.cancel_requested
+
+
+def _ledger_row(place: JobPlace, obj: PlannedObject) -> dict[str, Any]:
+    """A ledger row for `obj` as this job sees it, before its outcome is known."""
+    return {
+        "dataset_id": place.dataset.id,
+        "segment_id": place.segment.id,
+        "remote_path": remote_path(obj.key, place.manifest.source.data_prefix),
+        "job_id": place.job.id,
+        "source_config_id": place.source_config.id,
+        "source_key": obj.key,
+        "source_etag": obj.etag,
+        "dest_key": place.dest_key(obj.key),
+        "size": obj.size or 0,
+        "checksum": None,
+        "label_key": obj.label_key,
+        "label_type": None,
+        "label": None,
+        "error_code": None,
+        "error_message": None,
+        "updated_at": utcnow(),
+    }
+
+
+class _ObjectImporter:
+    """Imports one object: reads and validates its label, then copies (or registers) it.
+    Returns the ledger row; a failure fails this object alone, with its reason."""
+
+    def __init__(
+        self,
+        ctx: ImportContext,
+        place: JobPlace,
+        source: ObjectStore,
+        dest: ObjectStore,
+        *,
+        check_dest: bool,
+    ) -> None:
+        self.ctx = ctx
+        self.place = place
+        self.source = source
+        self.dest = dest
+        self.check_dest = check_dest
+        self.limits = ctx.copy_limits
+
+    def run(self, obj: PlannedObject) -> dict[str, Any]:
+        attempts = [1]
+
+        def count(_exc: StorageError, _n: int) -> None:
+            attempts[0] += 1
+
+        place = self.place
+        row = _ledger_row(place, obj)
+        try:
+            self._label(obj, row, count)
+            info = self._source_info(obj, count)
+            row["size"], row["source_etag"] = info.size, info.etag
+            outcome = self._transfer(info, row, count)
+            row["outcome"] = outcome.value
+        except LabelError as exc:
+            row.update(
+                outcome=Outcome.FAILED.value,
+                error_code="label_invalid",
+                error_message=f"{obj.label_key}: {exc}",
+            )
+        except StorageError as exc:
+            row.update(
+                outcome=Outcome.FAILED.value, error_code=exc.kind.value, error_message=str(exc)
+            )
+        except Exception as exc:  # a bug must fail this object, not the shard
+            log.exception("job %s: unexpected error on %s", place.job.id, obj.key)
+            row.update(
+                outcome=Outcome.FAILED.value,
+                error_code="internal",
+                error_message=f"{type(exc).__name__}: {exc}",
+            )
+        row["attempts"] = attempts[0]
+        return row
+
+    def _label(self, obj: PlannedObject, row: dict[str, Any], count: Any) -> None:
+        if obj.label_key is None:
+            return
+        spec = self.place.manifest.source
+        try:
+            raw = self.ctx.retry.call(
+                lambda: self.source.get_bytes(
+                    obj.label_key or "", max_size=self.ctx.settings.max_label_size
+                ),
+                on_retry=count,
+            )
+        except StorageError as exc:
+            if exc.kind is not ErrorKind.NOT_FOUND:
+                raise
+            if self.place.manifest.options.missing_label == "fail":
+                raise StorageError(
+                    ErrorKind.NOT_FOUND, "label file is missing", key=obj.label_key
+                ) from exc
+            row["label_key"] = None
+            return
+        label = parse_label(raw, label_type=spec.label_type)
+        row["label"] = label
+        row["label_type"] = ",".join(sorted(label))
+
+    def _source_info(self, obj: PlannedObject, count: Any) -> ObjectInfo:
+        if obj.size is not None:
+            return ObjectInfo(key=obj.key, size=obj.size, etag=obj.etag, md5=obj.md5)
+        return self.ctx.retry.call(lambda: self.source.head(obj.key), on_retry=count)
+
+    def _transfer(self, info: ObjectInfo, row: dict[str, Any], count: Any) -> Outcome:
+        if self.place.job.in_place:
+            row["checksum"] = checksum_of(info)
+            return Outcome.REGISTERED
+        dst_key = row["dest_key"]
+        if self.check_dest and self.place.manifest.options.overwrite == "skip_existing":
+            try:
+                existing = self.ctx.retry.call(lambda: self.dest.head(dst_key), on_retry=count)
+            except StorageError as exc:
+                if exc.kind is not ErrorKind.NOT_FOUND:
+                    raise
+            else:
+                if matches(existing, info):
+                    row["checksum"] = checksum_of(existing)
+                    return Outcome.SKIPPED
+        result = self.ctx.retry.call(
+            lambda: copy_object(self.source, self.dest, info, dst_key, self.limits),
+            on_retry=count,
+        )
+        row["size"], row["checksum"] = result.size, result.checksum
+        return Outcome.COPIED
