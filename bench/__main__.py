@@ -13,8 +13,8 @@ from bench import plan, s3import
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    plan.add_arguments(commands.add_parser("plan", help=plan.__doc__.splitlines()[0]))
-    s3import.add_arguments(commands.add_parser("s3import", help=s3import.__doc__.splitlines()[0]))
+    plan.add_arguments(commands.add_parser("plan", help=_summary(plan.__doc__)))
+    s3import.add_arguments(commands.add_parser("s3import", help=_summary(s3import.__doc__)))
     commands.add_parser("all", help="plan, then s3import, with their defaults")
     args = parser.parse_args(argv)
     # A table wider than a pipe's default 80 columns stays readable in logs.

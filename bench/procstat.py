@@ -16,6 +16,24 @@ def rss_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * _PAGE
 
 
+def peak_rss_bytes() -> int:
+    """The kernel's high-water mark of this process's RSS (VmHWM). Unlike ru_maxrss it is
+    not inherited from the parent across fork and exec, and reset_peak_rss() restarts it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def reset_peak_rss() -> bool:
+    """Restart VmHWM from the current RSS (Linux 4.0+); False when the kernel refuses."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 class RssSampler:
     """A thread that samples this process's RSS every `interval` seconds; `peak` is the most
     it saw since start()."""

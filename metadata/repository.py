@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
@@ -267,19 +268,22 @@ _UPSERT_UPDATES = (
 )
 
 
-def upsert_ledger(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert or update ledger entries keyed by (segment, remote_path) in one statement;
-    `attempts` accumulates."""
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
+@functools.cache
+def _ledger_upsert(dialect: str) -> Any:
+    """One INSERT … ON CONFLICT DO UPDATE per dialect, built once: executed with a batch of
+    rows as parameters, SQLAlchemy compiles it once and sends multi-row VALUES."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(LedgerEntry).values(list(rows))
+    stmt = insert(LedgerEntry)
     updates: dict[str, Any] = {name: stmt.excluded[name] for name in _UPSERT_UPDATES}
     updates["attempts"] = LedgerEntry.__table__.c.attempts + stmt.excluded.attempts  # type: ignore[attr-defined]
-    session.execute(
-        stmt.on_conflict_do_update(index_elements=["segment_id", "remote_path"], set_=updates)
-    )
+    return stmt.on_conflict_do_update(index_elements=["segment_id", "remote_path"], set_=updates)
+
+
+def upsert_ledger(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert or update ledger entries keyed by (segment, remote_path), one batch per call;
+    `attempts` accumulates."""
+    if rows:
+        session.execute(_ledger_upsert(session.get_bind().dialect.name), list(rows))
 
 
 def segment_data(
