@@ -132,7 +132,7 @@ def _stream_multipart(
         md5 = digest.hexdigest()
         if source.md5 and source.md5 != md5:
             raise _mismatch(source.key, f"read content has MD5 {md5}, source states {source.md5}")
-        dst.complete_multipart(dst_key, upload_id, parts)
+        dst.complete_multipart(dst_key, upload_id, parts, content_md5=digest.hexdigest())
     except BaseException:
         _abort_quietly(dst, dst_key, upload_id)
         raise

@@ -14,7 +14,8 @@ class ObjectInfo:
 
     `etag` is the provider's opaque entity tag without quotes; `md5` is the hex MD5 of the
     content when the provider states it (a non-multipart S3/OSS ETag, Azure Content-MD5),
-    else None.
+    else None; `crc64` is OSS's CRC-64/ECMA of the content (x-oss-hash-crc64ecma, the
+    decimal string OSS sends) when the provider states it, else None.
     """
 
     key: str
@@ -22,6 +23,7 @@ class ObjectInfo:
     etag: str | None = None
     last_modified: datetime | None = None
     md5: str | None = None
+    crc64: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +143,16 @@ class ObjectStore(Protocol):
         ...
 
     def complete_multipart(
-        self, key: str, upload_id: str, parts: Sequence[UploadedPart]
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[UploadedPart],
+        *,
+        content_md5: str | None = None,
     ) -> ObjectInfo:
-        """Assemble the parts into the object."""
+        """Assemble the parts into the object. `content_md5` (hex, of the whole object, when
+        the caller computed it) is recorded where the provider keeps one (Azure's
+        Content-MD5); others ignore it."""
         ...
 
     def abort_multipart(self, key: str, upload_id: str) -> None:

@@ -213,7 +213,12 @@ class LocalStore:
         return self.upload_part(key, upload_id, number, data)
 
     def complete_multipart(
-        self, key: str, upload_id: str, parts: Sequence[UploadedPart]
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[UploadedPart],
+        *,
+        content_md5: str | None = None,
     ) -> ObjectInfo:
         folder = self._upload_dir(key, upload_id)
         files = _part_files(key, folder, parts)

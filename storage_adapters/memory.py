@@ -242,7 +242,12 @@ class MemoryStore:
         return self._store_part("copy_part", key, upload_id, number, data[first : last + 1])
 
     def complete_multipart(
-        self, key: str, upload_id: str, parts: Sequence[UploadedPart]
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[UploadedPart],
+        *,
+        content_md5: str | None = None,
     ) -> ObjectInfo:
         with self.backend.lock:
             self.backend._enter("complete_multipart")

@@ -11,27 +11,23 @@ from storage_adapters.errors import ErrorKind, StorageError
 # provider -> (module, class, the distribution that module needs, talks over a network)
 _ADAPTERS: dict[str, tuple[str, str, str, bool]] = {
     "s3": ("storage_adapters.s3", "S3Store", "boto3", True),
+    "oss": ("storage_adapters.oss", "OssStore", "oss2", True),
+    "azure": ("storage_adapters.azure_blob", "AzureBlobStore", "azure-storage-blob", True),
     "local": ("storage_adapters.local", "LocalStore", "bayport", False),
     "memory": ("storage_adapters.memory", "MemoryStore", "bayport", False),
 }
-# Names taken by adapters that do not exist yet.
-_PLANNED = frozenset({"oss", "azure"})
 # Options every caller may pass whatever the provider; in-process adapters have no use for them.
 _NETWORK_OPTIONS = frozenset({"timeout", "max_pool_connections"})
 
 
 def known_providers() -> list[str]:
-    return sorted(_ADAPTERS.keys() | _PLANNED)
+    return sorted(_ADAPTERS)
 
 
 def open_store(spec: StorageSpec, **opts: Any) -> ObjectStore:
     """The store `spec` describes. `opts` go to the adapter's constructor; `timeout` and
     `max_pool_connections` are accepted for every provider and dropped where meaningless."""
     provider = spec.provider.lower()
-    if provider in _PLANNED:
-        raise StorageError(
-            ErrorKind.UNSUPPORTED, f"provider {provider!r} is not available yet in this version"
-        )
     if provider not in _ADAPTERS:
         raise StorageError(
             ErrorKind.INVALID_CONFIG,

@@ -272,7 +272,12 @@ class S3Store:
         return UploadedPart(number=number, etag=etag)
 
     def complete_multipart(
-        self, key: str, upload_id: str, parts: Sequence[UploadedPart]
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[UploadedPart],
+        *,
+        content_md5: str | None = None,
     ) -> ObjectInfo:
         self._call(
             self._client.complete_multipart_upload,

@@ -18,7 +18,7 @@ from tests.support import InlineQueue
 
 IN_CI = bool(os.environ.get("CI"))
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.oss_fixtures", "tests.azure_fixtures"]
 
 
 def unavailable(what: str) -> None:

@@ -1,0 +1,1 @@
+"""Fixtures for the azure test server (filled in with its adapter)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the oss test server (filled in with its adapter)."""
