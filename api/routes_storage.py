@@ -3,84 +3,150 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import ContainerDep, WorkspaceDep
-from api.schemas import StorageConfigCreate, StorageConfigPublic
+from api.schemas import (
+    AzureConfigCreate,
+    LocalConfigCreate,
+    StorageConfigCreate,
+    StorageConfigPublic,
+)
 from bayport.secretbox import mask
+from bayport.stores import spec_for_config
 from metadata import repository as repo
 from metadata.models import StorageConfig
+from storage_adapters.errors import ErrorKind, StorageError
+from storage_adapters.registry import open_store
 
 router = APIRouter(prefix="/v1/storage-configs", tags=["storage configs"])
 
 
 def public(config: StorageConfig) -> StorageConfigPublic:
+    common: dict[str, Any] = {
+        "name": config.name,
+        "provider": config.provider,
+        "file_path": config.file_path,
+        "endpoint": config.endpoint,
+        "created_at": config.created_at,
+    }
+    if config.provider == "azure":
+        return StorageConfigPublic(
+            **common,
+            account_type=config.account_type,
+            account_name=config.credentials_hint,
+            container_name=config.bucket_name,
+        )
     return StorageConfigPublic(
-        name=config.name,
-        provider=config.provider,
-        file_path=config.file_path,
-        endpoint=config.endpoint,
+        **common,
         region=config.region,
         bucket_name=config.bucket_name,
-        accesskey_id=config.credentials_hint,
-        created_at=config.created_at,
+        accesskey_id=config.credentials_hint or None,
     )
 
 
-def _check_local_folder(container: ContainerDep, folder: str) -> None:
-    path = Path(folder)
+def _field_error(field: str, message: str, *, provider: str) -> HTTPException:
+    return HTTPException(
+        422, [{"loc": ["body", provider, field], "type": "value_error", "msg": message}]
+    )
+
+
+def _check_local_folder(container: ContainerDep, body: LocalConfigCreate) -> None:
+    path = Path(body.bucket_name)
     roots = [r.resolve() for r in container.settings.local_roots]
     if not path.is_absolute() or not any(path.resolve().is_relative_to(r) for r in roots):
-        raise HTTPException(
-            422,
-            [
-                {
-                    "loc": ["body", "bucket_name"],
-                    "type": "value_error",
-                    "msg": "a local storage folder must be an absolute path inside one of the "
-                    "operator's BAYPORT_LOCAL_ROOTS",
-                }
-            ],
+        raise _field_error(
+            "bucket_name",
+            "a local storage folder must be an absolute path inside one of "
+            "the operator's BAYPORT_LOCAL_ROOTS",
+            provider="local",
         )
+
+
+def _new_config(workspace_id: str, body: Any, container: ContainerDep) -> StorageConfig:
+    common = {
+        "workspace_id": workspace_id,
+        "name": body.name,
+        "provider": body.provider,
+        "file_path": body.file_path,
+    }
+    box = container.box
+    if isinstance(body, AzureConfigCreate):
+        return StorageConfig(
+            **common,
+            endpoint=body.account_url(),
+            bucket_name=body.container_name,
+            account_type=body.account_type,
+            credentials_hint=body.account_name,
+            credentials_encrypted=box.seal(
+                {
+                    "account_name": body.account_name,
+                    "account_key": body.account_key.get_secret_value(),
+                }
+            ),
+        )
+    if isinstance(body, LocalConfigCreate):
+        _check_local_folder(container, body)
+        return StorageConfig(
+            **common, bucket_name=body.bucket_name, credentials_encrypted=box.seal({})
+        )
+    return StorageConfig(
+        **common,
+        endpoint=body.endpoint,
+        region=getattr(body, "region", None),
+        bucket_name=body.bucket_name,
+        credentials_hint=mask(body.accesskey_id),
+        credentials_encrypted=box.seal(
+            {
+                "accesskey_id": body.accesskey_id,
+                "accesskey_secret": body.accesskey_secret.get_secret_value(),
+            }
+        ),
+    )
+
+
+# Which field a failed check points at.
+_CHECK_FIELD = {
+    ErrorKind.NOT_FOUND: "bucket_name",
+    ErrorKind.PERMISSION_DENIED: "accesskey_secret",
+    ErrorKind.INVALID_CONFIG: "endpoint",
+    ErrorKind.UNAVAILABLE: "endpoint",
+}
+_AZURE_FIELD = {"bucket_name": "container_name", "accesskey_secret": "account_key"}
+
+
+def _verify(config: StorageConfig, container: ContainerDep) -> None:
+    """One cheap listing with the new credentials: a wrong bucket, key or endpoint is a
+    422 with the provider's reason now, not a failed import later."""
+    try:
+        store = open_store(spec_for_config(config, container.box), timeout=15)
+        store.list_page("", limit=1)
+    except StorageError as exc:
+        field = _CHECK_FIELD.get(exc.kind, "endpoint")
+        if config.provider == "azure":
+            field = _AZURE_FIELD.get(field, field)
+        raise _field_error(
+            field, f"the storage refused the config: {exc}", provider=config.provider
+        ) from exc
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=StorageConfigPublic)
 def create_storage_config(
-    body: StorageConfigCreate, workspace_id: WorkspaceDep, container: ContainerDep
+    body: Annotated[StorageConfigCreate, Body()],
+    workspace_id: WorkspaceDep,
+    container: ContainerDep,
+    verify: Annotated[bool, Query(description="Check the config with one listing")] = True,
 ) -> StorageConfigPublic:
-    if body.provider == "local":
-        _check_local_folder(container, body.bucket_name)
-    elif not body.accesskey_id or not body.accesskey_secret.get_secret_value():
-        raise HTTPException(
-            422,
-            [
-                {
-                    "loc": ["body", "accesskey_secret" if body.accesskey_id else "accesskey_id"],
-                    "type": "missing",
-                    "msg": "an s3 storage config needs accesskey_id and accesskey_secret",
-                }
-            ],
-        )
-    credentials = {
-        "accesskey_id": body.accesskey_id,
-        "accesskey_secret": body.accesskey_secret.get_secret_value(),
-    }
-    config = StorageConfig(
-        workspace_id=workspace_id,
-        name=body.name,
-        provider=body.provider,
-        file_path=body.file_path,
-        endpoint=body.endpoint,
-        region=body.region,
-        bucket_name=body.bucket_name,
-        credentials_encrypted=container.box.seal(credentials),
-        credentials_hint=mask(body.accesskey_id),
-    )
+    config = _new_config(workspace_id, body, container)
     with container.db.uow() as uow:
         if repo.get_config(uow.session, workspace_id=workspace_id, name=body.name):
             raise HTTPException(409, f"storage config {body.name!r} already exists")
+    if verify:
+        _verify(config, container)
+    with container.db.uow() as uow:
         uow.session.add(config)
         try:
             uow.commit()

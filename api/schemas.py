@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -12,17 +12,11 @@ from importer.manifest import NAME_PATTERN, normalize_prefix
 T = TypeVar("T")
 
 
-class StorageConfigBase(BaseModel):
+class _ConfigCommon(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN)
-    provider: Literal["s3", "local"]
-    file_path: str = Field(default="", description="Root folder inside the bucket")
-    endpoint: str | None = Field(default=None, max_length=2000)
-    region: str | None = Field(default=None, max_length=64)
-    bucket_name: str = Field(
-        min_length=1, max_length=1024, description="Bucket name (for local: a folder path)"
-    )
+    file_path: str = Field(default="", description="Root folder inside the bucket/container")
 
     @field_validator("file_path")
     @classmethod
@@ -30,9 +24,60 @@ class StorageConfigBase(BaseModel):
         return normalize_prefix(value)
 
 
-class StorageConfigCreate(StorageConfigBase):
-    accesskey_id: str = Field(default="", max_length=256)
-    accesskey_secret: SecretStr = Field(default=SecretStr(""))
+class S3ConfigCreate(_ConfigCommon):
+    provider: Literal["s3"]
+    endpoint: str | None = Field(default=None, max_length=2000, description="Default: AWS")
+    region: str | None = Field(default=None, max_length=64)
+    bucket_name: str = Field(min_length=3, max_length=63)
+    accesskey_id: str = Field(min_length=1, max_length=256)
+    accesskey_secret: SecretStr = Field(min_length=1)
+
+
+class OssConfigCreate(_ConfigCommon):
+    provider: Literal["oss"]
+    endpoint: str = Field(
+        min_length=1, max_length=2000, description="e.g. https://oss-cn-hangzhou.aliyuncs.com"
+    )
+    bucket_name: str = Field(min_length=3, max_length=63)
+    accesskey_id: str = Field(min_length=1, max_length=256)
+    accesskey_secret: SecretStr = Field(min_length=1)
+
+
+AZURE_ENDPOINTS = {
+    "Global": "https://{account}.blob.core.windows.net",
+    "China": "https://{account}.blob.core.chinacloudapi.cn",
+}
+
+
+class AzureConfigCreate(_ConfigCommon):
+    provider: Literal["azure"]
+    account_type: Literal["China", "Global"] = "Global"
+    account_name: str = Field(min_length=1, max_length=64)
+    account_key: SecretStr = Field(min_length=1)
+    container_name: str = Field(min_length=3, max_length=63)
+    endpoint: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Override of the account URL (emulators, sovereign clouds)",
+    )
+
+    def account_url(self) -> str:
+        return self.endpoint or AZURE_ENDPOINTS[self.account_type].format(account=self.account_name)
+
+
+class LocalConfigCreate(_ConfigCommon):
+    provider: Literal["local"]
+    bucket_name: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="An absolute folder inside the operator's BAYPORT_LOCAL_ROOTS",
+    )
+
+
+StorageConfigCreate = Annotated[
+    S3ConfigCreate | OssConfigCreate | AzureConfigCreate | LocalConfigCreate,
+    Field(discriminator="provider"),
+]
 
 
 class StorageConfigPublic(BaseModel):
@@ -40,9 +85,12 @@ class StorageConfigPublic(BaseModel):
     provider: str
     file_path: str
     endpoint: str | None
-    region: str | None
-    bucket_name: str
-    accesskey_id: str = Field(description="Masked; the secret is never returned")
+    region: str | None = None
+    bucket_name: str | None = None
+    accesskey_id: str | None = Field(default=None, description="Masked; secrets never return")
+    account_type: str | None = None
+    account_name: str | None = None
+    container_name: str | None = None
     created_at: datetime
 
 

@@ -1,10 +1,13 @@
-"""Copying one object between two stores: server-side when they allow it, else streamed."""
+"""Copying one object between two stores: server-side when they allow it, else streamed, and
+verified either way: size always, content by the best checksum the pair allows."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 from dataclasses import dataclass
+
+from oss2.utils import Crc64  # CRC-64/ECMA as OSS computes it (C-accelerated via crcmod)
 
 from storage_adapters.base import ObjectInfo, ObjectStore, UploadedPart
 from storage_adapters.errors import ErrorKind, StorageError
@@ -25,8 +28,11 @@ class CopyResult:
 
 
 def checksum_of(info: ObjectInfo) -> str | None:
+    """The ledger's checksum: MD5 when known, else OSS's CRC-64, else the ETag."""
     if info.md5:
         return f"md5:{info.md5}"
+    if info.crc64:
+        return f"crc64:{info.crc64}"
     return f"etag:{info.etag}" if info.etag else None
 
 
@@ -36,18 +42,53 @@ def matches(existing: ObjectInfo, source: ObjectInfo) -> bool:
         return False
     if existing.md5 and source.md5:
         return existing.md5 == source.md5
+    if existing.crc64 and source.crc64:
+        return existing.crc64 == source.crc64
     return existing.etag is not None and existing.etag == source.etag
 
 
-def _mismatch(key: str, what: str) -> StorageError:
-    return StorageError(ErrorKind.CHECKSUM_MISMATCH, what, key=key)
+def mismatch(key: str, what: str) -> StorageError:
+    """A copy that is not what was read: permanent for the retry policy, which would only
+    repeat it; the shard copier tries such an object once more, as the issue of a moment."""
+    return StorageError(ErrorKind.CHECKSUM_MISMATCH, what, key=key, transient=False)
+
+
+class _Digest:
+    """MD5 and CRC-64/ECMA of a stream, both computed as the bytes go by."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._crc = Crc64(0)
+
+    def update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self._md5.update(chunk)
+        self._crc.update(chunk)
+
+    @property
+    def md5(self) -> str:
+        return self._md5.hexdigest()
+
+    @property
+    def crc64(self) -> str:
+        return str(self._crc.crc)
+
+    def check(self, key: str, other: ObjectInfo, what: str) -> None:
+        """Compare with every checksum `other` states; raise on the first that differs."""
+        if other.md5 and other.md5 != self.md5:
+            raise mismatch(key, f"{what} has MD5 {other.md5}, the bytes copied {self.md5}")
+        if other.crc64 and other.crc64 != self.crc64:
+            raise mismatch(key, f"{what} has CRC-64 {other.crc64}, the bytes copied {self.crc64}")
+
+    def result(self, method: str) -> CopyResult:
+        return CopyResult(size=self.size, checksum=f"md5:{self.md5}", method=method)
 
 
 def copy_object(
     src: ObjectStore, dst: ObjectStore, source: ObjectInfo, dst_key: str, limits: CopyLimits
 ) -> CopyResult:
-    """Copy `source` (as listed in `src`) to `dst_key` in `dst` and verify it: size always,
-    content by MD5 when both sides know it. A mismatch is a transient CHECKSUM_MISMATCH."""
+    """Copy `source` (as listed in `src`) to `dst_key` in `dst` and verify it."""
     if dst.can_copy_from(src):
         max_single = min(
             limits.max_single_copy_size, dst.capabilities.max_single_copy_size or 2**63
@@ -58,6 +99,10 @@ def copy_object(
         if dst.capabilities.multipart_copy:
             info = _multipart_server_copy(src, dst, source, dst_key, limits.part_size)
             return _verify_server_copy(dst, source, dst_key, info, "server_multipart")
+    if source.md5 is None and source.crc64 is None:
+        # A listing without a content hash (a multipart ETag): ask the source for one, so
+        # the bytes read can be checked against something the source itself states.
+        source = src.head(source.key)
     if source.size < limits.multipart_threshold or not dst.capabilities.multipart_upload:
         return _stream_single(src, dst, source, dst_key)
     return _stream_multipart(src, dst, source, dst_key, limits.part_size)
@@ -68,12 +113,14 @@ def _verify_server_copy(
 ) -> CopyResult:
     if source.md5 and info.md5:
         if source.md5 != info.md5:
-            raise _mismatch(dst_key, f"copy has MD5 {info.md5}, source {source.md5}")
+            raise mismatch(dst_key, f"copy has MD5 {info.md5}, source {source.md5}")
         return CopyResult(size=source.size, checksum=f"md5:{info.md5}", method=method)
-    # No comparable content hash in the copy's answer: check the size it reports.
+    # No comparable content hash in the copy's answer: check what the copy reports.
     landed = dst.head(dst_key)
     if landed.size != source.size:
-        raise _mismatch(dst_key, f"copy has {landed.size} bytes, source {source.size}")
+        raise mismatch(dst_key, f"copy has {landed.size} bytes, source {source.size}")
+    if source.crc64 and landed.crc64 and source.crc64 != landed.crc64:
+        raise mismatch(dst_key, f"copy has CRC-64 {landed.crc64}, source {source.crc64}")
     return CopyResult(size=landed.size, checksum=checksum_of(landed), method=method)
 
 
@@ -95,31 +142,30 @@ def _multipart_server_copy(
 def _stream_single(
     src: ObjectStore, dst: ObjectStore, source: ObjectInfo, dst_key: str
 ) -> CopyResult:
-    data = b"".join(src.open(source.key))
-    if len(data) != source.size:
-        raise _mismatch(source.key, f"read {len(data)} bytes, listed {source.size}")
-    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-    if source.md5 and source.md5 != md5:
-        raise _mismatch(source.key, f"read content has MD5 {md5}, source states {source.md5}")
-    info = dst.put(dst_key, data)
-    if info.md5 and info.md5 != md5:
-        raise _mismatch(dst_key, f"stored MD5 {info.md5}, sent {md5}")
-    return CopyResult(size=len(data), checksum=f"md5:{md5}", method="stream")
+    digest = _Digest()
+    chunks = []
+    for chunk in src.open(source.key):
+        digest.update(chunk)
+        chunks.append(chunk)
+    if digest.size != source.size:
+        raise mismatch(source.key, f"read {digest.size} bytes, listed {source.size}")
+    digest.check(source.key, source, "the source")
+    info = dst.put(dst_key, b"".join(chunks))
+    digest.check(dst_key, info, "the stored copy")
+    return digest.result("stream")
 
 
 def _stream_multipart(
     src: ObjectStore, dst: ObjectStore, source: ObjectInfo, dst_key: str, part_size: int
 ) -> CopyResult:
     """Parts of `part_size` bytes: memory is one part per copy, whatever the object's size."""
-    digest = hashlib.md5(usedforsecurity=False)
-    total = 0
+    digest = _Digest()
     upload_id = dst.create_multipart(dst_key)
     try:
         parts: list[UploadedPart] = []
         buffer = bytearray()
         for chunk in src.open(source.key, chunk_size=min(part_size, 1024 * 1024)):
             digest.update(chunk)
-            total += len(chunk)
             buffer += chunk
             if len(buffer) >= part_size:
                 part = bytes(buffer[:part_size])
@@ -127,16 +173,15 @@ def _stream_multipart(
                 parts.append(dst.upload_part(dst_key, upload_id, len(parts) + 1, part))
         if buffer or not parts:
             parts.append(dst.upload_part(dst_key, upload_id, len(parts) + 1, bytes(buffer)))
-        if total != source.size:
-            raise _mismatch(source.key, f"read {total} bytes, listed {source.size}")
-        md5 = digest.hexdigest()
-        if source.md5 and source.md5 != md5:
-            raise _mismatch(source.key, f"read content has MD5 {md5}, source states {source.md5}")
-        dst.complete_multipart(dst_key, upload_id, parts, content_md5=digest.hexdigest())
+        if digest.size != source.size:
+            raise mismatch(source.key, f"read {digest.size} bytes, listed {source.size}")
+        digest.check(source.key, source, "the source")
+        info = dst.complete_multipart(dst_key, upload_id, parts, content_md5=digest.md5)
     except BaseException:
         _abort_quietly(dst, dst_key, upload_id)
         raise
-    return CopyResult(size=total, checksum=f"md5:{md5}", method="stream_multipart")
+    digest.check(dst_key, info, "the stored copy")
+    return digest.result("stream_multipart")
 
 
 def _abort_quietly(dst: ObjectStore, key: str, upload_id: str) -> None:

@@ -57,6 +57,12 @@ def submit_import(ctx: ImportContext, *, workspace_id: str, manifest: ImportMani
             dataset_config_id=dataset.config_id,
             dataset_path=dataset.path,
         )
+        if in_place and manifest.options.move:
+            raise Invalid(
+                "options.move deletes the source after copying, but this import is in place "
+                "(the source folder lies inside the dataset): nothing would be copied",
+                field="options.move",
+            )
         job = ImportJob(
             workspace_id=workspace_id,
             dataset_id=dataset.id,

@@ -61,6 +61,11 @@ class ImportOptions(BaseModel):
     shard_size: int = Field(default=1000, ge=1, le=10000, description="Objects per shard")
     overwrite: Literal["skip_existing", "always"] = "skip_existing"
     dry_run: bool = False
+    move: bool = Field(
+        default=False,
+        description="Delete each source object once its copy is verified (an import "
+        "otherwise doubles the storage used); not for in-place imports",
+    )
     missing_label: Literal["fail", "import"] = Field(
         default="fail",
         description="With a label_prefix: fail an object whose label file is missing, "

@@ -145,7 +145,9 @@ def _write_page(
         if job is None or job.cancel_requested:
             return False
         to_copy = planned
-        if opts.overwrite == "skip_existing" and job.run == 1:
+        # With `move` every listed object goes to a shard, so that its source is deleted
+        # once the copy is verified, even when the ledger already has it.
+        if opts.overwrite == "skip_existing" and job.run == 1 and not opts.move:
             to_copy, skip_ids = _known_unchanged(s, place, planned)
             if opts.dry_run:
                 job.skipped += len(skip_ids)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from importer.context import ImportContext, log
-from importer.copier import checksum_of, copy_object, matches
+from importer.copier import CopyResult, checksum_of, copy_object, matches
 from importer.jobs import JobPlace, dataset_store, finalize_job, load_place
 from importer.rules import (
     PlannedObject,
@@ -303,10 +303,29 @@ class _ObjectImporter:
             else:
                 if matches(existing, info):
                     row["checksum"] = checksum_of(existing)
+                    self._move(info, count)
                     return Outcome.SKIPPED
-        result = self.ctx.retry.call(
-            lambda: copy_object(self.source, self.dest, info, dst_key, self.limits),
-            on_retry=count,
-        )
+        result = self._copy(info, dst_key, count)
         row["size"], row["checksum"] = result.size, result.checksum
+        self._move(info, count)
         return Outcome.COPIED
+
+    def _copy(self, info: ObjectInfo, dst_key: str, count: Any) -> CopyResult:
+        """Copy with the retry policy; a checksum mismatch gets exactly one more try."""
+        for last_try in (False, True):
+            try:
+                return self.ctx.retry.call(
+                    lambda: copy_object(self.source, self.dest, info, dst_key, self.limits),
+                    on_retry=count,
+                )
+            except StorageError as exc:
+                if exc.kind is not ErrorKind.CHECKSUM_MISMATCH or last_try:
+                    raise
+                log.warning("job %s: %s; copying it once more", self.place.job.id, exc)
+                count(exc, 0)
+        raise AssertionError("unreachable")
+
+    def _move(self, info: ObjectInfo, count: Any) -> None:
+        """With `move`, the source object goes once its copy is verified (never before)."""
+        if self.place.manifest.options.move:
+            self.ctx.retry.call(lambda: self.source.delete(info.key), on_retry=count)

@@ -80,7 +80,8 @@ class StorageConfig(SQLModel, table=True):
     file_path: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     endpoint: str | None = Field(default=None, max_length=2000)
     region: str | None = Field(default=None, max_length=64)
-    bucket_name: str = Field(max_length=1024)
+    bucket_name: str = Field(max_length=1024)  # the container, for Azure
+    account_type: str | None = Field(default=None, max_length=16)  # Azure: "China" | "Global"
     # Fernet token of a JSON object of the provider's credentials.
     credentials_encrypted: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     # A masked form of the key id for display ("AKIA…WXYZ"): never the secret.

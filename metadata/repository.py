@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import case, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -275,13 +275,17 @@ def _ledger_upsert(dialect: str) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(LedgerEntry)
     updates: dict[str, Any] = {name: stmt.excluded[name] for name in _UPSERT_UPDATES}
-    updates["attempts"] = LedgerEntry.__table__.c.attempts + stmt.excluded.attempts  # type: ignore[attr-defined]
+    # Attempts add up across the runs of one job (a retry), and start over for a new job.
+    table = LedgerEntry.__table__.c  # type: ignore[attr-defined]
+    updates["attempts"] = case(
+        (table.job_id == stmt.excluded.job_id, table.attempts + stmt.excluded.attempts),
+        else_=stmt.excluded.attempts,
+    )
     return stmt.on_conflict_do_update(index_elements=["segment_id", "remote_path"], set_=updates)
 
 
 def upsert_ledger(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert or update ledger entries keyed by (segment, remote_path), one batch per call;
-    `attempts` accumulates."""
+    """Insert or update ledger entries keyed by (segment, remote_path), one batch per call."""
     if rows:
         session.execute(_ledger_upsert(session.get_bind().dialect.name), list(rows))
 

@@ -18,9 +18,9 @@ class ErrorKind(enum.StrEnum):
     UNEXPECTED = "unexpected"
 
 
-_TRANSIENT_BY_DEFAULT = frozenset(
-    {ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE, ErrorKind.CHECKSUM_MISMATCH}
-)
+# A checksum mismatch is not transient by default: repeating the same call would mostly repeat
+# it. The shard copier tries a mismatched object exactly once more, on purpose.
+_TRANSIENT_BY_DEFAULT = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE})
 
 
 class StorageError(Exception):

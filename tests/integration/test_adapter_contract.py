@@ -225,7 +225,7 @@ def client_error(code: str, status: int, headers: dict[str, str] | None = None) 
         ("InternalError", 500, ErrorKind.UNAVAILABLE, True),
         ("RequestTimeout", 400, ErrorKind.UNAVAILABLE, True),
         ("SomethingNew", 502, ErrorKind.UNAVAILABLE, True),
-        ("BadDigest", 400, ErrorKind.CHECKSUM_MISMATCH, True),
+        ("BadDigest", 400, ErrorKind.CHECKSUM_MISMATCH, False),  # retried once, by the copier
         ("InvalidArgument", 400, ErrorKind.UNEXPECTED, False),
     ],
 )

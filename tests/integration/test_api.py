@@ -17,6 +17,7 @@ from tests.conftest import make_settings
 from tests.support import InlineQueue
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYzz"
+NO_CHECK = {"verify": "false"}  # the endpoint below is not a server
 KEY_ID = "AKIDEXAMPLEKEYID0001"
 
 
@@ -77,7 +78,7 @@ MANIFEST = {
 
 
 def _setup(client: TestClient) -> None:
-    assert client.post("/v1/storage-configs", json=S3_CONFIG).status_code == 201
+    assert client.post("/v1/storage-configs", params=NO_CHECK, json=S3_CONFIG).status_code == 201
     assert (
         client.post(
             "/v1/datasets",
@@ -110,7 +111,7 @@ def test_bootstrap_key_creates_the_first_workspace(tmp_path: Path) -> None:
 def test_storage_config_round_trip_never_returns_the_secret(
     client: TestClient, api_settings: Settings
 ) -> None:
-    created = client.post("/v1/storage-configs", json=S3_CONFIG)
+    created = client.post("/v1/storage-configs", params=NO_CHECK, json=S3_CONFIG)
     assert created.status_code == 201
     body = created.json()
     assert body["file_path"] == "raw/"
@@ -122,7 +123,7 @@ def test_storage_config_round_trip_never_returns_the_secret(
     ]
     for r in responses:
         assert SECRET not in r.text and KEY_ID not in r.text
-    assert client.post("/v1/storage-configs", json=S3_CONFIG).status_code == 409
+    assert client.post("/v1/storage-configs", params=NO_CHECK, json=S3_CONFIG).status_code == 409
     # Not in the DB file in plain text either (nor its WAL).
     db_files = list(api_settings.data_dir.glob("bayport.db*"))
     assert db_files
@@ -131,24 +132,38 @@ def test_storage_config_round_trip_never_returns_the_secret(
 
 
 def test_storage_config_validation(client: TestClient, tmp_path: Path) -> None:
-    r = client.post("/v1/storage-configs", json={**S3_CONFIG, "provider": "ftp"})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "provider"]
-    r = client.post("/v1/storage-configs", json={**S3_CONFIG, "accesskey_secret": ""})
-    assert r.status_code == 422 and "accesskey_secret" in r.text
-    r = client.post("/v1/storage-configs", json={**S3_CONFIG, "name": "bad name!"})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "name"]
+    r = client.post("/v1/storage-configs", params=NO_CHECK, json={**S3_CONFIG, "provider": "ftp"})
+    assert r.status_code == 422 and "'provider'" in r.json()["detail"][0]["msg"]
+    r = client.post("/v1/storage-configs", params=NO_CHECK, json={**S3_CONFIG, "accesskey_secret": ""})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "s3", "accesskey_secret"]
+    r = client.post("/v1/storage-configs", params=NO_CHECK, json={**S3_CONFIG, "name": "bad name!"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "s3", "name"]
+    azure = {"name": "az", "provider": "azure", "account_name": "acct", "account_key": "k"}
+    r = client.post("/v1/storage-configs", params=NO_CHECK, json=azure)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "azure", "container_name"]
+    r = client.post("/v1/storage-configs", params=NO_CHECK,
+                    json={**azure, "container_name": "photos", "account_type": "China"})
+    assert r.status_code == 201, r.text
+    assert r.json()["endpoint"] == "https://acct.blob.core.chinacloudapi.cn"
+    assert (r.json()["account_name"], r.json()["container_name"]) == ("acct", "photos")
+    oss = {"name": "o", "provider": "oss", "bucket_name": "photos", "accesskey_id": "LTAIxx",
+           "accesskey_secret": "s"}
+    r = client.post("/v1/storage-configs", params=NO_CHECK, json=oss)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "oss", "endpoint"]
     local = {"name": "disk", "provider": "local", "bucket_name": "/etc"}
-    r = client.post("/v1/storage-configs", json=local)
+    r = client.post("/v1/storage-configs", params=NO_CHECK, json=local)
     assert r.status_code == 422 and "BAYPORT_LOCAL_ROOTS" in r.text
     allowed = tmp_path / "allowed" / "photos"
-    r = client.post("/v1/storage-configs", json={**local, "bucket_name": str(allowed)})
+    r = client.post("/v1/storage-configs", params=NO_CHECK, json={**local, "bucket_name": str(allowed)})
     assert r.status_code == 201
 
 
 def test_config_in_use_cannot_be_deleted(client: TestClient) -> None:
     _setup(client)
     assert client.delete("/v1/storage-configs/user-bucket").status_code == 409
-    client.post("/v1/storage-configs", json={**S3_CONFIG, "name": "spare"})
+    client.post("/v1/storage-configs", params=NO_CHECK, json={**S3_CONFIG, "name": "spare"})
     assert client.delete("/v1/storage-configs/spare").status_code == 204
     assert client.get("/v1/storage-configs/spare").status_code == 404
 

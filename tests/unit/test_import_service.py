@@ -381,3 +381,47 @@ def test_abandoned_planning_fails_the_job(setup, queue: InlineQueue, workspace_i
     with setup.db.uow() as uow:
         job = uow.session.get(ImportJob, job.id)
     assert (job.state, job.error) == ("failed", "planning failed: OperationalError()")
+
+
+def test_move_deletes_each_source_object_after_its_verified_copy(
+    setup, queue: InlineQueue, workspace_id: str, source_store, dest_store
+) -> None:
+    job = run(setup, queue, workspace_id, manifest(move=True))
+    assert (job.state, job.copied) == ("succeeded", N)
+    for i in range(1, N + 1):
+        with pytest.raises(StorageError):
+            source_store.head(image_key(i))
+        assert dest_store.get_bytes(f"default/{i:05d}.png", max_size=1 << 20) == make_png(i)
+    # labels stay: they were parsed into the ledger, not moved
+    assert source_store.head(label_key(1)).size > 0
+
+
+def test_move_is_refused_for_an_in_place_import(
+    container: Container, workspace_id: str, source_store
+) -> None:
+    from importer.errors import Invalid
+
+    ctx = container.ctx
+    config = add_config(ctx, container.box, workspace_id=workspace_id, name="user-bucket",
+                        bucket="user")
+    add_dataset(ctx, workspace_id=workspace_id, name="Cats", config=config, path="data/")
+    with pytest.raises(Invalid) as err:
+        service.submit_import(ctx, workspace_id=workspace_id, manifest=manifest(move=True))
+    assert err.value.field == "options.move"
+
+
+def test_a_checksum_mismatch_is_tried_once_more_then_fails(
+    setup, queue: InlineQueue, workspace_id: str
+) -> None:
+    from importer.copier import mismatch
+
+    backend = MemoryBackend.named("datasets")
+    backend.fail_next("copy_from", mismatch("x", "copy has MD5 0, source 1"))
+    job = run(setup, queue, workspace_id, manifest(concurrency=1))
+    assert (job.state, job.copied) == ("succeeded", N)  # the second try went through
+
+    backend.fail_next("copy_from", mismatch("x", "copy has MD5 0, source 1"), times=2)
+    job = run(setup, queue, workspace_id, manifest(concurrency=1, overwrite="always"))
+    assert (job.state, job.failed) == ("partially_failed", 1)
+    (failed,) = [r for r in ledger_rows(setup) if r.outcome == "failed"]
+    assert (failed.error_code, failed.attempts) == ("checksum_mismatch", 2)

@@ -1,0 +1,25 @@
+"""Azure storage configs keep their account type.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("storage_config") as batch_op:
+        batch_op.add_column(sa.Column("account_type", sa.String(length=16), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("storage_config") as batch_op:
+        batch_op.drop_column("account_type")

@@ -1,0 +1,58 @@
+"""Creating a storage config checks it against the real server: a wrong bucket, key or
+endpoint is a 422 naming the field, with the provider's reason."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from bayport.wiring import build_container
+from metadata import repository as repo
+from metadata.db import migrate
+from tests.conftest import make_settings
+from tests.support import InlineQueue
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    settings = make_settings(tmp_path / "bayport")
+    migrate(settings.resolved_database_url)
+    container = build_container(settings, enqueuer=InlineQueue())
+    with container.db.uow() as uow:
+        _, key = repo.create_workspace(uow.session, name="w")
+        uow.commit()
+    c = TestClient(create_app(container))
+    c.headers["Authorization"] = f"Bearer {key}"
+    yield c
+    container.db.dispose()
+
+
+def _s3(s3: dict[str, Any], **change: str) -> dict[str, str]:
+    body = {"name": "b", "provider": "s3", "endpoint": s3["endpoint"],
+            "bucket_name": s3["source_bucket"], "accesskey_id": s3["access_key"],
+            "accesskey_secret": s3["secret_key"]}
+    return {**body, **change}
+
+
+def test_s3_config_is_checked(client: TestClient, s3_buckets: dict[str, Any]) -> None:
+    r = client.post("/v1/storage-configs", json=_s3(s3_buckets, bucket_name="no-such-bucket"))
+    assert r.status_code == 422, r.text
+    err = r.json()["detail"][0]
+    assert err["loc"] == ["body", "s3", "bucket_name"] and "not_found" in err["msg"]
+
+    r = client.post("/v1/storage-configs", json=_s3(s3_buckets, accesskey_secret="wrong"))
+    assert r.status_code == 422
+    err = r.json()["detail"][0]
+    assert err["loc"] == ["body", "s3", "accesskey_secret"]
+    assert "permission_denied" in err["msg"] and "wrong" not in err["msg"]
+
+    r = client.post("/v1/storage-configs", json=_s3(s3_buckets, endpoint="http://127.0.0.1:9"))
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "s3", "endpoint"]
+
+    assert client.post("/v1/storage-configs", json=_s3(s3_buckets)).status_code == 201
+    assert [c["name"] for c in client.get("/v1/storage-configs").json()] == ["b"]
