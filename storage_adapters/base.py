@@ -47,8 +47,10 @@ class Capabilities:
     # Multipart copy built from ranges of the source (S3 UploadPartCopy).
     multipart_copy: bool = False
     multipart_upload: bool = False
-    # Smallest part a multipart upload accepts (except the last).
+    # Smallest part a multipart upload accepts (except the last), and most parts per object
+    # (S3 and OSS: 10,000; Azure: 50,000 blocks): larger objects need larger parts.
     min_part_size: int = 0
+    max_parts: int = 10_000
     # Largest page one listing request returns.
     max_list_page: int = 1000
 

@@ -98,3 +98,38 @@ def test_crc64_is_checked_when_the_source_states_one() -> None:
     bad = ObjectInfo(key="a", size=7, crc64="12345")
     with pytest.raises(StorageError, match="CRC-64"):
         copy_object(src, dst, bad, "a", LIMITS)
+
+
+def test_a_store_without_part_copies_falls_back_to_streaming() -> None:
+    backend = MemoryBackend("big", account="acct")
+    src = MemoryStore(backend, max_single_copy_size=5 * MiB)
+    dst = MemoryStore(MemoryBackend("dst", account="acct"), max_single_copy_size=5 * MiB)
+    backend_dst = dst.backend
+    data = os.urandom(6 * MiB)
+    info = src.put("big", data)
+    backend_dst.fail_next(
+        "copy_part", StorageError(ErrorKind.UNSUPPORTED, "UploadPartCopy is not implemented")
+    )
+    result = copy_object(src, dst, info, "big", LIMITS)
+    assert result.method == "stream_multipart"
+    assert dst.get_bytes("big", max_size=7 * MiB) == data
+
+
+def test_above_the_single_copy_limit_parts_are_copied_server_side() -> None:
+    src = MemoryStore(MemoryBackend("big2", account="acct"), max_single_copy_size=5 * MiB)
+    dst = MemoryStore(MemoryBackend("dst2", account="acct"), max_single_copy_size=5 * MiB)
+    data = os.urandom(11 * MiB)
+    info = src.put("big", data)
+    result = copy_object(src, dst, info, "big", LIMITS)
+    assert result.method == "server_multipart"
+    assert dst.get_bytes("big", max_size=12 * MiB) == data
+
+
+def test_parts_grow_when_an_object_would_need_too_many() -> None:
+    from importer.copier import part_size_for
+
+    dst = _mem("parts")
+    assert part_size_for(dst, 10 * MiB, 5 * MiB) == 5 * MiB
+    huge = 200 * 1024 * MiB  # 200 GiB: 5 MiB parts would be 40,960 of them
+    size = part_size_for(dst, huge, 5 * MiB)
+    assert -(-huge // size) <= dst.capabilities.max_parts
