@@ -12,7 +12,6 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,6 +45,7 @@ from storage_adapters.base import (
     StorageSpec,
     UploadedPart,
 )
+from storage_adapters.common import normalize_root, page_limit, retry_after_seconds, strip_etag
 from storage_adapters.errors import ErrorKind, StorageError
 
 MiB = 1024 * 1024
@@ -82,7 +82,7 @@ class AzureBlobStore:
         if not spec.bucket:
             raise StorageError(ErrorKind.INVALID_CONFIG, "an Azure storage needs a container name")
         self.container = spec.bucket
-        self._root = _normalize_root(spec.root)
+        self._root = normalize_root(spec.root)
         self._account_name = _account_name(spec)
         self._endpoint = (spec.endpoint or _global_endpoint(self._account_name)).rstrip("/")
         self._key = spec.credentials.get("account_key") or None
@@ -151,7 +151,7 @@ class AzureBlobStore:
         return f"azure://{self.container}/{self._root}"
 
     def list_page(self, prefix: str, *, cursor: str | None = None, limit: int = 1000) -> ListPage:
-        limit = _page_limit(limit, self.capabilities.max_list_page)
+        limit = page_limit(limit, self.capabilities.max_list_page)
         # The cursor is Azure's own marker: opaque, so a listing resumes only from a cursor a
         # previous page handed out (List Blobs has no StartAfter).
         pages: Any = self._container.list_blobs(
@@ -213,7 +213,7 @@ class AzureBlobStore:
         return ObjectInfo(
             key=key,
             size=len(data),
-            etag=_strip_etag(resp.get("etag")),
+            etag=strip_etag(resp.get("etag"), lower=False),
             last_modified=resp.get("last_modified"),
             md5=digest.hexdigest(),
         )
@@ -242,7 +242,7 @@ class AzureBlobStore:
             return ObjectInfo(
                 key=dst_key,
                 size=size,
-                etag=_strip_etag(str(resp.get("etag") or "")),
+                etag=strip_etag(str(resp.get("etag") or ""), lower=False),
                 last_modified=_as_datetime(resp.get("last_modified")),
             )
         return _info(dst_key, self._await_copy(blob, dst_key, str(resp.get("copy_id") or "")))
@@ -421,7 +421,7 @@ def _info(key: str, item: BlobProperties) -> ObjectInfo:
     return ObjectInfo(
         key=key,
         size=int(item.size or 0),
-        etag=_strip_etag(item.etag),
+        etag=strip_etag(item.etag, lower=False),
         last_modified=item.last_modified,
         md5=bytes(md5).hex() if md5 else None,
     )
@@ -463,39 +463,13 @@ def _global_endpoint(account_name: str) -> str:
     return f"https://{account_name}.blob.core.windows.net"
 
 
-def _strip_etag(etag: str | None) -> str | None:
-    if not etag:
-        return None
-    return etag.strip().strip('"') or None
-
-
 def _as_datetime(value: object) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-def _normalize_root(root: str) -> str:
-    root = root.strip("/")
-    return f"{root}/" if root else ""
-
-
-def _page_limit(limit: int, max_list_page: int) -> int:
-    if limit < 1:
-        raise StorageError(ErrorKind.INVALID_CONFIG, f"page limit must be positive, got {limit}")
-    return min(limit, max_list_page)
-
-
 def _retry_after(headers: Any) -> float | None:
     value = headers.get("retry-after") or headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
+    return retry_after_seconds(value)
 
 
 def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:

@@ -21,6 +21,7 @@ from storage_adapters.base import (
     StorageSpec,
     UploadedPart,
 )
+from storage_adapters.common import page_limit
 from storage_adapters.errors import ErrorKind, StorageError, not_found
 
 # Names Bayport writes beside the data (temp files of atomic writes, multipart parts): hidden
@@ -75,7 +76,7 @@ class LocalStore:
         return f"file://{self._dir}/"
 
     def list_page(self, prefix: str, *, cursor: str | None = None, limit: int = 1000) -> ListPage:
-        limit = _page_limit(limit, self.capabilities.max_list_page)
+        limit = page_limit(limit, self.capabilities.max_list_page)
         self._check_bucket()
         # Start at the deepest folder the prefix names instead of walking down from the root.
         folder_key = prefix.rpartition("/")[0]
@@ -396,12 +397,6 @@ def _info(key: str, st: os.stat_result) -> ObjectInfo:
         last_modified=datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC),
         md5=None,
     )
-
-
-def _page_limit(limit: int, max_list_page: int) -> int:
-    if limit < 1:
-        raise StorageError(ErrorKind.INVALID_CONFIG, f"page limit must be positive, got {limit}")
-    return min(limit, max_list_page)
 
 
 def _translate(exc: OSError, key: str | None, *, writing: bool = False) -> StorageError:

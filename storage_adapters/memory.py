@@ -18,6 +18,7 @@ from storage_adapters.base import (
     StorageSpec,
     UploadedPart,
 )
+from storage_adapters.common import normalize_root, page_limit
 from storage_adapters.errors import ErrorKind, StorageError, not_found
 
 MiB = 1024 * 1024
@@ -105,7 +106,7 @@ class MemoryStore:
         max_single_copy_size: int = 5 * GiB,
     ) -> None:
         self.backend = backend if backend is not None else MemoryBackend()
-        self._root = _normalize_root(root)
+        self._root = normalize_root(root)
         self._account = account or self.backend.account
         # Both limits are knobs so that unit tests can drive multipart paths with small objects.
         self.capabilities = Capabilities(
@@ -133,7 +134,7 @@ class MemoryStore:
         return f"memory://{self.backend.name}/{self._root}"
 
     def list_page(self, prefix: str, *, cursor: str | None = None, limit: int = 1000) -> ListPage:
-        limit = _page_limit(limit, self.capabilities.max_list_page)
+        limit = page_limit(limit, self.capabilities.max_list_page)
         full_prefix = self._root + prefix
         start, inclusive = full_prefix, True
         if cursor is not None and self._root + cursor >= full_prefix:
@@ -427,14 +428,3 @@ def _too_large(key: str, size: int, max_size: int) -> StorageError:
         f"object is {size} bytes, more than the {max_size} allowed",
         key=key,
     )
-
-
-def _normalize_root(root: str) -> str:
-    root = root.strip("/")
-    return f"{root}/" if root else ""
-
-
-def _page_limit(limit: int, max_list_page: int) -> int:
-    if limit < 1:
-        raise StorageError(ErrorKind.INVALID_CONFIG, f"page limit must be positive, got {limit}")
-    return min(limit, max_list_page)

@@ -10,7 +10,6 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import oss2
@@ -27,6 +26,7 @@ from storage_adapters.base import (
     StorageSpec,
     UploadedPart,
 )
+from storage_adapters.common import normalize_root, page_limit, retry_after_seconds, strip_etag
 from storage_adapters.errors import ErrorKind, StorageError
 
 KiB = 1024
@@ -58,7 +58,7 @@ class OssStore:
                 "an OSS storage needs an endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com",
             )
         self.bucket = spec.bucket
-        self._root = _normalize_root(spec.root)
+        self._root = normalize_root(spec.root)
         access_key = spec.credentials.get("accesskey_id") or ""
         secret = spec.credentials.get("accesskey_secret") or ""
         token = spec.credentials.get("security_token") or ""
@@ -115,7 +115,7 @@ class OssStore:
         return f"oss://{self.bucket}/{self._root}"
 
     def list_page(self, prefix: str, *, cursor: str | None = None, limit: int = 1000) -> ListPage:
-        limit = _page_limit(limit, self.capabilities.max_list_page)
+        limit = page_limit(limit, self.capabilities.max_list_page)
         # start-after, not a continuation token: any key resumes a listing. oss2 asks for
         # url-encoded keys (encoding-type=url) and decodes them, so any character survives.
         resp = self._call(
@@ -211,7 +211,7 @@ class OssStore:
             data=data,
             headers={"Content-MD5": base64.b64encode(digest.digest()).decode()},
         )
-        etag = _strip_etag(resp.etag)
+        etag = strip_etag(resp.etag)
         crc64 = str(resp.crc) if resp.crc is not None else None
         return ObjectInfo(key=key, size=len(data), etag=etag, md5=digest.hexdigest(), crc64=crc64)
 
@@ -237,7 +237,7 @@ class OssStore:
             target_key=self._root + dst_key,
         )
         _drain(resp)
-        etag = _strip_etag(resp.etag)
+        etag = strip_etag(resp.etag)
         if size is None or etag is None:
             # CopyObject does not say the size; the HEAD also proves the copy landed.
             return self.head(dst_key)
@@ -372,7 +372,7 @@ def _info(
     last_modified: datetime | None,
     crc64: int | None = None,
 ) -> ObjectInfo:
-    etag = _strip_etag(etag)
+    etag = strip_etag(etag)
     # A simple upload's ETag is the content MD5 (OSS writes it in upper case); a multipart
     # one has '-N'.
     md5 = etag if etag is not None and _MD5_HEX.fullmatch(etag) else None
@@ -386,12 +386,6 @@ def _info(
     )
 
 
-def _strip_etag(etag: str | None) -> str | None:
-    if not etag:
-        return None
-    return etag.strip().strip('"').lower() or None
-
-
 def _part_etag(etag: str | None) -> str | None:
     """A part's ETag as OSS sent it (upper case): CompleteMultipartUpload gets it back as is."""
     if not etag:
@@ -403,29 +397,9 @@ def _unix_time(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
-def _normalize_root(root: str) -> str:
-    root = root.strip("/")
-    return f"{root}/" if root else ""
-
-
-def _page_limit(limit: int, max_list_page: int) -> int:
-    if limit < 1:
-        raise StorageError(ErrorKind.INVALID_CONFIG, f"page limit must be positive, got {limit}")
-    return min(limit, max_list_page)
-
-
 def _retry_after(headers: Any) -> float | None:
     value = headers.get("retry-after") if headers else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
+    return retry_after_seconds(value)
 
 
 _NOT_FOUND = frozenset({"NoSuchKey", "NoSuchUpload", "NoSuchVersion", "404"})

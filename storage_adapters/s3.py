@@ -8,8 +8,7 @@ import http.client
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -26,6 +25,7 @@ from storage_adapters.base import (
     StorageSpec,
     UploadedPart,
 )
+from storage_adapters.common import normalize_root, page_limit, retry_after_seconds, strip_etag
 from storage_adapters.errors import ErrorKind, StorageError
 
 MiB = 1024 * 1024
@@ -52,7 +52,7 @@ class S3Store:
         if not spec.bucket:
             raise StorageError(ErrorKind.INVALID_CONFIG, "an S3 storage needs a bucket name")
         self.bucket = spec.bucket
-        self._root = _normalize_root(spec.root)
+        self._root = normalize_root(spec.root)
         self._endpoint = spec.endpoint or None
         access_key = spec.credentials.get("accesskey_id") or None
         self._account = hashlib.sha256(
@@ -108,7 +108,7 @@ class S3Store:
         return f"s3://{self.bucket}/{self._root}"
 
     def list_page(self, prefix: str, *, cursor: str | None = None, limit: int = 1000) -> ListPage:
-        limit = _page_limit(limit, self.capabilities.max_list_page)
+        limit = page_limit(limit, self.capabilities.max_list_page)
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Prefix": self._root + prefix,
@@ -184,7 +184,7 @@ class S3Store:
             Body=data,
             ContentMD5=base64.b64encode(digest.digest()).decode(),
         )
-        etag = _strip_etag(resp.get("ETag"))
+        etag = strip_etag(resp.get("ETag"))
         return ObjectInfo(key=key, size=len(data), etag=etag, md5=digest.hexdigest())
 
     def delete(self, key: str) -> None:
@@ -208,7 +208,7 @@ class S3Store:
             Key=self._root + dst_key,
             CopySource={"Bucket": src.bucket, "Key": src._root + src_key},
         )
-        etag = _strip_etag(resp.get("CopyObjectResult", {}).get("ETag"))
+        etag = strip_etag(resp.get("CopyObjectResult", {}).get("ETag"))
         if size is None or etag is None:
             # CopyObject does not say the size; the HEAD also proves the copy landed.
             return self.head(dst_key)
@@ -233,7 +233,7 @@ class S3Store:
             Body=data,
             ContentMD5=base64.b64encode(digest).decode(),
         )
-        return UploadedPart(number=number, etag=_strip_etag(resp.get("ETag")) or digest.hex())
+        return UploadedPart(number=number, etag=strip_etag(resp.get("ETag")) or digest.hex())
 
     def copy_part(
         self,
@@ -260,7 +260,7 @@ class S3Store:
             CopySource={"Bucket": src.bucket, "Key": src._root + src_key},
             CopySourceRange=f"bytes={first}-{last}",
         )
-        etag = _strip_etag(resp.get("CopyPartResult", {}).get("ETag"))
+        etag = strip_etag(resp.get("CopyPartResult", {}).get("ETag"))
         if etag is None:
             # rclone serve s3 answers UploadPartCopy with 200 and an empty part.
             raise StorageError(
@@ -339,41 +339,15 @@ _session_lock = threading.Lock()
 
 
 def _info(key: str, size: int, etag: str | None, last_modified: datetime | None) -> ObjectInfo:
-    etag = _strip_etag(etag)
+    etag = strip_etag(etag)
     # A single-part upload's ETag is the content MD5 (SSE-KMS aside); a multipart one has '-N'.
     md5 = etag if etag is not None and _MD5_HEX.fullmatch(etag) else None
     return ObjectInfo(key=key, size=size, etag=etag, last_modified=last_modified, md5=md5)
 
 
-def _strip_etag(etag: str | None) -> str | None:
-    if not etag:
-        return None
-    return etag.strip().strip('"').lower() or None
-
-
-def _normalize_root(root: str) -> str:
-    root = root.strip("/")
-    return f"{root}/" if root else ""
-
-
-def _page_limit(limit: int, max_list_page: int) -> int:
-    if limit < 1:
-        raise StorageError(ErrorKind.INVALID_CONFIG, f"page limit must be positive, got {limit}")
-    return min(limit, max_list_page)
-
-
 def _retry_after(headers: dict[str, str]) -> float | None:
     value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
+    return retry_after_seconds(value)
 
 
 _NOT_FOUND = frozenset({"NoSuchKey", "NoSuchUpload", "NoSuchVersion", "NotFound", "404"})

@@ -1,0 +1,42 @@
+"""Small rules every adapter applies the same way: roots, page sizes, ETags, Retry-After."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from storage_adapters.errors import ErrorKind, StorageError
+
+
+def normalize_root(root: str) -> str:
+    """A store's root as a key prefix: 'a/b', '/a/b/' -> 'a/b/'; '' -> ''."""
+    root = root.strip("/")
+    return f"{root}/" if root else ""
+
+
+def page_limit(limit: int, max_list_page: int) -> int:
+    if limit < 1:
+        raise StorageError(ErrorKind.INVALID_CONFIG, f"page limit must be positive, got {limit}")
+    return min(limit, max_list_page)
+
+
+def strip_etag(etag: str | None, *, lower: bool = True) -> str | None:
+    """An ETag without its quotes (lower-cased: S3 and OSS hex digests differ only in case)."""
+    if not etag:
+        return None
+    etag = etag.strip().strip('"')
+    return (etag.lower() if lower else etag) or None
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header (seconds or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
