@@ -1,13 +1,15 @@
-"""`python -m bench [plan|s3import|all] [options]`: run Bayport's benchmarks, print tables."""
+"""`python -m bench [plan|s3import|crossprovider|all] [options]`: run Bayport's benchmarks,
+print tables."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from types import ModuleType
 
 from rich.console import Console
 
-from bench import plan, s3import
+from bench import crossprovider, plan, s3import
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,7 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     plan.add_arguments(commands.add_parser("plan", help=_summary(plan.__doc__)))
     s3import.add_arguments(commands.add_parser("s3import", help=_summary(s3import.__doc__)))
-    commands.add_parser("all", help="plan, then s3import, with their defaults")
+    crossprovider.add_arguments(
+        commands.add_parser("crossprovider", help=_summary(crossprovider.__doc__))
+    )
+    commands.add_parser("all", help="plan, s3import, then crossprovider, with their defaults")
     args = parser.parse_args(argv)
     # A table wider than a pipe's default 80 columns stays readable in logs.
     console = Console(width=max(Console().width, 120))
@@ -23,23 +28,21 @@ def main(argv: list[str] | None = None) -> int:
         return plan.run(args, console)
     if args.command == "s3import":
         return s3import.run(args, console)
-    status = plan.run(plan_defaults(), console)
-    return s3import.run(s3import_defaults(), console) or status
+    if args.command == "crossprovider":
+        return crossprovider.run(args, console)
+    status = plan.run(defaults(plan), console)
+    status = s3import.run(defaults(s3import), console) or status
+    return crossprovider.run(defaults(crossprovider), console) or status
 
 
 def _summary(doc: str | None) -> str:
     return (doc or "").split("\n\n")[0].replace("\n", " ")
 
 
-def plan_defaults() -> argparse.Namespace:
+def defaults(module: ModuleType) -> argparse.Namespace:
+    """A benchmark module's options as its command line would give them without any."""
     parser = argparse.ArgumentParser()
-    plan.add_arguments(parser)
-    return parser.parse_args([])
-
-
-def s3import_defaults() -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    s3import.add_arguments(parser)
+    module.add_arguments(parser)
     return parser.parse_args([])
 
 

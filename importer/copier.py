@@ -172,22 +172,29 @@ def _stream_single(
 def _stream_multipart(
     src: ObjectStore, dst: ObjectStore, source: ObjectInfo, dst_key: str, part_size: int
 ) -> CopyResult:
-    """Parts of `part_size` bytes: memory is one part per copy, whatever the object's size."""
+    """Parts of `part_size` bytes, each joined once from the chunks read and dropped as soon
+    as it is uploaded: memory is about one part per copy, whatever the object's size."""
     part_size = part_size_for(dst, source.size, part_size)
     digest = _Digest()
     upload_id = dst.create_multipart(dst_key)
     try:
         parts: list[UploadedPart] = []
-        buffer = bytearray()
+        pending: list[bytes] = []
+        pending_size = 0
         for chunk in src.open(source.key, chunk_size=min(part_size, 1024 * 1024)):
             digest.update(chunk)
-            buffer += chunk
-            if len(buffer) >= part_size:
-                part = bytes(buffer[:part_size])
-                del buffer[:part_size]
-                parts.append(dst.upload_part(dst_key, upload_id, len(parts) + 1, part))
-        if buffer or not parts:
-            parts.append(dst.upload_part(dst_key, upload_id, len(parts) + 1, bytes(buffer)))
+            while chunk:
+                take = min(len(chunk), part_size - pending_size)
+                pending.append(chunk[:take] if take < len(chunk) else chunk)
+                pending_size += take
+                chunk = chunk[take:]
+                if pending_size == part_size:
+                    part, pending, pending_size = b"".join(pending), [], 0
+                    parts.append(dst.upload_part(dst_key, upload_id, len(parts) + 1, part))
+                    del part
+        if pending or not parts:
+            part = b"".join(pending)
+            parts.append(dst.upload_part(dst_key, upload_id, len(parts) + 1, part))
         if digest.size != source.size:
             raise mismatch(source.key, f"read {digest.size} bytes, listed {source.size}")
         digest.check(source.key, source, "the source")

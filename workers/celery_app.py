@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+
 from celery import Celery
+from celery.signals import worker_process_init
 
 from bayport.settings import Settings, get_settings
 
@@ -29,6 +34,20 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
     )
     return app
+
+
+_M_MMAP_THRESHOLD = -3
+
+
+@worker_process_init.connect
+def _return_freed_parts_to_the_os(**_kwargs: object) -> None:
+    """Streamed copies allocate and free part-sized buffers. glibc raises its mmap threshold
+    after the first large free and then keeps such blocks in the heap, so a worker would hold
+    several parts' worth of memory it no longer uses. A fixed 1 MiB threshold returns them."""
+    name = ctypes.util.find_library("c")
+    if name:
+        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+            ctypes.CDLL(name).mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
 
 
 app = make_celery(get_settings())

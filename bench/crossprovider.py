@@ -1,0 +1,495 @@
+"""MiB/s of a cross-provider copy of 4 × 64 MiB, S3 → Azure, streamed in parts, next to
+`rclone copy` on the same pair at the same concurrency, with each tool's peak RSS.
+
+Two servers on temporary folders: `rclone serve s3` holds the source bucket (objects of random
+bytes under data/images/, no labels) and Azurite the destination account. No server-side
+copy exists between the two, so every byte passes through the copying process: Bayport reads
+each object and stages it as Azure blocks of BAYPORT_MULTIPART_PART_SIZE, one part in flight
+per copy, so a worker process should hold about part size × concurrency of parts on top of
+its baseline. rclone copy runs with --transfers = concurrency and the same chunk size, one
+chunk in flight per transfer (--azureblob-upload-concurrency 1), so both tools have the same
+number of parts of the same size in the air.
+
+Bayport runs as a user runs it (cli.stack.local_stack: the API in this process, a real Celery
+worker with --workers processes). Wall seconds run from the submit request to the first poll
+that sees the job final; CPU is the worker process tree's user+system time over that span;
+RSS is sampled from /proc every 50 ms. Both copies are checked in Azurite afterwards: every
+blob's size and stored Content-MD5, and one blob downloaded and hashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bayport.local_services import (
+    AZURITE_ACCOUNT_KEY,
+    AZURITE_ACCOUNT_NAME,
+    start_azurite,
+    start_rclone_s3,
+)
+from bench.procstat import MiB, descendants, process_cpu_seconds, tree_cpu_seconds
+from bench.s3import import DEFAULT_BROKER, S3Server, _tail, _wait_for_worker, rclone_binary
+from bench.s3import import s3_client as make_s3_client
+from cli.client import BayportClient
+from cli.stack import local_stack
+
+SOURCE = "source"  # the S3 bucket
+BAYPORT_CONTAINER, RCLONE_CONTAINER = "datasets", "rclone"  # Azurite containers
+DATA_PREFIX = "data/images/"
+SEGMENT = "default"  # Bayport's copies land in <dataset path><segment>/<key under DATA_PREFIX>
+
+
+@dataclass(frozen=True)
+class Servers:
+    s3: S3Server
+    azure_url: str  # Azurite's account URL, http://127.0.0.1:PORT/devstoreaccount1
+    azure_pid: int
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.s3.pid) + process_cpu_seconds(self.azure_pid)
+
+
+@dataclass(frozen=True)
+class Source:
+    """What was put in the source bucket: size and MD5 by name under DATA_PREFIX."""
+
+    objects: dict[str, tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class Run:
+    tool: str
+    objects: int
+    bytes: int
+    seconds: float
+    cpu: float
+    server_cpu: float
+    peak_rss: int  # the most the process tree held at one sample
+    largest_process: int  # the most one process held (its kernel high-water mark)
+    rss_before: int
+    problem: str | None = None
+    note: str = ""
+
+
+class TreeRss:
+    """A thread that reads the RSS of `pid` and its descendants from /proc every `interval`
+    seconds. `peak` is the largest sum it saw; `largest` the largest single process, taken
+    from each process's VmHWM (the kernel's own high-water mark, so a spike between two
+    samples still counts). The tree is re-read every `rescan` seconds, not every sample:
+    walking /proc costs more than reading a few status files."""
+
+    def __init__(self, pid: int, *, interval: float = 0.05, rescan: float = 0.5) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.rescan = rescan
+        self.peak = 0
+        self.largest = 0
+        self._pids = [pid]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-rss", daemon=True)
+
+    def start(self) -> TreeRss:
+        self._pids = [self.pid, *descendants(self.pid)]
+        self.sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> TreeRss:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        return self
+
+    def sample(self) -> int:
+        """Read every known process once; returns the tree's RSS now."""
+        total = 0
+        for pid in self._pids:
+            rss, hwm = _rss_and_hwm(pid)
+            total += rss
+            self.largest = max(self.largest, hwm, rss)
+        self.peak = max(self.peak, total)
+        return total
+
+    def _run(self) -> None:
+        next_scan = time.monotonic() + self.rescan
+        while not self._stop.wait(self.interval):
+            if time.monotonic() >= next_scan:
+                self._pids = [self.pid, *descendants(self.pid)]
+                next_scan = time.monotonic() + self.rescan
+            self.sample()
+
+
+def _rss_and_hwm(pid: int) -> tuple[int, int]:
+    """VmRSS and VmHWM of `pid` in bytes; zeros once it has exited."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0, 0
+    found = {"VmRSS:": 0, "VmHWM:": 0}
+    for line in text.splitlines():
+        fields = line.split()  # "VmRSS:", "123456", "kB"
+        if fields and fields[0] in found:
+            found[fields[0]] = int(fields[1]) * 1024
+    return found["VmRSS:"], found["VmHWM:"]
+
+
+# --- the two servers ----------------------------------------------------------------------
+
+
+def populate(client: Any, objects: int, size: int) -> Source:
+    """`objects` objects of `size` random bytes under DATA_PREFIX, a few uploads at a time."""
+
+    def put(i: int) -> tuple[str, tuple[int, str]]:
+        body = os.urandom(size)
+        name = f"big-{i:02d}.bin"
+        client.put_object(Bucket=SOURCE, Key=DATA_PREFIX + name, Body=body)
+        return name, (size, hashlib.md5(body).hexdigest())
+
+    with ThreadPoolExecutor(min(objects, 4)) as pool:
+        return Source(dict(pool.map(put, range(1, objects + 1))))
+
+
+def blob_service(azure_url: str) -> Any:
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient(
+        azure_url,
+        credential={"account_name": AZURITE_ACCOUNT_NAME, "account_key": AZURITE_ACCOUNT_KEY},
+    )
+
+
+def check_copies(azure_url: str, container: str, prefix: str, source: Source) -> tuple[int, str]:
+    """Objects that arrived under `prefix` with the source's size, and "ok, <how the first blob
+    was committed>" or what is wrong: a missing or extra blob, a size or stored Content-MD5
+    that differs from the source's, or the first blob's downloaded bytes hashing otherwise."""
+    service = blob_service(azure_url)
+    try:
+        box = service.get_container_client(container)
+        landed = {b.name[len(prefix) :]: b for b in box.list_blobs(name_starts_with=prefix)}
+        problems = []
+        if missing := sorted(set(source.objects) - set(landed)):
+            problems.append(f"missing {', '.join(missing)}")
+        if extra := sorted(set(landed) - set(source.objects)):
+            problems.append(f"unexpected {', '.join(extra)}")
+        arrived = 0
+        for name, (size, md5) in source.objects.items():
+            blob = landed.get(name)
+            if blob is None:
+                continue
+            if blob.size != size:
+                problems.append(f"{name} has {blob.size:,} bytes, the source {size:,}")
+                continue
+            arrived += 1
+            stored = blob.content_settings.content_md5
+            if stored and bytes(stored).hex() != md5:
+                problems.append(f"{name}'s Content-MD5 is {bytes(stored).hex()}, source {md5}")
+        if not landed:
+            return arrived, "; ".join(problems) or "nothing arrived"
+        # The stored Content-MD5 is the writer's own claim: hash one blob's bytes ourselves.
+        name = min(landed)
+        blob = box.get_blob_client(prefix + name)
+        digest = hashlib.md5()
+        for chunk in blob.download_blob().chunks():
+            digest.update(chunk)
+        if name in source.objects and digest.hexdigest() != source.objects[name][1]:
+            problems.append(
+                f"{name}'s bytes hash to {digest.hexdigest()}, the source's to "
+                f"{source.objects[name][1]}"
+            )
+        committed, _ = blob.get_block_list("committed")
+        if problems:
+            return arrived, "; ".join(problems)
+        if not committed:
+            return arrived, "ok, Put Blob"
+        return arrived, f"ok, {len(committed)} block{'s' if len(committed) > 1 else ''}"
+    finally:
+        service.close()
+
+
+# --- Bayport ------------------------------------------------------------------------------
+
+
+def manifest(concurrency: int) -> dict[str, Any]:
+    return {
+        "dataset": "Big",
+        "segment": SEGMENT,
+        "source": {"config_name": "bench-s3", "data_prefix": DATA_PREFIX},
+        "options": {"concurrency": concurrency, "shard_size": 100},
+    }
+
+
+def run_bayport(
+    servers: Servers, source: Source, work: Path, args: argparse.Namespace, console: Console
+) -> Run:
+    part = args.part_mb * MiB
+    overrides = {
+        "BAYPORT_BROKER_URL": args.broker_url,
+        "BAYPORT_MULTIPART_PART_SIZE": str(part),
+        # Every object at or above one part is streamed in parts (the default threshold,
+        # 64 MiB, would send a 16 MiB object in a single Put Blob).
+        "BAYPORT_MULTIPART_THRESHOLD": str(part),
+    }
+    log = work / "worker.log"
+    with local_stack(
+        data_dir=work / "bayport",
+        overrides=overrides,
+        worker_processes=args.workers,
+        worker_log=log,
+    ) as stack:
+        _wait_for_worker(stack, log)
+        client = BayportClient(stack.url, stack.access_key)
+        client.create_storage_config(
+            name="bench-s3",
+            provider="s3",
+            endpoint=servers.s3.endpoint,
+            bucket_name=SOURCE,
+            accesskey_id=servers.s3.access_key,
+            accesskey_secret=servers.s3.secret_key,
+        )
+        client.create_storage_config(
+            name="bench-azure",
+            provider="azure",
+            account_name=AZURITE_ACCOUNT_NAME,
+            account_key=AZURITE_ACCOUNT_KEY,
+            container_name=BAYPORT_CONTAINER,
+            endpoint=servers.azure_url,
+        )
+        dataset = client.create_dataset("Big", config_name="bench-azure")
+        console.print(
+            f"bayport: {args.workers} worker process(es), broker {stack.settings.broker_url}, "
+            f"part size {args.part_mb} MiB, concurrency {args.concurrency}"
+        )
+
+        worker = stack.workers[0].pid
+        rss = TreeRss(worker).start()
+        rss_before = rss.peak
+        cpu, server_cpu = tree_cpu_seconds(worker), servers.cpu_seconds()
+        started = time.perf_counter()
+        job = client.submit(manifest(args.concurrency))
+        try:
+            done = client.wait(job["id"], timeout=600.0, interval=0.2)
+        except TimeoutError:
+            done = client.job(job["id"])
+        seconds = time.perf_counter() - started
+        cpu = tree_cpu_seconds(worker) - cpu
+        server_cpu = servers.cpu_seconds() - server_cpu
+        rss.stop()
+        client.close()
+    counts = done["counts"]
+    prefix = f"{dataset.get('path') or ''}{SEGMENT}/"
+    arrived, check = check_copies(servers.azure_url, BAYPORT_CONTAINER, prefix, source)
+    problem = None
+    if done["state"] != "succeeded" or counts["copied"] != len(source.objects):
+        problem = (
+            f"job {done['state']}: copied {counts['copied']} of {len(source.objects)}, "
+            f"failed {counts['failed']}"
+        )
+        console.print(f"[red]{problem}[/]; the worker log ends:\n{_tail(log)}")
+    elif not check.startswith("ok"):
+        problem = check
+    return Run(
+        "bayport",
+        counts["copied"],
+        arrived * args.size_mb * MiB,
+        seconds,
+        cpu,
+        server_cpu,
+        rss.peak,
+        rss.largest,
+        rss_before,
+        problem,
+        check,
+    )
+
+
+# --- rclone copy --------------------------------------------------------------------------
+
+
+def run_rclone_copy(
+    servers: Servers, source: Source, work: Path, args: argparse.Namespace, console: Console
+) -> Run:
+    env = {
+        **os.environ,
+        "RCLONE_CONFIG_SRC_TYPE": "s3",
+        "RCLONE_CONFIG_SRC_PROVIDER": "Other",
+        "RCLONE_CONFIG_SRC_ENDPOINT": servers.s3.endpoint,
+        "RCLONE_CONFIG_SRC_ACCESS_KEY_ID": servers.s3.access_key,
+        "RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY": servers.s3.secret_key,
+        # An account URL as endpoint is all rclone needs for Azurite (no --azureblob-use-emulator,
+        # which would pin the port to 10000).
+        "RCLONE_CONFIG_DST_TYPE": "azureblob",
+        "RCLONE_CONFIG_DST_ACCOUNT": AZURITE_ACCOUNT_NAME,
+        "RCLONE_CONFIG_DST_KEY": AZURITE_ACCOUNT_KEY,
+        "RCLONE_CONFIG_DST_ENDPOINT": servers.azure_url,
+    }
+    config = work / "rclone.conf"  # empty: the remotes come from the environment only
+    config.write_text("")
+    command = [
+        rclone_binary(), "--config", str(config), "copy",
+        f"src:{SOURCE}/{DATA_PREFIX}", f"dst:{RCLONE_CONTAINER}/{DATA_PREFIX}",
+        "--transfers", str(args.concurrency), "--checkers", str(args.concurrency),
+        # Bayport's shape: parts of the same size, one in flight per object.
+        "--azureblob-chunk-size", f"{args.part_mb}Mi",
+        "--azureblob-upload-concurrency", "1",
+    ]  # fmt: skip
+    console.print("reference: rclone " + " ".join(command[1:]))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu = servers.cpu_seconds()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    rss = TreeRss(proc.pid).start()
+    stdout, stderr = proc.communicate()
+    rss.stop()
+    seconds = time.perf_counter() - started
+    server_cpu = servers.cpu_seconds() - server_cpu
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    arrived, check = check_copies(servers.azure_url, RCLONE_CONTAINER, DATA_PREFIX, source)
+    problem = None
+    if proc.returncode != 0:
+        problem = f"rclone exited {proc.returncode}"
+        console.print(f"[red]{problem}[/]\n{(stdout + stderr)[-3000:]}")
+    elif not check.startswith("ok"):
+        problem = check
+    return Run(
+        "rclone copy",
+        arrived,
+        arrived * args.size_mb * MiB,
+        seconds,
+        cpu,
+        server_cpu,
+        rss.peak,
+        rss.largest,
+        0,
+        problem,
+        check,
+    )
+
+
+# --- the whole benchmark ------------------------------------------------------------------
+
+
+def render(runs: list[Run], args: argparse.Namespace, console: Console) -> None:
+    table = Table(
+        title=f"S3 → Azure copy of {args.objects} × {args.size_mb} MiB "
+        "(rclone serve s3 → Azurite), concurrency "
+        f"{args.concurrency}, part size {args.part_mb} MiB"
+    )
+    table.add_column("tool")
+    for column in (
+        "objects",
+        "MiB",
+        "seconds",
+        "MiB/s",
+        "peak RSS (MiB)",
+        "largest proc (MiB)",
+        "CPU-s",
+        "servers CPU-s",
+    ):
+        table.add_column(column, justify="right")
+    table.add_column("check")
+    for r in runs:
+        table.add_row(
+            r.tool,
+            f"{r.objects}",
+            f"{r.bytes / MiB:,.0f}",
+            f"{r.seconds:.2f}",
+            f"{r.bytes / MiB / r.seconds:,.1f}",
+            f"{r.peak_rss / MiB:,.0f}",
+            f"{r.largest_process / MiB:,.0f}",
+            f"{r.cpu:.2f}",
+            f"{r.server_cpu:.2f}",
+            r.note if r.problem is None else f"[red]WARNING: {r.problem}[/]",
+        )
+    console.print(table)
+    console.print(
+        "check: every blob's size and stored Content-MD5 equal the source's, and the first "
+        "blob's downloaded bytes hash to the source's MD5; it was committed as N blocks "
+        "(Put Block List) or in one Put Blob."
+    )
+    bound = args.part_mb * args.concurrency
+    console.print(
+        f"part size × concurrency = {args.part_mb} MiB × {args.concurrency} = {bound} MiB: "
+        "the parts Bayport's streamed copy holds at once, per worker process, on top of the "
+        "process baseline."
+    )
+    for r in runs:
+        if r.rss_before:
+            console.print(
+                f"{r.tool}: the worker tree ({args.workers} pool process(es) + the Celery "
+                f"parent) held {r.rss_before / MiB:,.0f} MiB before the job, "
+                f"{r.peak_rss / MiB:,.0f} MiB at peak: growth "
+                f"{(r.peak_rss - r.rss_before) / MiB:,.0f} MiB."
+            )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--objects", type=int, default=4, help="objects to copy")
+    parser.add_argument("--size-mb", type=int, default=64, help="size of each object, MiB")
+    parser.add_argument(
+        "--part-mb", type=int, default=16, help="multipart part size, MiB (at least 5)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=4, help="copies in flight")
+    parser.add_argument(
+        "--broker-url",
+        default=os.environ.get("BAYPORT_BROKER_URL", DEFAULT_BROKER),
+        help="Redis broker; started (valkey) when it does not answer",
+    )
+
+
+def run(args: argparse.Namespace, console: Console | None = None) -> int:
+    console = console or Console()
+    with tempfile.TemporaryDirectory(prefix="bayport-bench-xp-") as tmp:
+        work = Path(tmp)
+        access_key, secret_key = "bench" + secrets.token_hex(4), secrets.token_hex(16)
+        with (
+            start_rclone_s3(work / "s3", access_key=access_key, secret_key=secret_key) as s3,
+            start_azurite(work / "azurite") as azurite,
+        ):
+            servers = Servers(
+                S3Server(s3.url, access_key, secret_key, s3.pid or 0),
+                azurite.url,
+                azurite.pid or 0,
+            )
+            s3_client = make_s3_client(servers.s3, pool=4)
+            s3_client.create_bucket(Bucket=SOURCE)
+            service = blob_service(servers.azure_url)
+            for container in (BAYPORT_CONTAINER, RCLONE_CONTAINER):
+                service.create_container(container)
+            service.close()
+            started = time.perf_counter()
+            source = populate(s3_client, args.objects, args.size_mb * MiB)
+            console.print(
+                f"populated {args.objects} × {args.size_mb} MiB in "
+                f"{time.perf_counter() - started:.1f}s at {servers.s3.endpoint}; "
+                f"Azurite at {servers.azure_url}; {os.cpu_count()} CPUs"
+            )
+            runs = [run_bayport(servers, source, work, args, console)]
+            runs.append(run_rclone_copy(servers, source, work, args, console))
+    render(runs, args, console)
+    return 0 if all(r.problem is None for r in runs) else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.crossprovider", description=__doc__)
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))
