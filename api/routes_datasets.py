@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, status
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from api.deps import ContainerDep, PageDep, WorkspaceDep
 from api.schemas import DataItem, DatasetCreate, DatasetPublic, Page
 from importer.service import ledger_row_public
+from labels.catalog import Catalog
 from metadata import repository as repo
 from metadata.models import Dataset, Segment, StorageConfig, new_id
 
@@ -82,20 +86,90 @@ def get_dataset(name: str, workspace_id: WorkspaceDep, container: ContainerDep) 
         return _public(uow.session, dataset)
 
 
+def _dataset(s: Session, workspace_id: str, name: str) -> Dataset:
+    dataset = repo.get_dataset(s, workspace_id=workspace_id, name=name)
+    if dataset is None:
+        raise HTTPException(404, f"dataset {name!r} does not exist")
+    return dataset
+
+
+@router.put("/{name}/catalog", response_model=dict[str, Any])
+def put_catalog(
+    name: str,
+    body: Annotated[dict[str, Any], Body(description="TensorBay catalog: {TYPE: {...}}")],
+    workspace_id: WorkspaceDep,
+    container: ContainerDep,
+) -> dict[str, Any]:
+    """Set the dataset's catalog; later imports check every label against it."""
+    try:
+        catalog = Catalog.model_validate(body)
+    except ValidationError as exc:
+        raise HTTPException(
+            422,
+            [{"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
+             for err in exc.errors(include_url=False, include_input=False)],
+        ) from exc
+    with container.db.uow() as uow:
+        dataset = _dataset(uow.session, workspace_id, name)
+        dataset.catalog = catalog.dumps()
+        uow.session.add(dataset)
+        uow.commit()
+        return dataset.catalog
+
+
+@router.get("/{name}/catalog", response_model=dict[str, Any])
+def get_catalog(name: str, workspace_id: WorkspaceDep, container: ContainerDep) -> dict[str, Any]:
+    with container.db.uow() as uow:
+        return _dataset(uow.session, workspace_id, name).catalog or {}
+
+
+@router.get("/{name}/label-statistics", response_model=dict[str, Any])
+def label_statistics(
+    name: str,
+    workspace_id: WorkspaceDep,
+    container: ContainerDep,
+    segment: Annotated[str | None, Query(description="Only this segment")] = None,
+) -> dict[str, Any]:
+    """Annotations per type and category over the objects present, as TensorBay's
+    `labels/statistics`: {"labels": {TYPE: {"quantity", "categories": [{name, quantity}]}}}."""
+    with container.db.uow() as uow:
+        s = uow.session
+        dataset = _dataset(s, workspace_id, name)
+        segments = s.exec(select(Segment).where(Segment.dataset_id == dataset.id)).all()
+        ids = [g.id for g in segments if segment is None or g.name == segment]
+        if segment is not None and not ids:
+            raise HTTPException(404, f"segment {segment!r} of dataset {name!r} does not exist")
+        rows = repo.label_statistics(s, segment_ids=ids)
+    labels: dict[str, Any] = {}
+    for label_type, category, count in rows:
+        entry = labels.setdefault(label_type, {"quantity": 0, "categories": []})
+        entry["quantity"] += count
+        if category is not None:
+            entry["categories"].append({"name": category, "quantity": count})
+    return {"labels": labels}
+
+
 @router.get("/{name}/segments/{segment}/data", response_model=Page[DataItem])
 def segment_data(
-    name: str, segment: str, workspace_id: WorkspaceDep, container: ContainerDep, page: PageDep
+    name: str,
+    segment: str,
+    workspace_id: WorkspaceDep,
+    container: ContainerDep,
+    page: PageDep,
+    category: Annotated[str | None, Query(description="Only data with this category")] = None,
+    label_type: Annotated[str | None, Query(description="Only data with this type")] = None,
 ) -> Page[DataItem]:
     offset, limit = page
     with container.db.uow() as uow:
         s = uow.session
-        dataset = repo.get_dataset(s, workspace_id=workspace_id, name=name)
-        if dataset is None:
-            raise HTTPException(404, f"dataset {name!r} does not exist")
+        dataset = _dataset(s, workspace_id, name)
         seg = repo.get_segment(s, dataset_id=dataset.id, name=segment)
         if seg is None:
             raise HTTPException(404, f"segment {segment!r} of dataset {name!r} does not exist")
-        rows = repo.segment_data(s, segment_id=seg.id, offset=offset, limit=limit + 1)
+        rows = repo.segment_data(
+            s, segment_id=seg.id, offset=offset, limit=limit + 1, category=category,
+            label_type=label_type.upper() if label_type else None,
+        )
     items = [DataItem(**ledger_row_public(r)) for r in rows[:limit]]
     return Page[DataItem](
         items=items,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response, status
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import ContainerDep, PageDep, WorkspaceDep
-from api.schemas import FailureItem, JobCounts, JobPublic, Page
+from api.schemas import FailureItem, JobCounts, JobPublic, Page, UnpairedItem
 from importer import service
 from importer.manifest import ImportManifest
 from metadata import repository as repo
@@ -33,6 +35,8 @@ def job_public(container: ContainerDep, job: ImportJob) -> JobPublic:
             registered=counts.registered,
             skipped=counts.skipped,
             failed=counts.failed,
+            unlabelled=job.unlabelled,
+            labels_without_object=job.labels_without_object,
             bytes_listed=job.bytes_listed,
             bytes_copied=counts.bytes_copied,
         ),
@@ -124,4 +128,32 @@ def import_failures(
         offset=offset,
         limit=limit,
         next_offset=offset + limit if len(rows) > limit else None,
+    )
+
+
+@router.get("/{job_id}/unpaired", response_model=Page[UnpairedItem])
+def import_unpaired(
+    job_id: str,
+    workspace_id: WorkspaceDep,
+    container: ContainerDep,
+    page: PageDep,
+    kind: Annotated[
+        Literal["label_without_object", "object_without_label"],
+        Query(description="Label files no object pairs with, or objects imported unlabelled"),
+    ] = "label_without_object",
+) -> Page[UnpairedItem]:
+    offset, limit = page
+    job = _job(container, workspace_id, job_id)
+    with container.db.uow() as uow:
+        if kind == "label_without_object":
+            notes = repo.job_notes(uow.session, job_id=job.id, kind=kind, offset=offset,
+                                   limit=limit + 1)
+            keys = [n.key for n in notes]
+        else:
+            entries = repo.unlabelled_entries(uow.session, job_id=job.id, offset=offset,
+                                              limit=limit + 1)
+            keys = [e.source_key for e in entries]
+    return Page[UnpairedItem](
+        items=[UnpairedItem(kind=kind, key=k) for k in keys[:limit]], offset=offset,
+        limit=limit, next_offset=offset + limit if len(keys) > limit else None,
     )

@@ -127,6 +127,8 @@ class JobCounts(BaseModel):
     registered: int
     skipped: int
     failed: int
+    unlabelled: int
+    labels_without_object: int
     bytes_listed: int
     bytes_copied: int
 
@@ -170,3 +172,8 @@ class FailureItem(BaseModel):
     error_code: str | None
     error_message: str | None
     attempts: int
+
+
+class UnpairedItem(BaseModel):
+    kind: str
+    key: str

@@ -119,11 +119,10 @@ def dataset_store(ctx: ImportContext, place: JobPlace) -> ObjectStore:
 
 
 def finish_listing(s: Any, job: ImportJob) -> None:
-    """Listing is over (done, failed or cancelled): finalize now if no shard is left."""
+    """Listing is over (done, failed or cancelled); the caller runs `finish_if_ready` after
+    its commit."""
     job.listing_done = True
-    if repo.shards_pending(s, job_id=job.id) == 0:
-        finalize_job(s, job)
-    elif job.state == JobState.LISTING:
+    if job.state in (JobState.QUEUED, JobState.LISTING):
         job.state = JobState.COPYING.value
 
 
@@ -137,6 +136,8 @@ def finalize_job(s: Any, job: ImportJob) -> None:
         job.copied, job.registered = counts.copied, counts.registered
         job.skipped, job.failed = counts.skipped, counts.failed
         job.bytes_copied = counts.bytes_copied
+        if job.manifest.get("source", {}).get("label_prefix") is not None:
+            job.unlabelled = repo.count_unlabelled(s, job_id=job.id)
     done = job.copied + job.registered + job.skipped
     if job.cancel_requested:
         state = JobState.CANCELLED
@@ -168,6 +169,9 @@ def abandon_planning(ctx: ImportContext, job_id: str, reason: str) -> None:
         job.error = reason
         finish_listing(uow.session, job)
         uow.commit()
+    from importer.finish import finish_if_ready
+
+    finish_if_ready(ctx, job_id)
 
 
 # --- cancel and retry -----------------------------------------------------------------
@@ -211,6 +215,7 @@ def retry_import(ctx: ImportContext, *, workspace_id: str, job_id: str) -> Impor
         job.cancel_requested = False
         job.error = None
         job.finished_at = None
+        job.finishing_at = None
         uow.commit()
     ctx.enqueue.plan_import(job_id)
     return job

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
+LABEL_SUFFIXES = {"tensorbay": ".json", "voc": ".xml", "yolo": ".txt"}
 
 
 def normalize_prefix(value: str) -> str:
@@ -27,7 +28,19 @@ class SourceSpec(BaseModel):
     label_prefix: str | None = Field(
         default=None, description="Folder of the label files, mirrored from data_prefix"
     )
-    label_suffix: str = Field(default=".json", pattern=r"^\.[A-Za-z0-9_.\-]{1,20}$")
+    label_format: Literal["tensorbay", "voc", "yolo"] = Field(
+        default="tensorbay",
+        description="tensorbay: TensorBay JSON; voc: Pascal VOC XML; yolo: YOLO txt "
+        "(needs yolo_classes). Each becomes TensorBay labels (VOC/YOLO: BOX2D)",
+    )
+    label_suffix: str | None = Field(
+        default=None,
+        pattern=r"^\.[A-Za-z0-9_.\-]{1,20}$",
+        description="Extension of the label files (default by format: .json, .xml, .txt)",
+    )
+    yolo_classes: list[str] | None = Field(
+        default=None, description="YOLO class names, index 0 first (as in obj.names)"
+    )
     label_type: str | None = Field(
         default=None,
         description="Type of the label files' inner object (e.g. 'classification'); "
@@ -38,6 +51,19 @@ class SourceSpec(BaseModel):
     @classmethod
     def _prefix(cls, value: str | None) -> str | None:
         return None if value is None else normalize_prefix(value)
+
+    @property
+    def suffix(self) -> str:
+        """The label files' extension, as given or as the format's."""
+        return self.label_suffix or LABEL_SUFFIXES[self.label_format]
+
+    @model_validator(mode="after")
+    def _format_needs(self) -> SourceSpec:
+        if self.label_format == "yolo" and not self.yolo_classes:
+            raise ValueError("label_format 'yolo' needs yolo_classes (the class names)")
+        if self.label_format != "tensorbay" and self.label_type not in (None, "BOX2D"):
+            raise ValueError(f"{self.label_format} label files hold BOX2D labels")
+        return self
 
     @field_validator("label_type")
     @classmethod

@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 from importer.context import ImportContext, log
+from importer.finish import finish_if_ready
 from importer.jobs import JobPlace, dataset_store, finish_listing, load_place
 from importer.rules import (
     PlannedObject,
@@ -29,13 +30,18 @@ def plan_import(ctx: ImportContext, job_id: str) -> None:
     soon as its page commits. Resumes from the stored cursor when redelivered."""
     with ctx.db.uow() as uow:
         job = repo.lock_job(uow.session, job_id=job_id)
-        if job is None or JobState(job.state).is_final or job.listing_done:
+        if job is None or JobState(job.state).is_final:
+            return
+        if job.listing_done:  # redelivered after listing: only the finishing may be left
+            uow.commit()
+            finish_if_ready(ctx, job_id)
             return
         place = load_place(uow.session, job)
         resuming = job.state != JobState.QUEUED
         if job.cancel_requested:
             finish_listing(uow.session, job)
             uow.commit()
+            finish_if_ready(ctx, job_id)
             return
         if not resuming:
             job.state = JobState.LISTING.value
@@ -59,12 +65,14 @@ def plan_import(ctx: ImportContext, job_id: str) -> None:
                 job.error = f"listing {place.source_config.name!r} failed: {exc}"
                 finish_listing(uow.session, job)
                 uow.commit()
+        finish_if_ready(ctx, job_id)
         return
     with ctx.db.uow() as uow:
         job = repo.lock_job(uow.session, job_id=job_id)
         if job is not None:
             finish_listing(uow.session, job)
             uow.commit()
+    finish_if_ready(ctx, job_id)
 
 
 def _plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
@@ -94,7 +102,7 @@ def _plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
             page.objects,
             data_prefix=manifest.source.data_prefix,
             label_prefix=manifest.source.label_prefix,
-            label_suffix=manifest.source.label_suffix,
+            label_suffix=manifest.source.suffix,
         )
         if not _write_page(ctx, place, planned, listed=page.objects, cursor=page.cursor):
             return  # cancelled

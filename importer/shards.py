@@ -9,11 +9,15 @@ from typing import Any
 
 from importer.context import ImportContext, log
 from importer.copier import CopyResult, checksum_of, copy_object, matches
-from importer.jobs import JobPlace, dataset_store, finalize_job, load_place
+from importer.finish import finish_if_ready
+from importer.jobs import JobPlace, dataset_store, load_place
 from importer.rules import (
     PlannedObject,
     remote_path,
 )
+from labels.catalog import Catalog, label_facts, validate_label
+from labels.formats.voc import parse_voc
+from labels.formats.yolo import image_size, parse_yolo
 from labels.parse import LabelError, parse_label
 from metadata import repository as repo
 from metadata.models import (
@@ -46,7 +50,10 @@ def copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
     with ctx.db.uow() as uow:
         s = uow.session
         shard = s.get(Shard, shard_id)
-        if shard is None or shard.done:
+        if shard is None:
+            return ShardResult()
+        if shard.done:  # redelivered: only the job's finishing may be left
+            finish_if_ready(ctx, shard.job_id)
             return ShardResult()
         job = s.get(ImportJob, shard.job_id)
         if job is None:
@@ -87,9 +94,8 @@ def _complete_shard(ctx: ImportContext, *, job_id: str, shard_id: str) -> None:
             return
         shard.done = True
         shard.finished_at = utcnow()
-        if job.listing_done and repo.shards_pending(uow.session, job_id=job.id) == 0:
-            finalize_job(uow.session, job)
         uow.commit()
+    finish_if_ready(ctx, job_id)
 
 
 def abandon_shard(ctx: ImportContext, shard_id: str, reason: str) -> None:
@@ -142,10 +148,20 @@ def _copy_objects(
 
 
 def _write_ledger(ctx: ImportContext, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        with ctx.db.uow() as uow:
-            repo.upsert_ledger(uow.session, rows=rows)
-            uow.commit()
+    """One transaction per batch: the ledger rows and the label facts filters count."""
+    if not rows:
+        return
+    facts: dict[str, dict[str, list[tuple[str, str | None]]]] = {}
+    for row in rows:
+        label = row["label"] if row["outcome"] != Outcome.FAILED.value else None
+        facts.setdefault(row["segment_id"], {})[row["remote_path"]] = (
+            label_facts(label) if label else []
+        )
+    with ctx.db.uow() as uow:
+        repo.upsert_ledger(uow.session, rows=rows)
+        for segment_id, by_path in facts.items():
+            repo.replace_label_facts(uow.session, segment_id=segment_id, facts=by_path)
+        uow.commit()
 
 
 def _run_bounded(
@@ -206,6 +222,18 @@ def _ledger_row(place: JobPlace, obj: PlannedObject) -> dict[str, Any]:
     }
 
 
+class _LabelProblem(Exception):
+    code = "label_invalid"
+
+
+class _LabelMissing(_LabelProblem):
+    code = "label_missing"
+
+
+class _CatalogViolation(_LabelProblem):
+    code = "catalog_violation"
+
+
 class _ObjectImporter:
     """Imports one object: reads and validates its label, then copies (or registers) it.
     Returns the ledger row; a failure fails this object alone, with its reason."""
@@ -225,6 +253,8 @@ class _ObjectImporter:
         self.dest = dest
         self.check_dest = check_dest
         self.limits = ctx.copy_limits
+        catalog = place.dataset.catalog
+        self.catalog = Catalog.model_validate(catalog) if catalog else None
 
     def run(self, obj: PlannedObject) -> dict[str, Any]:
         attempts = [1]
@@ -240,6 +270,10 @@ class _ObjectImporter:
             row["size"], row["source_etag"] = info.size, info.etag
             outcome = self._transfer(info, row, count)
             row["outcome"] = outcome.value
+        except _LabelProblem as exc:
+            row.update(
+                outcome=Outcome.FAILED.value, error_code=exc.code, error_message=str(exc)
+            )
         except LabelError as exc:
             row.update(
                 outcome=Outcome.FAILED.value,
@@ -275,14 +309,34 @@ class _ObjectImporter:
             if exc.kind is not ErrorKind.NOT_FOUND:
                 raise
             if self.place.manifest.options.missing_label == "fail":
-                raise StorageError(
-                    ErrorKind.NOT_FOUND, "label file is missing", key=obj.label_key
-                ) from exc
+                raise _LabelMissing(f"{obj.label_key}: label file is missing") from exc
             row["label_key"] = None
             return
-        label = parse_label(raw, label_type=spec.label_type)
+        if spec.label_format == "voc":
+            label = parse_voc(raw)
+        elif spec.label_format == "yolo":
+            label = parse_yolo(
+                raw, classes=spec.yolo_classes or [], image_size=self._image_size(obj, count)
+            )
+        else:
+            label = parse_label(raw, label_type=spec.label_type)
+        if self.catalog is not None:
+            try:
+                validate_label(label, self.catalog)
+            except LabelError as exc:
+                raise _CatalogViolation(f"{obj.label_key}: {exc}") from exc
         row["label"] = label
         row["label_type"] = ",".join(sorted(label))
+
+    def _image_size(self, obj: PlannedObject, count: Any) -> tuple[int, int] | None:
+        """Width and height from the image's first bytes (YOLO boxes are relative)."""
+
+        def head() -> bytes:
+            for chunk in self.source.open(obj.key, chunk_size=64 * 1024):
+                return chunk
+            return b""
+
+        return image_size(self.ctx.retry.call(head, on_retry=count))
 
     def _source_info(self, obj: PlannedObject, count: Any) -> ObjectInfo:
         if obj.size is not None:

@@ -6,70 +6,59 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-JsonObject = dict[str, Any]
+from labels.checks import JsonObject, fail, show
+from labels.errors import LabelError
+from labels.model import VALIDATORS
 
+__all__ = ["PARSERS", "SUPPORTED_TYPES", "JsonObject", "LabelError", "parse_label"]
 
-class LabelError(ValueError):
-    """A label file that cannot be used; the message names what is wrong."""
-
-
-def _require_mapping(value: Any, where: str) -> JsonObject:
-    if not isinstance(value, dict):
-        raise LabelError(f"{where} must be a JSON object, not {type(value).__name__}")
-    return value
-
-
-def _attributes(value: Any, where: str) -> JsonObject:
-    attrs = _require_mapping(value, f"{where}.attributes")
-    for name, item in attrs.items():
-        if not isinstance(item, str | int | float | bool | list) and item is not None:
-            raise LabelError(f"{where}.attributes.{name} has an unsupported value type")
-    return attrs
-
-
-def _classification(value: Any) -> JsonObject:
-    obj = _require_mapping(value, "CLASSIFICATION")
-    unknown = set(obj) - {"category", "attributes"}
-    if unknown:
-        raise LabelError(f"CLASSIFICATION has unknown field(s): {', '.join(sorted(unknown))}")
-    out: JsonObject = {}
-    if "category" in obj:
-        if not isinstance(obj["category"], str) or not obj["category"]:
-            raise LabelError("CLASSIFICATION.category must be a non-empty string")
-        out["category"] = obj["category"]
-    if "attributes" in obj:
-        out["attributes"] = _attributes(obj["attributes"], "CLASSIFICATION")
-    if not out:
-        raise LabelError("CLASSIFICATION needs a category or attributes")
-    return out
-
-
-# One parser per label type; more types plug in here.
-PARSERS: dict[str, Callable[[Any], JsonObject]] = {
-    "CLASSIFICATION": _classification,
-}
+# One validator per label type: the type's JSON value in, its canonical value out.
+PARSERS: dict[str, Callable[[Any], Any]] = VALIDATORS
 SUPPORTED_TYPES = frozenset(PARSERS)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> JsonObject:
+    """A JSON object that names a key twice would silently lose one of the values."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise LabelError(f"a JSON object has the key {key!r} twice")
+            seen.add(key)
+    return obj
+
+
+def _type_name(key: str) -> str:
+    name = key.upper()
+    if name not in PARSERS:
+        raise LabelError(
+            f"unknown label type {key!r}; supported: {', '.join(sorted(SUPPORTED_TYPES))}"
+        )
+    return name
+
+
 def parse_label(raw: bytes, *, label_type: str | None) -> JsonObject:
-    """The label as `{TYPE: value}`. With `label_type` the file holds that type's inner
-    object (as in the seed: `{"category": "cat"}`); without it, a full `{TYPE: value}` dict."""
+    """The label as `{TYPE: value}` in canonical TensorBay JSON (a valid label comes back
+    equal to its input). With `label_type` (any case) the file holds that type's value (as
+    in the seed: `{"category": "cat"}`); without it, a full `{TYPE: value}` dict, which may
+    hold several types. Raises `LabelError` naming the path and value at fault."""
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LabelError(f"not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise LabelError("not valid JSON: nested too deeply") from exc
     if label_type is not None:
-        doc = {label_type: doc}
-    doc = _require_mapping(doc, "the label")
+        doc = {_type_name(label_type): doc}
+    if not isinstance(doc, dict):
+        fail("the label", f" must be a JSON object, not {show(doc)}")
     if not doc:
         raise LabelError("the label is an empty object")
     parsed: JsonObject = {}
     for key, value in doc.items():
-        type_name = key.upper()
-        parser = PARSERS.get(type_name)
-        if parser is None:
-            raise LabelError(
-                f"unknown label type {key!r}; supported: {', '.join(sorted(SUPPORTED_TYPES))}"
-            )
-        parsed[type_name] = parser(value)
+        type_name = _type_name(key)
+        if type_name in parsed:
+            raise LabelError(f"label type {type_name} is given twice (as {key!r})")
+        parsed[type_name] = PARSERS[type_name](value)
     return parsed

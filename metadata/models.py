@@ -100,6 +100,9 @@ class Dataset(SQLModel, table=True):
     name: str = Field(max_length=200)
     config_id: str | None = Field(default=None, foreign_key="storage_config.id", max_length=32)
     path: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    # TensorBay catalog JSON ({TYPE: {categories, attributes, ...}}); labels are checked
+    # against it when present.
+    catalog: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -132,6 +135,9 @@ class ImportJob(SQLModel, table=True):
     run: int = 1  # incremented by each retry of failed objects
     cancel_requested: bool = False
     listing_done: bool = False
+    # Set by the one task that finishes the job (reports, then finalizes); a stale claim
+    # (its worker died) may be taken over.
+    finishing_at: datetime | None = None
     # Where listing resumes if the planning task is redelivered: the last key planned.
     list_cursor: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     next_shard_seq: int = 0
@@ -144,6 +150,8 @@ class ImportJob(SQLModel, table=True):
     registered: int = 0
     skipped: int = 0
     failed: int = 0
+    unlabelled: int = 0  # imported without a label file (missing_label: import)
+    labels_without_object: int = 0  # label files no listed object pairs with
     bytes_copied: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
@@ -197,3 +205,31 @@ class LedgerEntry(SQLModel, table=True):
     error_code: str | None = Field(default=None, max_length=40)
     error_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class LabelFact(SQLModel, table=True):
+    """One (type, category) per annotation of a ledger entry's label: what filters and label
+    statistics count. Rewritten with the entry."""
+
+    __tablename__ = "label_fact"
+    __table_args__ = (
+        Index("ix_label_fact_entry", "segment_id", "remote_path"),
+        Index("ix_label_fact_category", "segment_id", "label_type", "category"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    segment_id: str = Field(foreign_key="segment.id", max_length=32)
+    remote_path: str = Field(sa_column=Column(Text, nullable=False))
+    label_type: str = Field(max_length=40)
+    category: str | None = Field(default=None, max_length=400)
+
+
+class JobNote(SQLModel, table=True):
+    """Something a job found that is not an object's outcome: a label file no object pairs
+    with."""
+
+    __tablename__ = "job_note"
+    __table_args__ = (Index("ix_job_note_job_kind", "job_id", "kind"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="import_job.id", max_length=32)
+    kind: str = Field(max_length=40)
+    key: str = Field(sa_column=Column(Text, nullable=False))

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, update
+from sqlalchemy import case, delete, func, insert, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -18,6 +18,8 @@ from metadata.models import (
     AccessKey,
     Dataset,
     ImportJob,
+    JobNote,
+    LabelFact,
     LedgerEntry,
     Outcome,
     Segment,
@@ -291,15 +293,28 @@ def upsert_ledger(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def segment_data(
-    session: Session, *, segment_id: str, offset: int, limit: int
+    session: Session,
+    *,
+    segment_id: str,
+    offset: int,
+    limit: int,
+    category: str | None = None,
+    label_type: str | None = None,
 ) -> Sequence[LedgerEntry]:
-    present = [Outcome.COPIED.value, Outcome.REGISTERED.value, Outcome.SKIPPED.value]
+    """The segment's objects (present ones), optionally only those with an annotation of
+    `label_type` and/or `category`."""
+    query = select(LedgerEntry).where(
+        LedgerEntry.segment_id == segment_id, col(LedgerEntry.outcome).in_(_PRESENT)
+    )
+    if category is not None or label_type is not None:
+        facts = select(LabelFact.remote_path).where(LabelFact.segment_id == segment_id)
+        if category is not None:
+            facts = facts.where(LabelFact.category == category)
+        if label_type is not None:
+            facts = facts.where(LabelFact.label_type == label_type)
+        query = query.where(col(LedgerEntry.remote_path).in_(facts))
     return session.exec(
-        select(LedgerEntry)
-        .where(LedgerEntry.segment_id == segment_id, col(LedgerEntry.outcome).in_(present))
-        .order_by(col(LedgerEntry.remote_path))
-        .offset(offset)
-        .limit(limit)
+        query.order_by(col(LedgerEntry.remote_path)).offset(offset).limit(limit)
     ).all()
 
 
@@ -313,3 +328,111 @@ def job_failures(
         .offset(offset)
         .limit(limit)
     ).all()
+
+
+# --- label facts, statistics and job notes ---------------------------------------------
+
+
+def replace_label_facts(
+    session: Session, *, segment_id: str, facts: dict[str, list[tuple[str, str | None]]]
+) -> None:
+    """Rewrite the (type, category) facts of the given entries (remote_path -> facts)."""
+    if not facts:
+        return
+    session.execute(
+        delete(LabelFact).where(
+            col(LabelFact.segment_id) == segment_id, col(LabelFact.remote_path).in_(list(facts))
+        )
+    )
+    rows = [
+        {"segment_id": segment_id, "remote_path": path, "label_type": t, "category": c}
+        for path, pairs in facts.items()
+        for t, c in pairs
+    ]
+    if rows:
+        session.execute(insert(LabelFact), rows)
+
+
+_PRESENT = [Outcome.COPIED.value, Outcome.REGISTERED.value, Outcome.SKIPPED.value]
+
+
+def label_statistics(
+    session: Session, *, segment_ids: Sequence[str]
+) -> list[tuple[str, str | None, int]]:
+    """(type, category, annotations) over the objects present in the segments."""
+    present = select(LedgerEntry.segment_id, LedgerEntry.remote_path).where(
+        col(LedgerEntry.segment_id).in_(segment_ids), col(LedgerEntry.outcome).in_(_PRESENT)
+    )
+    rows = session.exec(
+        select(LabelFact.label_type, LabelFact.category, func.count())
+        .where(
+            col(LabelFact.segment_id).in_(segment_ids),
+            tuple_(LabelFact.segment_id, LabelFact.remote_path).in_(present),
+        )
+        .group_by(col(LabelFact.label_type), col(LabelFact.category))
+        .order_by(col(LabelFact.label_type), col(LabelFact.category))
+    ).all()
+    return [(t, c, int(n)) for t, c, n in rows]
+
+
+def add_job_notes(session: Session, *, job_id: str, kind: str, keys: Sequence[str]) -> None:
+    if keys:
+        session.execute(insert(JobNote), [{"job_id": job_id, "kind": kind, "key": k} for k in keys])
+
+
+def clear_job_notes(session: Session, *, job_id: str) -> None:
+    session.execute(delete(JobNote).where(col(JobNote.job_id) == job_id))
+
+
+def job_notes(
+    session: Session, *, job_id: str, kind: str, offset: int, limit: int
+) -> Sequence[JobNote]:
+    return session.exec(
+        select(JobNote)
+        .where(JobNote.job_id == job_id, JobNote.kind == kind)
+        .order_by(col(JobNote.id))
+        .offset(offset)
+        .limit(limit)
+    ).all()
+
+
+def count_unlabelled(session: Session, *, job_id: str) -> int:
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(LedgerEntry)
+            .where(
+                LedgerEntry.job_id == job_id,
+                col(LedgerEntry.label_key).is_(None),
+                col(LedgerEntry.outcome).in_(_PRESENT),
+            )
+        ).one()
+    )
+
+
+def unlabelled_entries(
+    session: Session, *, job_id: str, offset: int, limit: int
+) -> Sequence[LedgerEntry]:
+    return session.exec(
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.job_id == job_id,
+            col(LedgerEntry.label_key).is_(None),
+            col(LedgerEntry.outcome).in_(_PRESENT),
+        )
+        .order_by(col(LedgerEntry.id))
+        .offset(offset)
+        .limit(limit)
+    ).all()
+
+
+def label_keys_paired(session: Session, *, segment_id: str, label_keys: Sequence[str]) -> set[str]:
+    if not label_keys:
+        return set()
+    rows = session.exec(
+        select(LedgerEntry.label_key).where(
+            LedgerEntry.segment_id == segment_id,
+            col(LedgerEntry.label_key).in_(list(label_keys)),
+        )
+    ).all()
+    return {key for key in rows if key is not None}

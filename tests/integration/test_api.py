@@ -134,7 +134,9 @@ def test_storage_config_round_trip_never_returns_the_secret(
 def test_storage_config_validation(client: TestClient, tmp_path: Path) -> None:
     r = client.post("/v1/storage-configs", params=NO_CHECK, json={**S3_CONFIG, "provider": "ftp"})
     assert r.status_code == 422 and "'provider'" in r.json()["detail"][0]["msg"]
-    r = client.post("/v1/storage-configs", params=NO_CHECK, json={**S3_CONFIG, "accesskey_secret": ""})
+    r = client.post(
+        "/v1/storage-configs", params=NO_CHECK, json={**S3_CONFIG, "accesskey_secret": ""}
+    )
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "s3", "accesskey_secret"]
     r = client.post("/v1/storage-configs", params=NO_CHECK, json={**S3_CONFIG, "name": "bad name!"})
@@ -143,20 +145,30 @@ def test_storage_config_validation(client: TestClient, tmp_path: Path) -> None:
     r = client.post("/v1/storage-configs", params=NO_CHECK, json=azure)
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "azure", "container_name"]
-    r = client.post("/v1/storage-configs", params=NO_CHECK,
-                    json={**azure, "container_name": "photos", "account_type": "China"})
+    r = client.post(
+        "/v1/storage-configs",
+        params=NO_CHECK,
+        json={**azure, "container_name": "photos", "account_type": "China"},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["endpoint"] == "https://acct.blob.core.chinacloudapi.cn"
     assert (r.json()["account_name"], r.json()["container_name"]) == ("acct", "photos")
-    oss = {"name": "o", "provider": "oss", "bucket_name": "photos", "accesskey_id": "LTAIxx",
-           "accesskey_secret": "s"}
+    oss = {
+        "name": "o",
+        "provider": "oss",
+        "bucket_name": "photos",
+        "accesskey_id": "LTAIxx",
+        "accesskey_secret": "s",
+    }
     r = client.post("/v1/storage-configs", params=NO_CHECK, json=oss)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "oss", "endpoint"]
     local = {"name": "disk", "provider": "local", "bucket_name": "/etc"}
     r = client.post("/v1/storage-configs", params=NO_CHECK, json=local)
     assert r.status_code == 422 and "BAYPORT_LOCAL_ROOTS" in r.text
     allowed = tmp_path / "allowed" / "photos"
-    r = client.post("/v1/storage-configs", params=NO_CHECK, json={**local, "bucket_name": str(allowed)})
+    r = client.post(
+        "/v1/storage-configs", params=NO_CHECK, json={**local, "bucket_name": str(allowed)}
+    )
     assert r.status_code == 201
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from bayport.sample import image_key, make_label, make_png, populate
 from bayport.wiring import Container, build_container
@@ -134,7 +135,7 @@ def test_seed_example_for_every_provider_pair(
     queue.drain(ctx)
     with ctx.db.uow() as uow:
         done = uow.session.get(ImportJob, job.id)
-        rows = {r.remote_path: r for r in uow.session.query(LedgerEntry).all()}
+        rows = {r.remote_path: r for r in uow.session.exec(select(LedgerEntry)).all()}
     assert done is not None and done.state == "succeeded", done and done.error
     assert (done.copied, done.failed) == (N, 0)
     for i in range(1, N + 1):

@@ -402,8 +402,9 @@ def test_move_is_refused_for_an_in_place_import(
     from importer.errors import Invalid
 
     ctx = container.ctx
-    config = add_config(ctx, container.box, workspace_id=workspace_id, name="user-bucket",
-                        bucket="user")
+    config = add_config(
+        ctx, container.box, workspace_id=workspace_id, name="user-bucket", bucket="user"
+    )
     add_dataset(ctx, workspace_id=workspace_id, name="Cats", config=config, path="data/")
     with pytest.raises(Invalid) as err:
         service.submit_import(ctx, workspace_id=workspace_id, manifest=manifest(move=True))

@@ -1,0 +1,102 @@
+"""Finishing a job once listing and every shard are done: report the label files no object
+paired with, then freeze the counts and set the final state — exactly once."""
+
+from __future__ import annotations
+
+import functools
+from datetime import timedelta
+
+from sqlalchemy import or_, update
+from sqlmodel import col
+
+from importer.context import ImportContext, log
+from importer.jobs import JobPlace, finalize_job, load_place
+from metadata import repository as repo
+from metadata.models import ImportJob, JobState, utcnow
+from storage_adapters.errors import StorageError
+
+LABEL_WITHOUT_OBJECT = "label_without_object"
+# A finishing task that has not ended after this long is taken to have died.
+_STALE_CLAIM = timedelta(minutes=30)
+
+
+def finish_if_ready(ctx: ImportContext, job_id: str) -> None:
+    """Finish the job if listing is done and no shard is pending. Safe to call from every
+    task at its end: one caller claims the finishing, the others return."""
+    with ctx.db.uow() as uow:
+        job = uow.session.get(ImportJob, job_id)
+        if job is None or JobState(job.state).is_final or not job.listing_done:
+            return
+        if repo.shards_pending(uow.session, job_id=job_id):
+            return
+        place = load_place(uow.session, job)
+    if not _claim(ctx, job_id):
+        return
+    manifest = place.manifest
+    if (
+        not place.job.cancel_requested
+        and place.job.error is None
+        and place.job.run == 1
+        and manifest.source.label_prefix is not None
+        and not manifest.options.dry_run
+    ):
+        try:
+            _report_labels_without_object(ctx, place)
+        except StorageError as exc:  # the report is a courtesy: the import itself is done
+            log.warning("job %s: could not list the label folder: %s", job_id, exc)
+    with ctx.db.uow() as uow:
+        job = repo.lock_job(uow.session, job_id=job_id)
+        if job is not None:
+            finalize_job(uow.session, job)
+            uow.commit()
+
+
+def _claim(ctx: ImportContext, job_id: str) -> bool:
+    now = utcnow()
+    with ctx.db.uow() as uow:
+        result = uow.session.execute(
+            update(ImportJob)
+            .where(
+                col(ImportJob.id) == job_id,
+                or_(
+                    col(ImportJob.finishing_at).is_(None),
+                    col(ImportJob.finishing_at) < now - _STALE_CLAIM,
+                ),
+            )
+            .values(finishing_at=now)
+        )
+        uow.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _report_labels_without_object(ctx: ImportContext, place: JobPlace) -> None:
+    """List the label folder page by page; a label file whose key no ledger entry of the
+    segment pairs with is noted. Runs after every shard, so the ledger is complete."""
+    spec = place.manifest.source
+    assert spec.label_prefix is not None
+    source = ctx.stores.for_config(place.source_config)
+    with ctx.db.uow() as uow:
+        repo.clear_job_notes(uow.session, job_id=place.job.id)
+        uow.commit()
+    total, cursor = 0, None
+    while True:
+        page = ctx.retry.call(functools.partial(source.list_page, spec.label_prefix, cursor=cursor))
+        keys = [o.key for o in page.objects if o.key.endswith(spec.suffix)]
+        with ctx.db.uow() as uow:
+            paired = repo.label_keys_paired(
+                uow.session, segment_id=place.segment.id, label_keys=keys
+            )
+            orphans = [k for k in keys if k not in paired]
+            repo.add_job_notes(
+                uow.session, job_id=place.job.id, kind=LABEL_WITHOUT_OBJECT, keys=orphans
+            )
+            total += len(orphans)
+            job = repo.lock_job(uow.session, job_id=place.job.id)
+            if job is not None:
+                job.labels_without_object = total
+            uow.commit()
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    if total:
+        log.info("job %s: %d label files pair with no object", place.job.id, total)

@@ -1,0 +1,215 @@
+"""Labels through the whole import: every type round-trips to the API, catalogs fail exactly
+the offending objects, unpaired files are reported, VOC and YOLO become BOX2D, and the data
+can be filtered and counted by category."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from api.app import create_app
+from bayport.sample import make_png
+from bayport.wiring import Container, build_container
+from metadata import repository as repo
+from metadata.db import migrate
+from storage_adapters.base import StorageSpec
+from storage_adapters.memory import MemoryBackend
+from storage_adapters.registry import open_store
+from tests.conftest import make_settings
+from tests.support import InlineQueue, add_config
+
+BOXES = [(10.0, 20.0, 110.0, 220.0, "cat"), (5.0, 6.0, 7.0, 8.0, "dog")]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Container, InlineQueue, TestClient]]:
+    settings = make_settings(tmp_path / "bayport")
+    migrate(settings.resolved_database_url)
+    queue = InlineQueue()
+    container = build_container(settings, enqueuer=queue)
+    with container.db.uow() as uow:
+        workspace, key = repo.create_workspace(uow.session, name="w")
+        uow.commit()
+    add_config(container.ctx, container.box, workspace_id=workspace.id, name="user-bucket",
+               bucket="user")
+    add_config(container.ctx, container.box, workspace_id=workspace.id, name="datasets",
+               bucket="datasets")
+    client = TestClient(create_app(container))
+    client.headers["Authorization"] = f"Bearer {key}"
+    assert client.post("/v1/datasets", json={"name": "Cats", "config_name": "datasets"}
+                       ).status_code == 201
+    yield container, queue, client
+    container.db.dispose()
+    MemoryBackend.forget_named()
+
+
+def _import(world: Any, source: dict[str, Any], **options: Any) -> dict[str, Any]:
+    container, queue, client = world
+    r = client.post("/v1/imports", json={"dataset": "Cats", "source": {
+        "config_name": "user-bucket", "data_prefix": "images/", **source}, "options": options})
+    assert r.status_code == 202, r.text
+    queue.drain(container.ctx)
+    job: dict[str, Any] = client.get(f"/v1/imports/{r.json()['id']}").json()
+    return job
+
+
+def _store() -> Any:
+    return open_store(StorageSpec(provider="memory", bucket="user"))
+
+
+def _data(client: TestClient, **params: str) -> list[dict[str, Any]]:
+    r = client.get("/v1/datasets/Cats/segments/default/data", params=params)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def test_catalog_violations_fail_exactly_the_offending_objects(world: Any) -> None:
+    _, _, client = world
+    catalog = {"BOX2D": {"categories": [{"name": "cat"}, {"name": "dog"}],
+                         "attributes": [{"name": "occluded", "type": "boolean"}]}}
+    r = client.put("/v1/datasets/Cats/catalog", json=catalog)
+    assert r.status_code == 200, r.text
+    assert client.get("/v1/datasets/Cats/catalog").json()["BOX2D"]["categories"][0] == {
+        "name": "cat"}
+    bad = client.put("/v1/datasets/Cats/catalog", json={"BOX2D": {"categories": "cat"}})
+    assert bad.status_code == 422 and "categories" in json.dumps(bad.json()["detail"])
+
+    store = _store()
+    labels = {
+        1: [{"box2d": {"xmin": 1, "ymin": 1, "xmax": 2, "ymax": 2}, "category": "cat"}],
+        2: [{"box2d": {"xmin": 1, "ymin": 1, "xmax": 2, "ymax": 2}, "category": "zebra"}],
+        3: [{"box2d": {"xmin": 1, "ymin": 1, "xmax": 2, "ymax": 2}, "category": "dog",
+             "attributes": {"occluded": "very"}}],
+    }
+    for i, label in labels.items():
+        store.put(f"images/{i}.png", make_png(i))
+        store.put(f"labels/{i}.json", json.dumps({"BOX2D": label}).encode())
+    job = _import(world, {"label_prefix": "labels/"})
+    assert (job["state"], job["counts"]["copied"], job["counts"]["failed"]) == (
+        "partially_failed", 1, 2)
+    failures = {f["remote_path"]: f for f in client.get(
+        f"/v1/imports/{job['id']}/failures").json()["items"]}
+    assert set(failures) == {"2.png", "3.png"}
+    assert failures["2.png"]["error_code"] == "catalog_violation"
+    assert "zebra" in failures["2.png"]["error_message"]
+    assert "very" in failures["3.png"]["error_message"]
+
+
+def test_unpaired_objects_and_labels_are_reported(world: Any) -> None:
+    _, _, client = world
+    store = _store()
+    for i in (1, 2, 3):
+        store.put(f"images/a/{i}.png", make_png(i))
+    store.put("labels/a/1.json", b'{"CLASSIFICATION": {"category": "cat"}}')
+    store.put("labels/a/9.json", b'{"CLASSIFICATION": {"category": "cat"}}')  # no image 9
+    store.put("labels/b/1.json", b'{"CLASSIFICATION": {"category": "dog"}}')  # other folder
+    job = _import(world, {"label_prefix": "labels/"}, missing_label="import")
+    c = job["counts"]
+    assert (job["state"], c["copied"], c["unlabelled"], c["labels_without_object"]) == (
+        "succeeded", 3, 2, 2)
+    orphans = client.get(f"/v1/imports/{job['id']}/unpaired").json()["items"]
+    assert [o["key"] for o in orphans] == ["labels/a/9.json", "labels/b/1.json"]
+    unlabelled = client.get(f"/v1/imports/{job['id']}/unpaired",
+                            params={"kind": "object_without_label"}).json()["items"]
+    assert sorted(o["key"] for o in unlabelled) == ["images/a/2.png", "images/a/3.png"]
+
+    # With missing_label=fail the unlabelled objects are failures, named as such.
+    job = _import(world, {"label_prefix": "labels/"}, overwrite="always")
+    assert job["counts"]["failed"] == 2
+    codes = {f["error_code"] for f in client.get(f"/v1/imports/{job['id']}/failures").json()[
+        "items"]}
+    assert codes == {"label_missing"}
+
+
+def _voc(boxes: list[tuple[float, float, float, float, str]]) -> bytes:
+    objects = "".join(
+        f"<object><name>{c}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{x}</xmax>"
+        f"<ymax>{y}</ymax></bndbox></object>" for a, b, x, y, c in boxes
+    )
+    return f"<annotation><size><width>200</width><height>400</height></size>{objects}</annotation>".encode()
+
+
+def _yolo(boxes: list[tuple[float, float, float, float, str]], w: int, h: int) -> bytes:
+    classes = ["cat", "dog"]
+    lines = [
+        f"{classes.index(c)} {(a + x) / 2 / w} {(b + y) / 2 / h} {(x - a) / w} {(y - b) / h}"
+        for a, b, x, y, c in boxes
+    ]
+    return "\n".join(lines).encode()
+
+
+def test_voc_and_yolo_become_the_same_box2d_labels(world: Any) -> None:
+    _, _, client = world
+    store = _store()
+    image = make_png(1, side=400)  # YOLO boxes are relative: the importer reads the size
+    store.put("images/1.png", image)
+    store.put("voc/1.xml", _voc(BOXES))
+    store.put("yolo/1.txt", _yolo(BOXES, 400, 400))
+    voc = _import(world, {"label_prefix": "voc/", "label_format": "voc"})
+    assert voc["state"] == "succeeded", voc
+    voc_label = _data(client)[0]["label"]
+    yolo = _import(world, {"label_prefix": "yolo/", "label_format": "yolo",
+                           "yolo_classes": ["cat", "dog"]}, overwrite="always")
+    assert yolo["state"] == "succeeded", yolo
+    yolo_label = _data(client)[0]["label"]
+    expected = [(a, b, x, y, c) for a, b, x, y, c in BOXES]
+    for label in (voc_label, yolo_label):
+        got = [(round(e["box2d"]["xmin"], 6), round(e["box2d"]["ymin"], 6),
+                round(e["box2d"]["xmax"], 6), round(e["box2d"]["ymax"], 6), e["category"])
+               for e in label["BOX2D"]]
+        assert got == expected
+
+
+def test_filters_and_label_statistics(world: Any) -> None:
+    _, _, client = world
+    store = _store()
+    cats = {1: ["cat"], 2: ["cat", "dog"], 3: ["dog"], 4: []}
+    for i, categories in cats.items():
+        store.put(f"images/{i}.png", make_png(i))
+        boxes = [{"box2d": {"xmin": 0, "ymin": 0, "xmax": 1, "ymax": 1}, "category": c}
+                 for c in categories]
+        label = {"BOX2D": boxes} if boxes else {"CLASSIFICATION": {"category": "empty"}}
+        store.put(f"labels/{i}.json", json.dumps(label).encode())
+    assert _import(world, {"label_prefix": "labels/"})["state"] == "succeeded"
+    assert [d["remote_path"] for d in _data(client, category="cat")] == ["1.png", "2.png"]
+    assert [d["remote_path"] for d in _data(client, category="dog", label_type="box2d")] == [
+        "2.png", "3.png"]
+    assert [d["remote_path"] for d in _data(client, label_type="CLASSIFICATION")] == ["4.png"]
+    stats = client.get("/v1/datasets/Cats/label-statistics").json()["labels"]
+    assert stats["BOX2D"] == {"quantity": 4, "categories": [
+        {"name": "cat", "quantity": 2}, {"name": "dog", "quantity": 2}]}
+    assert stats["CLASSIFICATION"]["quantity"] == 1
+
+
+def test_every_label_type_round_trips_through_an_import(world: Any) -> None:
+    """Generated labels of every type, written as files, imported, read back equal."""
+    from tests.unit.test_label_roundtrip import any_label
+
+    _, _, client = world
+    store = _store()
+    examples: list[dict[str, Any]] = []
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def collect(data: st.DataObject) -> None:
+        examples.append(data.draw(any_label()))
+
+    collect()
+    for i, label in enumerate(examples):
+        store.put(f"images/{i:04d}.png", b"x")
+        store.put(f"labels/{i:04d}.json", json.dumps(label).encode())
+    job = _import(world, {"label_prefix": "labels/"})
+    assert job["state"] == "succeeded", client.get(f"/v1/imports/{job['id']}/failures").json()
+    got = {d["remote_path"]: d["label"] for d in _data(client, limit="1000")}
+    for i, label in enumerate(examples):
+        assert got[f"{i:04d}.png"] == label
+    types = {t for label in examples for t in label}
+    assert len(types) >= 10  # the generator reached (nearly) every type
