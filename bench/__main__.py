@@ -1,4 +1,4 @@
-"""`python -m bench [plan|s3import|crossprovider|all] [options]`: run Bayport's benchmarks,
+"""`python -m bench [plan|s3import|crossprovider|coco|all] [options]`: run Bayport's benchmarks,
 print tables."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from types import ModuleType
 
 from rich.console import Console
 
-from bench import crossprovider, plan, s3import
+from bench import coco, crossprovider, plan, s3import
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     crossprovider.add_arguments(
         commands.add_parser("crossprovider", help=_summary(crossprovider.__doc__))
     )
-    commands.add_parser("all", help="plan, s3import, then crossprovider, with their defaults")
+    coco.add_arguments(commands.add_parser("coco", help=_summary(coco.__doc__)))
+    commands.add_parser("all", help="plan, s3import, crossprovider, then coco, with defaults")
     args = parser.parse_args(argv)
     # A table wider than a pipe's default 80 columns stays readable in logs.
     console = Console(width=max(Console().width, 120))
@@ -30,9 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         return s3import.run(args, console)
     if args.command == "crossprovider":
         return crossprovider.run(args, console)
+    if args.command == "coco":
+        return coco.run(args, console)
     status = plan.run(defaults(plan), console)
     status = s3import.run(defaults(s3import), console) or status
-    return crossprovider.run(defaults(crossprovider), console) or status
+    status = crossprovider.run(defaults(crossprovider), console) or status
+    return coco.run(defaults(coco), console) or status
 
 
 def _summary(doc: str | None) -> str:

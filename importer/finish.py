@@ -37,7 +37,7 @@ def finish_if_ready(ctx: ImportContext, job_id: str) -> None:
         not place.job.cancel_requested
         and place.job.error is None
         and place.job.run == 1
-        and manifest.source.label_prefix is not None
+        and manifest.source.labelled
         and not manifest.options.dry_run
     ):
         try:
@@ -73,11 +73,14 @@ def _report_labels_without_object(ctx: ImportContext, place: JobPlace) -> None:
     """List the label folder page by page; a label file whose key no ledger entry of the
     segment pairs with is noted. Runs after every shard, so the ledger is complete."""
     spec = place.manifest.source
-    assert spec.label_prefix is not None
-    source = ctx.stores.for_config(place.source_config)
     with ctx.db.uow() as uow:
         repo.clear_job_notes(uow.session, job_id=place.job.id)
         uow.commit()
+    if spec.coco_file is not None:
+        _report_coco_images_without_object(ctx, place)
+        return
+    assert spec.label_prefix is not None
+    source = ctx.stores.for_config(place.source_config)
     total, cursor = 0, None
     while True:
         page = ctx.retry.call(functools.partial(source.list_page, spec.label_prefix, cursor=cursor))
@@ -100,3 +103,31 @@ def _report_labels_without_object(ctx: ImportContext, place: JobPlace) -> None:
         cursor = page.cursor
     if total:
         log.info("job %s: %d label files pair with no object", place.job.id, total)
+
+
+def _report_coco_images_without_object(ctx: ImportContext, place: JobPlace) -> None:
+    """The COCO file's images that no listed object is: noted by their file_name."""
+    total, after = 0, 0
+    while True:
+        with ctx.db.uow() as uow:
+            rows = repo.import_labels_without_object(
+                uow.session,
+                job_id=place.job.id,
+                segment_id=place.segment.id,
+                after_id=after,
+                limit=1000,
+            )
+            if not rows:
+                return
+            repo.add_job_notes(
+                uow.session,
+                job_id=place.job.id,
+                kind=LABEL_WITHOUT_OBJECT,
+                keys=[f"{place.manifest.source.coco_file}#{r.name}" for r in rows],
+            )
+            total += len(rows)
+            after = rows[-1].id or after
+            job = repo.lock_job(uow.session, job_id=place.job.id)
+            if job is not None:
+                job.labels_without_object = total
+            uow.commit()

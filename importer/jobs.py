@@ -136,7 +136,8 @@ def finalize_job(s: Any, job: ImportJob) -> None:
         job.copied, job.registered = counts.copied, counts.registered
         job.skipped, job.failed = counts.skipped, counts.failed
         job.bytes_copied = counts.bytes_copied
-        if job.manifest.get("source", {}).get("label_prefix") is not None:
+        source = job.manifest.get("source", {})
+        if source.get("label_prefix") is not None or source.get("coco_file") is not None:
             job.unlabelled = repo.count_unlabelled(s, job_id=job.id)
     done = job.copied + job.registered + job.skipped
     if job.cancel_requested:

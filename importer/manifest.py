@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
-LABEL_SUFFIXES = {"tensorbay": ".json", "voc": ".xml", "yolo": ".txt"}
+LABEL_SUFFIXES = {"tensorbay": ".json", "voc": ".xml", "yolo": ".txt", "coco": ".json"}
 
 
 def normalize_prefix(value: str) -> str:
@@ -28,10 +28,16 @@ class SourceSpec(BaseModel):
     label_prefix: str | None = Field(
         default=None, description="Folder of the label files, mirrored from data_prefix"
     )
-    label_format: Literal["tensorbay", "voc", "yolo"] = Field(
+    label_format: Literal["tensorbay", "voc", "yolo", "coco"] = Field(
         default="tensorbay",
         description="tensorbay: TensorBay JSON; voc: Pascal VOC XML; yolo: YOLO txt "
-        "(needs yolo_classes). Each becomes TensorBay labels (VOC/YOLO: BOX2D)",
+        "(needs yolo_classes); coco: one COCO instances file for the segment (coco_file). "
+        "VOC/YOLO become BOX2D, COCO BOX2D/POLYGON/RLE",
+    )
+    coco_file: str | None = Field(
+        default=None,
+        description="With label_format coco: the COCO instances JSON's key; each image's "
+        "file_name is its path below data_prefix",
     )
     label_suffix: str | None = Field(
         default=None,
@@ -47,6 +53,11 @@ class SourceSpec(BaseModel):
         "omit when each file is a full {TYPE: ...} dict",
     )
 
+    @property
+    def labelled(self) -> bool:
+        """Do the objects come with labels (a label folder or a COCO file)?"""
+        return self.label_prefix is not None or self.coco_file is not None
+
     @field_validator("data_prefix", "label_prefix")
     @classmethod
     def _prefix(cls, value: str | None) -> str | None:
@@ -59,6 +70,10 @@ class SourceSpec(BaseModel):
 
     @model_validator(mode="after")
     def _format_needs(self) -> SourceSpec:
+        if (self.label_format == "coco") != (self.coco_file is not None):
+            raise ValueError("coco_file goes with label_format 'coco', and needs it")
+        if self.label_format == "coco" and self.label_prefix is not None:
+            raise ValueError("label_format 'coco' reads coco_file, not a label_prefix")
         if self.label_format == "yolo" and not self.yolo_classes:
             raise ValueError("label_format 'yolo' needs yolo_classes (the class names)")
         if self.label_format != "tensorbay" and self.label_type not in (None, "BOX2D"):

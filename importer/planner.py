@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from importer.context import ImportContext, log
@@ -15,6 +17,7 @@ from importer.rules import (
     remote_path,
     split_into_shards,
 )
+from labels.formats.coco import CocoIndex
 from metadata import repository as repo
 from metadata.models import (
     JobState,
@@ -22,6 +25,7 @@ from metadata.models import (
     Shard,
     utcnow,
 )
+from storage_adapters.base import ObjectStore
 from storage_adapters.errors import StorageError
 
 
@@ -90,6 +94,8 @@ def _plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
             if job is not None:
                 job.dest_was_empty = not first.objects
                 uow.commit()
+    if place.job.list_cursor is None and manifest.source.coco_file is not None:
+        load_coco_labels(ctx, place, source)
     cursor = place.job.list_cursor
     limit = min(ctx.settings.list_page_size, source.capabilities.max_list_page)
     while True:
@@ -215,3 +221,38 @@ def _known_unchanged(
         else:
             keep.append(obj)
     return keep, skip_ids
+
+
+def load_coco_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> None:
+    """Read the segment's COCO file once, streamed (to a temporary file, indexed on disk),
+    and store each image's label for the shard copiers. Memory stays flat in its size."""
+    coco_key = place.manifest.source.coco_file
+    assert coco_key is not None
+    with tempfile.TemporaryDirectory(prefix="bayport-coco-") as tmp:
+        path = Path(tmp) / "coco.json"
+
+        def download() -> None:
+            with path.open("wb") as out:
+                for chunk in source.open(coco_key):
+                    out.write(chunk)
+
+        ctx.retry.call(download)
+        with ctx.db.uow() as uow:
+            repo.clear_import_labels(uow.session, job_id=place.job.id)
+            uow.commit()
+        with CocoIndex.build(lambda: path.open("rb"), Path(tmp) / "coco.db") as index:
+            batch: list[tuple[str, dict[str, Any] | None]] = []
+            for name in index.file_names():
+                batch.append((name, index.label_for(name) or None))
+                if len(batch) >= 1000:
+                    _store_labels(ctx, place.job.id, batch)
+                    batch = []
+            _store_labels(ctx, place.job.id, batch)
+
+
+def _store_labels(
+    ctx: ImportContext, job_id: str, batch: list[tuple[str, dict[str, Any] | None]]
+) -> None:
+    with ctx.db.uow() as uow:
+        repo.add_import_labels(uow.session, job_id=job_id, labels=batch)
+        uow.commit()

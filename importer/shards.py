@@ -135,6 +135,12 @@ def _copy_objects(
     source = ctx.stores.for_config(place.source_config)
     dest = source if place.job.in_place else dataset_store(ctx, place)
     worker = _ObjectImporter(ctx, place, source, dest, check_dest=check_dest)
+    if place.manifest.source.coco_file is not None:
+        prefix = place.manifest.source.data_prefix
+        with ctx.db.uow() as uow:
+            worker.coco_labels = repo.import_labels(
+                uow.session, job_id=place.job.id, names=[remote_path(o.key, prefix) for o in todo]
+            )
     tally: dict[str, int] = {}
     batch: list[dict[str, Any]] = []
     for row in _run_bounded(worker.run, todo, place.manifest.options.concurrency, ctx, place):
@@ -255,6 +261,7 @@ class _ObjectImporter:
         self.limits = ctx.copy_limits
         catalog = place.dataset.catalog
         self.catalog = Catalog.model_validate(catalog) if catalog else None
+        self.coco_labels: dict[str, dict[str, Any] | None] = {}
 
     def run(self, obj: PlannedObject) -> dict[str, Any]:
         attempts = [1]
@@ -271,9 +278,7 @@ class _ObjectImporter:
             outcome = self._transfer(info, row, count)
             row["outcome"] = outcome.value
         except _LabelProblem as exc:
-            row.update(
-                outcome=Outcome.FAILED.value, error_code=exc.code, error_message=str(exc)
-            )
+            row.update(outcome=Outcome.FAILED.value, error_code=exc.code, error_message=str(exc))
         except LabelError as exc:
             row.update(
                 outcome=Outcome.FAILED.value,
@@ -295,9 +300,12 @@ class _ObjectImporter:
         return row
 
     def _label(self, obj: PlannedObject, row: dict[str, Any], count: Any) -> None:
+        spec = self.place.manifest.source
+        if spec.coco_file is not None:
+            self._coco_label(row)
+            return
         if obj.label_key is None:
             return
-        spec = self.place.manifest.source
         try:
             raw = self.ctx.retry.call(
                 lambda: self.source.get_bytes(
@@ -328,6 +336,25 @@ class _ObjectImporter:
         row["label"] = label
         row["label_type"] = ",".join(sorted(label))
 
+    def _coco_label(self, row: dict[str, Any]) -> None:
+        """From the labels planning read out of the COCO file: None when the file does not
+        list the image (missing), {} when it lists it without annotations."""
+        name = row["remote_path"]
+        if name not in self.coco_labels:
+            if self.place.manifest.options.missing_label == "fail":
+                raise _LabelMissing(f"{name}: the COCO file does not list this image")
+            return
+        label = self.coco_labels[name] or {}
+        row["label_key"] = self.place.manifest.source.coco_file
+        if label:
+            if self.catalog is not None:
+                try:
+                    validate_label(label, self.catalog)
+                except LabelError as exc:
+                    raise _CatalogViolation(f"{name}: {exc}") from exc
+            row["label"] = label
+            row["label_type"] = ",".join(sorted(label))
+
     def _image_size(self, obj: PlannedObject, count: Any) -> tuple[int, int] | None:
         """Width and height from the image's first bytes (YOLO boxes are relative)."""
 
@@ -336,7 +363,13 @@ class _ObjectImporter:
                 return chunk
             return b""
 
-        return image_size(self.ctx.retry.call(head, on_retry=count))
+        size = image_size(self.ctx.retry.call(head, on_retry=count))
+        if size is None:
+            raise LabelError(
+                f"{obj.key}: the image's width and height are not in its first 64 KiB "
+                "(PNG, JPEG, GIF, BMP, WebP); YOLO's relative boxes need them"
+            )
+        return size
 
     def _source_info(self, obj: PlannedObject, count: Any) -> ObjectInfo:
         if obj.size is not None:

@@ -233,3 +233,15 @@ class JobNote(SQLModel, table=True):
     job_id: str = Field(foreign_key="import_job.id", max_length=32)
     kind: str = Field(max_length=40)
     key: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ImportLabel(SQLModel, table=True):
+    """A label a job read from one file for a whole segment (COCO), by the image's path in
+    the segment; the shard copier looks its objects' labels up here."""
+
+    __tablename__ = "import_label"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="import_job.id", max_length=32)
+    name: str = Field(sa_column=Column(Text, nullable=False))
+    label: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

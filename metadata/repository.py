@@ -18,6 +18,7 @@ from metadata.models import (
     AccessKey,
     Dataset,
     ImportJob,
+    ImportLabel,
     JobNote,
     LabelFact,
     LedgerEntry,
@@ -436,3 +437,47 @@ def label_keys_paired(session: Session, *, segment_id: str, label_keys: Sequence
         )
     ).all()
     return {key for key in rows if key is not None}
+
+
+# --- labels read from one file for a segment (COCO) -----------------------------------
+
+
+def clear_import_labels(session: Session, *, job_id: str) -> None:
+    session.execute(delete(ImportLabel).where(col(ImportLabel.job_id) == job_id))
+
+
+def add_import_labels(
+    session: Session, *, job_id: str, labels: Sequence[tuple[str, dict[str, Any] | None]]
+) -> None:
+    if labels:
+        session.execute(
+            insert(ImportLabel),
+            [{"job_id": job_id, "name": name, "label": label} for name, label in labels],
+        )
+
+
+def import_labels(
+    session: Session, *, job_id: str, names: Sequence[str]
+) -> dict[str, dict[str, Any] | None]:
+    rows = session.exec(
+        select(ImportLabel.name, ImportLabel.label).where(
+            ImportLabel.job_id == job_id, col(ImportLabel.name).in_(list(names))
+        )
+    ).all()
+    return {name: dict(label) if label is not None else None for name, label in rows}
+
+
+def import_labels_without_object(
+    session: Session, *, job_id: str, segment_id: str, after_id: int, limit: int
+) -> Sequence[ImportLabel]:
+    present = select(LedgerEntry.remote_path).where(LedgerEntry.segment_id == segment_id)
+    return session.exec(
+        select(ImportLabel)
+        .where(
+            ImportLabel.job_id == job_id,
+            col(ImportLabel.id) > after_id,
+            col(ImportLabel.name).not_in(present),
+        )
+        .order_by(col(ImportLabel.id))
+        .limit(limit)
+    ).all()

@@ -37,14 +37,18 @@ def world(tmp_path: Path) -> Iterator[tuple[Container, InlineQueue, TestClient]]
     with container.db.uow() as uow:
         workspace, key = repo.create_workspace(uow.session, name="w")
         uow.commit()
-    add_config(container.ctx, container.box, workspace_id=workspace.id, name="user-bucket",
-               bucket="user")
-    add_config(container.ctx, container.box, workspace_id=workspace.id, name="datasets",
-               bucket="datasets")
+    add_config(
+        container.ctx, container.box, workspace_id=workspace.id, name="user-bucket", bucket="user"
+    )
+    add_config(
+        container.ctx, container.box, workspace_id=workspace.id, name="datasets", bucket="datasets"
+    )
     client = TestClient(create_app(container))
     client.headers["Authorization"] = f"Bearer {key}"
-    assert client.post("/v1/datasets", json={"name": "Cats", "config_name": "datasets"}
-                       ).status_code == 201
+    assert (
+        client.post("/v1/datasets", json={"name": "Cats", "config_name": "datasets"}).status_code
+        == 201
+    )
     yield container, queue, client
     container.db.dispose()
     MemoryBackend.forget_named()
@@ -52,8 +56,14 @@ def world(tmp_path: Path) -> Iterator[tuple[Container, InlineQueue, TestClient]]
 
 def _import(world: Any, source: dict[str, Any], **options: Any) -> dict[str, Any]:
     container, queue, client = world
-    r = client.post("/v1/imports", json={"dataset": "Cats", "source": {
-        "config_name": "user-bucket", "data_prefix": "images/", **source}, "options": options})
+    r = client.post(
+        "/v1/imports",
+        json={
+            "dataset": "Cats",
+            "source": {"config_name": "user-bucket", "data_prefix": "images/", **source},
+            "options": options,
+        },
+    )
     assert r.status_code == 202, r.text
     queue.drain(container.ctx)
     job: dict[str, Any] = client.get(f"/v1/imports/{r.json()['id']}").json()
@@ -73,12 +83,17 @@ def _data(client: TestClient, **params: str) -> list[dict[str, Any]]:
 
 def test_catalog_violations_fail_exactly_the_offending_objects(world: Any) -> None:
     _, _, client = world
-    catalog = {"BOX2D": {"categories": [{"name": "cat"}, {"name": "dog"}],
-                         "attributes": [{"name": "occluded", "type": "boolean"}]}}
+    catalog = {
+        "BOX2D": {
+            "categories": [{"name": "cat"}, {"name": "dog"}],
+            "attributes": [{"name": "occluded", "type": "boolean"}],
+        }
+    }
     r = client.put("/v1/datasets/Cats/catalog", json=catalog)
     assert r.status_code == 200, r.text
     assert client.get("/v1/datasets/Cats/catalog").json()["BOX2D"]["categories"][0] == {
-        "name": "cat"}
+        "name": "cat"
+    }
     bad = client.put("/v1/datasets/Cats/catalog", json={"BOX2D": {"categories": "cat"}})
     assert bad.status_code == 422 and "categories" in json.dumps(bad.json()["detail"])
 
@@ -86,17 +101,26 @@ def test_catalog_violations_fail_exactly_the_offending_objects(world: Any) -> No
     labels = {
         1: [{"box2d": {"xmin": 1, "ymin": 1, "xmax": 2, "ymax": 2}, "category": "cat"}],
         2: [{"box2d": {"xmin": 1, "ymin": 1, "xmax": 2, "ymax": 2}, "category": "zebra"}],
-        3: [{"box2d": {"xmin": 1, "ymin": 1, "xmax": 2, "ymax": 2}, "category": "dog",
-             "attributes": {"occluded": "very"}}],
+        3: [
+            {
+                "box2d": {"xmin": 1, "ymin": 1, "xmax": 2, "ymax": 2},
+                "category": "dog",
+                "attributes": {"occluded": "very"},
+            }
+        ],
     }
     for i, label in labels.items():
         store.put(f"images/{i}.png", make_png(i))
         store.put(f"labels/{i}.json", json.dumps({"BOX2D": label}).encode())
     job = _import(world, {"label_prefix": "labels/"})
     assert (job["state"], job["counts"]["copied"], job["counts"]["failed"]) == (
-        "partially_failed", 1, 2)
-    failures = {f["remote_path"]: f for f in client.get(
-        f"/v1/imports/{job['id']}/failures").json()["items"]}
+        "partially_failed",
+        1,
+        2,
+    )
+    failures = {
+        f["remote_path"]: f for f in client.get(f"/v1/imports/{job['id']}/failures").json()["items"]
+    }
     assert set(failures) == {"2.png", "3.png"}
     assert failures["2.png"]["error_code"] == "catalog_violation"
     assert "zebra" in failures["2.png"]["error_message"]
@@ -114,27 +138,35 @@ def test_unpaired_objects_and_labels_are_reported(world: Any) -> None:
     job = _import(world, {"label_prefix": "labels/"}, missing_label="import")
     c = job["counts"]
     assert (job["state"], c["copied"], c["unlabelled"], c["labels_without_object"]) == (
-        "succeeded", 3, 2, 2)
+        "succeeded",
+        3,
+        2,
+        2,
+    )
     orphans = client.get(f"/v1/imports/{job['id']}/unpaired").json()["items"]
     assert [o["key"] for o in orphans] == ["labels/a/9.json", "labels/b/1.json"]
-    unlabelled = client.get(f"/v1/imports/{job['id']}/unpaired",
-                            params={"kind": "object_without_label"}).json()["items"]
+    unlabelled = client.get(
+        f"/v1/imports/{job['id']}/unpaired", params={"kind": "object_without_label"}
+    ).json()["items"]
     assert sorted(o["key"] for o in unlabelled) == ["images/a/2.png", "images/a/3.png"]
 
     # With missing_label=fail the unlabelled objects are failures, named as such.
     job = _import(world, {"label_prefix": "labels/"}, overwrite="always")
     assert job["counts"]["failed"] == 2
-    codes = {f["error_code"] for f in client.get(f"/v1/imports/{job['id']}/failures").json()[
-        "items"]}
+    codes = {
+        f["error_code"] for f in client.get(f"/v1/imports/{job['id']}/failures").json()["items"]
+    }
     assert codes == {"label_missing"}
 
 
 def _voc(boxes: list[tuple[float, float, float, float, str]]) -> bytes:
     objects = "".join(
         f"<object><name>{c}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{x}</xmax>"
-        f"<ymax>{y}</ymax></bndbox></object>" for a, b, x, y, c in boxes
+        f"<ymax>{y}</ymax></bndbox></object>"
+        for a, b, x, y, c in boxes
     )
-    return f"<annotation><size><width>200</width><height>400</height></size>{objects}</annotation>".encode()
+    size = "<size><width>200</width><height>400</height></size>"
+    return f"<annotation>{size}{objects}</annotation>".encode()
 
 
 def _yolo(boxes: list[tuple[float, float, float, float, str]], w: int, h: int) -> bytes:
@@ -156,15 +188,25 @@ def test_voc_and_yolo_become_the_same_box2d_labels(world: Any) -> None:
     voc = _import(world, {"label_prefix": "voc/", "label_format": "voc"})
     assert voc["state"] == "succeeded", voc
     voc_label = _data(client)[0]["label"]
-    yolo = _import(world, {"label_prefix": "yolo/", "label_format": "yolo",
-                           "yolo_classes": ["cat", "dog"]}, overwrite="always")
+    yolo = _import(
+        world,
+        {"label_prefix": "yolo/", "label_format": "yolo", "yolo_classes": ["cat", "dog"]},
+        overwrite="always",
+    )
     assert yolo["state"] == "succeeded", yolo
     yolo_label = _data(client)[0]["label"]
     expected = [(a, b, x, y, c) for a, b, x, y, c in BOXES]
     for label in (voc_label, yolo_label):
-        got = [(round(e["box2d"]["xmin"], 6), round(e["box2d"]["ymin"], 6),
-                round(e["box2d"]["xmax"], 6), round(e["box2d"]["ymax"], 6), e["category"])
-               for e in label["BOX2D"]]
+        got = [
+            (
+                round(e["box2d"]["xmin"], 6),
+                round(e["box2d"]["ymin"], 6),
+                round(e["box2d"]["xmax"], 6),
+                round(e["box2d"]["ymax"], 6),
+                e["category"],
+            )
+            for e in label["BOX2D"]
+        ]
         assert got == expected
 
 
@@ -174,18 +216,24 @@ def test_filters_and_label_statistics(world: Any) -> None:
     cats = {1: ["cat"], 2: ["cat", "dog"], 3: ["dog"], 4: []}
     for i, categories in cats.items():
         store.put(f"images/{i}.png", make_png(i))
-        boxes = [{"box2d": {"xmin": 0, "ymin": 0, "xmax": 1, "ymax": 1}, "category": c}
-                 for c in categories]
+        boxes = [
+            {"box2d": {"xmin": 0, "ymin": 0, "xmax": 1, "ymax": 1}, "category": c}
+            for c in categories
+        ]
         label = {"BOX2D": boxes} if boxes else {"CLASSIFICATION": {"category": "empty"}}
         store.put(f"labels/{i}.json", json.dumps(label).encode())
     assert _import(world, {"label_prefix": "labels/"})["state"] == "succeeded"
     assert [d["remote_path"] for d in _data(client, category="cat")] == ["1.png", "2.png"]
     assert [d["remote_path"] for d in _data(client, category="dog", label_type="box2d")] == [
-        "2.png", "3.png"]
+        "2.png",
+        "3.png",
+    ]
     assert [d["remote_path"] for d in _data(client, label_type="CLASSIFICATION")] == ["4.png"]
     stats = client.get("/v1/datasets/Cats/label-statistics").json()["labels"]
-    assert stats["BOX2D"] == {"quantity": 4, "categories": [
-        {"name": "cat", "quantity": 2}, {"name": "dog", "quantity": 2}]}
+    assert stats["BOX2D"] == {
+        "quantity": 4,
+        "categories": [{"name": "cat", "quantity": 2}, {"name": "dog", "quantity": 2}],
+    }
     assert stats["CLASSIFICATION"]["quantity"] == 1
 
 
@@ -213,3 +261,40 @@ def test_every_label_type_round_trips_through_an_import(world: Any) -> None:
         assert got[f"{i:04d}.png"] == label
     types = {t for label in examples for t in label}
     assert len(types) >= 10  # the generator reached (nearly) every type
+
+
+def test_a_coco_file_labels_the_whole_segment(world: Any) -> None:
+    _, _, client = world
+    store = _store()
+    for i in (1, 2, 3, 4):
+        store.put(f"images/{i}.png", make_png(i))
+    coco = {
+        "images": [{"id": i, "file_name": f"{i}.png", "width": 16, "height": 16}
+                   for i in (1, 2, 3, 5)],
+        "categories": [{"id": 7, "name": "cat"}, {"id": 8, "name": "dog"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 7, "bbox": [1, 2, 3, 4], "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 8, "iscrowd": 0, "bbox": [0, 0, 4, 4],
+             "segmentation": [[0, 0, 4, 0, 4, 4]]},
+            {"id": 3, "image_id": 2, "category_id": 7, "iscrowd": 1, "bbox": [0, 0, 2, 2],
+             "segmentation": {"counts": [0, 4, 12], "size": [4, 4]}},
+        ],
+    }
+    store.put("annotations/instances.json", json.dumps(coco).encode())
+    job = _import(world, {"label_format": "coco", "coco_file": "annotations/instances.json"},
+                  missing_label="import")
+    c = job["counts"]
+    assert (job["state"], c["copied"], c["unlabelled"], c["labels_without_object"]) == (
+        "succeeded", 4, 1, 1), job
+    labels = {d["remote_path"]: d["label"] for d in _data(client)}
+    # the COCO annotation id becomes the TensorBay instance
+    assert labels["1.png"] == {"BOX2D": [{"box2d": {"xmin": 1, "ymin": 2, "xmax": 4, "ymax": 6},
+                                          "category": "cat", "instance": "1"}]}
+    assert labels["2.png"]["POLYGON"][0]["category"] == "dog"
+    assert labels["2.png"]["RLE"] == [{"rle": [0, 4, 12], "category": "cat",
+                                        "attributes": {"iscrowd": True}, "instance": "3"}]
+    assert labels["3.png"] is None and labels["4.png"] is None
+    orphans = client.get(f"/v1/imports/{job['id']}/unpaired").json()["items"]
+    assert [o["key"] for o in orphans] == ["annotations/instances.json#5.png"]
+    stats = client.get("/v1/datasets/Cats/label-statistics").json()["labels"]
+    assert stats["BOX2D"]["quantity"] == 3  # image 1's box and image 2's two boxes
