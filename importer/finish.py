@@ -37,7 +37,7 @@ def finish_if_ready(ctx: ImportContext, job_id: str) -> None:
         not place.job.cancel_requested
         and place.job.error is None
         and place.job.run == 1
-        and manifest.source.labelled
+        and (manifest.source.label_prefix is not None or manifest.source.coco_file is not None)
         and not manifest.options.dry_run
     ):
         try:

@@ -137,7 +137,7 @@ def finalize_job(s: Any, job: ImportJob) -> None:
         job.skipped, job.failed = counts.skipped, counts.failed
         job.bytes_copied = counts.bytes_copied
         source = job.manifest.get("source", {})
-        if source.get("label_prefix") is not None or source.get("coco_file") is not None:
+        if any(source.get(k) is not None for k in ("label_prefix", "coco_file", "mask_prefix")):
             job.unlabelled = repo.count_unlabelled(s, job_id=job.id)
     done = job.copied + job.registered + job.skipped
     if job.cancel_requested:

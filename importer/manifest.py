@@ -44,6 +44,13 @@ class SourceSpec(BaseModel):
         pattern=r"^\.[A-Za-z0-9_.\-]{1,20}$",
         description="Extension of the label files (default by format: .json, .xml, .txt)",
     )
+    mask_prefix: str | None = Field(
+        default=None,
+        description="Folder of mask files (PNG), paired by stem like labels; each is copied "
+        "with its object and becomes the label's mask (mask_type) with its remotePath",
+    )
+    mask_type: Literal["SEMANTIC_MASK", "INSTANCE_MASK", "PANOPTIC_MASK"] | None = None
+    mask_suffix: str = Field(default=".png", pattern=r"^\.[A-Za-z0-9_.\-]{1,20}$")
     yolo_classes: list[str] | None = Field(
         default=None, description="YOLO class names, index 0 first (as in obj.names)"
     )
@@ -56,9 +63,14 @@ class SourceSpec(BaseModel):
     @property
     def labelled(self) -> bool:
         """Do the objects come with labels (a label folder or a COCO file)?"""
-        return self.label_prefix is not None or self.coco_file is not None
+        return any(p is not None for p in (self.label_prefix, self.coco_file, self.mask_prefix))
 
-    @field_validator("data_prefix", "label_prefix")
+    @field_validator("mask_type", mode="before")
+    @classmethod
+    def _mask_type(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("data_prefix", "label_prefix", "mask_prefix")
     @classmethod
     def _prefix(cls, value: str | None) -> str | None:
         return None if value is None else normalize_prefix(value)
@@ -70,6 +82,8 @@ class SourceSpec(BaseModel):
 
     @model_validator(mode="after")
     def _format_needs(self) -> SourceSpec:
+        if (self.mask_prefix is None) != (self.mask_type is None):
+            raise ValueError("mask_prefix and mask_type go together")
         if (self.label_format == "coco") != (self.coco_file is not None):
             raise ValueError("coco_file goes with label_format 'coco', and needs it")
         if self.label_format == "coco" and self.label_prefix is not None:

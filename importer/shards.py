@@ -13,6 +13,8 @@ from importer.finish import finish_if_ready
 from importer.jobs import JobPlace, dataset_store, load_place
 from importer.rules import (
     PlannedObject,
+    destination_key,
+    label_key_for,
     remote_path,
 )
 from labels.catalog import Catalog, label_facts, validate_label
@@ -273,6 +275,7 @@ class _ObjectImporter:
         row = _ledger_row(place, obj)
         try:
             self._label(obj, row, count)
+            self._mask(obj, row, count)
             info = self._source_info(obj, count)
             row["size"], row["source_etag"] = info.size, info.etag
             outcome = self._transfer(info, row, count)
@@ -333,6 +336,47 @@ class _ObjectImporter:
                 validate_label(label, self.catalog)
             except LabelError as exc:
                 raise _CatalogViolation(f"{obj.label_key}: {exc}") from exc
+        row["label"] = label
+        row["label_type"] = ",".join(sorted(label))
+
+    def _mask(self, obj: PlannedObject, row: dict[str, Any], count: Any) -> None:
+        """The object's mask file, paired by stem: copied beside the segment's objects (in
+        `_masks/`), or registered where it is for an in-place import."""
+        spec = self.place.manifest.source
+        if spec.mask_prefix is None or spec.mask_type is None:
+            return
+        mask_key = label_key_for(
+            obj.key,
+            data_prefix=spec.data_prefix,
+            label_prefix=spec.mask_prefix,
+            label_suffix=spec.mask_suffix,
+        )
+        try:
+            mask = self.ctx.retry.call(lambda: self.source.head(mask_key), on_retry=count)
+        except StorageError as exc:
+            if exc.kind is not ErrorKind.NOT_FOUND:
+                raise
+            if self.place.manifest.options.missing_label == "fail":
+                raise _LabelMissing(f"{mask_key}: mask file is missing") from exc
+            return
+        if self.place.job.in_place:
+            remote = mask_key
+        else:
+            place = self.place
+            remote = destination_key(
+                place.dataset.path,
+                place.segment.name,
+                "_masks/" + remote_path(mask_key, spec.mask_prefix),
+            )
+            self._copy(mask, remote, count)
+        if row["label_key"] is None:
+            row["label_key"] = mask_key  # the mask is this object's label file
+        label = dict(row["label"] or {})
+        previous = label.get(spec.mask_type) or {}
+        label[spec.mask_type] = {
+            "remotePath": remote,
+            **({"info": previous["info"]} if "info" in previous else {}),
+        }
         row["label"] = label
         row["label_type"] = ",".join(sorted(label))
 

@@ -269,32 +269,86 @@ def test_a_coco_file_labels_the_whole_segment(world: Any) -> None:
     for i in (1, 2, 3, 4):
         store.put(f"images/{i}.png", make_png(i))
     coco = {
-        "images": [{"id": i, "file_name": f"{i}.png", "width": 16, "height": 16}
-                   for i in (1, 2, 3, 5)],
+        "images": [
+            {"id": i, "file_name": f"{i}.png", "width": 16, "height": 16} for i in (1, 2, 3, 5)
+        ],
         "categories": [{"id": 7, "name": "cat"}, {"id": 8, "name": "dog"}],
         "annotations": [
             {"id": 1, "image_id": 1, "category_id": 7, "bbox": [1, 2, 3, 4], "iscrowd": 0},
-            {"id": 2, "image_id": 2, "category_id": 8, "iscrowd": 0, "bbox": [0, 0, 4, 4],
-             "segmentation": [[0, 0, 4, 0, 4, 4]]},
-            {"id": 3, "image_id": 2, "category_id": 7, "iscrowd": 1, "bbox": [0, 0, 2, 2],
-             "segmentation": {"counts": [0, 4, 12], "size": [4, 4]}},
+            {
+                "id": 2,
+                "image_id": 2,
+                "category_id": 8,
+                "iscrowd": 0,
+                "bbox": [0, 0, 4, 4],
+                "segmentation": [[0, 0, 4, 0, 4, 4]],
+            },
+            {
+                "id": 3,
+                "image_id": 2,
+                "category_id": 7,
+                "iscrowd": 1,
+                "bbox": [0, 0, 2, 2],
+                "segmentation": {"counts": [0, 4, 12], "size": [4, 4]},
+            },
         ],
     }
     store.put("annotations/instances.json", json.dumps(coco).encode())
-    job = _import(world, {"label_format": "coco", "coco_file": "annotations/instances.json"},
-                  missing_label="import")
+    job = _import(
+        world,
+        {"label_format": "coco", "coco_file": "annotations/instances.json"},
+        missing_label="import",
+    )
     c = job["counts"]
     assert (job["state"], c["copied"], c["unlabelled"], c["labels_without_object"]) == (
-        "succeeded", 4, 1, 1), job
+        "succeeded",
+        4,
+        1,
+        1,
+    ), job
     labels = {d["remote_path"]: d["label"] for d in _data(client)}
     # the COCO annotation id becomes the TensorBay instance
-    assert labels["1.png"] == {"BOX2D": [{"box2d": {"xmin": 1, "ymin": 2, "xmax": 4, "ymax": 6},
-                                          "category": "cat", "instance": "1"}]}
+    assert labels["1.png"] == {
+        "BOX2D": [
+            {
+                "box2d": {"xmin": 1, "ymin": 2, "xmax": 4, "ymax": 6},
+                "category": "cat",
+                "instance": "1",
+            }
+        ]
+    }
     assert labels["2.png"]["POLYGON"][0]["category"] == "dog"
-    assert labels["2.png"]["RLE"] == [{"rle": [0, 4, 12], "category": "cat",
-                                        "attributes": {"iscrowd": True}, "instance": "3"}]
+    assert labels["2.png"]["RLE"] == [
+        {"rle": [0, 4, 12], "category": "cat", "attributes": {"iscrowd": True}, "instance": "3"}
+    ]
     assert labels["3.png"] is None and labels["4.png"] is None
     orphans = client.get(f"/v1/imports/{job['id']}/unpaired").json()["items"]
     assert [o["key"] for o in orphans] == ["annotations/instances.json#5.png"]
     stats = client.get("/v1/datasets/Cats/label-statistics").json()["labels"]
     assert stats["BOX2D"]["quantity"] == 3  # image 1's box and image 2's two boxes
+
+
+def test_mask_files_are_paired_copied_and_labelled(world: Any) -> None:
+    container, _, client = world
+    store = _store()
+    for i in (1, 2):
+        store.put(f"images/{i}.png", make_png(i))
+        store.put(f"masks/{i}.png", make_png(100 + i))
+    info = {"SEMANTIC_MASK": {"info": [{"categoryId": 1}, {"categoryId": 2}]}}
+    store.put("labels/1.json", json.dumps(info).encode())
+    job = _import(
+        world,
+        {"label_prefix": "labels/", "mask_prefix": "masks/", "mask_type": "semantic_mask"},
+        missing_label="import",
+    )
+    assert (job["state"], job["counts"]["copied"]) == ("succeeded", 2), job
+    labels = {d["remote_path"]: d["label"] for d in _data(client)}
+    assert labels["1.png"] == {
+        "SEMANTIC_MASK": {
+            "remotePath": "default/_masks/1.png",
+            "info": [{"categoryId": 1}, {"categoryId": 2}],
+        }
+    }
+    assert labels["2.png"] == {"SEMANTIC_MASK": {"remotePath": "default/_masks/2.png"}}
+    dest = open_store(StorageSpec(provider="memory", bucket="datasets"))
+    assert dest.get_bytes("default/_masks/2.png", max_size=1 << 20) == make_png(102)
