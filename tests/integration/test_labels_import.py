@@ -329,7 +329,7 @@ def test_a_coco_file_labels_the_whole_segment(world: Any) -> None:
 
 
 def test_mask_files_are_paired_copied_and_labelled(world: Any) -> None:
-    container, _, client = world
+    _, _, client = world
     store = _store()
     for i in (1, 2):
         store.put(f"images/{i}.png", make_png(i))
