@@ -106,8 +106,10 @@ def put_catalog(
     except ValidationError as exc:
         raise HTTPException(
             422,
-            [{"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
-             for err in exc.errors(include_url=False, include_input=False)],
+            [
+                {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
+                for err in exc.errors(include_url=False, include_input=False)
+            ],
         ) from exc
     with container.db.uow() as uow:
         dataset = _dataset(uow.session, workspace_id, name)
@@ -167,7 +169,11 @@ def segment_data(
         if seg is None:
             raise HTTPException(404, f"segment {segment!r} of dataset {name!r} does not exist")
         rows = repo.segment_data(
-            s, segment_id=seg.id, offset=offset, limit=limit + 1, category=category,
+            s,
+            segment_id=seg.id,
+            offset=offset,
+            limit=limit + 1,
+            category=category,
             label_type=label_type.upper() if label_type else None,
         )
     items = [DataItem(**ledger_row_public(r)) for r in rows[:limit]]

@@ -146,14 +146,18 @@ def import_unpaired(
     job = _job(container, workspace_id, job_id)
     with container.db.uow() as uow:
         if kind == "label_without_object":
-            notes = repo.job_notes(uow.session, job_id=job.id, kind=kind, offset=offset,
-                                   limit=limit + 1)
+            notes = repo.job_notes(
+                uow.session, job_id=job.id, kind=kind, offset=offset, limit=limit + 1
+            )
             keys = [n.key for n in notes]
         else:
-            entries = repo.unlabelled_entries(uow.session, job_id=job.id, offset=offset,
-                                              limit=limit + 1)
+            entries = repo.unlabelled_entries(
+                uow.session, job_id=job.id, offset=offset, limit=limit + 1
+            )
             keys = [e.source_key for e in entries]
     return Page[UnpairedItem](
-        items=[UnpairedItem(kind=kind, key=k) for k in keys[:limit]], offset=offset,
-        limit=limit, next_offset=offset + limit if len(keys) > limit else None,
+        items=[UnpairedItem(kind=kind, key=k) for k in keys[:limit]],
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if len(keys) > limit else None,
     )
