@@ -331,11 +331,15 @@ class _ObjectImporter:
             )
         else:
             label = parse_label(raw, label_type=spec.label_type)
+        self._keep_label(row, label, where=obj.label_key or obj.key)
+
+    def _keep_label(self, row: dict[str, Any], label: dict[str, Any], *, where: str) -> None:
+        """Check `label` against the dataset's catalog, then put it on the ledger row."""
         if self.catalog is not None:
             try:
                 validate_label(label, self.catalog)
             except LabelError as exc:
-                raise _CatalogViolation(f"{obj.label_key}: {exc}") from exc
+                raise _CatalogViolation(f"{where}: {exc}") from exc
         row["label"] = label
         row["label_type"] = ",".join(sorted(label))
 
@@ -391,13 +395,7 @@ class _ObjectImporter:
         label = self.coco_labels[name] or {}
         row["label_key"] = self.place.manifest.source.coco_file
         if label:
-            if self.catalog is not None:
-                try:
-                    validate_label(label, self.catalog)
-                except LabelError as exc:
-                    raise _CatalogViolation(f"{name}: {exc}") from exc
-            row["label"] = label
-            row["label_type"] = ",".join(sorted(label))
+            self._keep_label(row, label, where=name)
 
     def _image_size(self, obj: PlannedObject, count: Any) -> tuple[int, int] | None:
         """Width and height from the image's first bytes (YOLO boxes are relative)."""
