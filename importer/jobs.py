@@ -28,8 +28,15 @@ from storage_adapters.base import ObjectStore
 # --- submit ---------------------------------------------------------------------------
 
 
-def submit_import(ctx: ImportContext, *, workspace_id: str, manifest: ImportManifest) -> ImportJob:
-    """Record a job for `manifest` and enqueue its planning (after the commit)."""
+def submit_import(
+    ctx: ImportContext,
+    *,
+    workspace_id: str,
+    manifest: ImportManifest,
+    schedule_id: str | None = None,
+) -> ImportJob:
+    """Record a job for `manifest` and enqueue its planning (after the commit). A job a
+    schedule starts carries its `schedule_id`."""
     with ctx.db.uow() as uow:
         s = uow.session
         dataset = repo.get_dataset(s, workspace_id=workspace_id, name=manifest.dataset)
@@ -70,6 +77,7 @@ def submit_import(ctx: ImportContext, *, workspace_id: str, manifest: ImportMani
             source_config_id=config.id,
             manifest=manifest.model_dump(mode="json"),
             in_place=in_place,
+            schedule_id=schedule_id,
         )
         s.add(job)
         uow.commit()

@@ -27,6 +27,8 @@ class JobState(enum.StrEnum):
     PARTIALLY_FAILED = "partially_failed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Copies done, but deletions above the job's limits were held back: nothing deleted.
+    NEEDS_REVIEW = "needs_review"
 
     @property
     def is_final(self) -> bool:
@@ -34,7 +36,13 @@ class JobState(enum.StrEnum):
 
 
 FINAL_STATES = frozenset(
-    {JobState.SUCCEEDED, JobState.PARTIALLY_FAILED, JobState.FAILED, JobState.CANCELLED}
+    {
+        JobState.SUCCEEDED,
+        JobState.PARTIALLY_FAILED,
+        JobState.FAILED,
+        JobState.CANCELLED,
+        JobState.NEEDS_REVIEW,
+    }
 )
 
 
@@ -45,6 +53,8 @@ class Outcome(enum.StrEnum):
     COPIED = "copied"
     REGISTERED = "registered"  # in-place import: no bytes moved
     SKIPPED = "skipped"  # already at the destination, unchanged
+    RELABELLED = "relabelled"  # the object unchanged, its label file changed: re-parsed
+    DELETED = "deleted"  # a tombstone: gone from the source, deleted from the dataset
     FAILED = "failed"
 
     @property
@@ -127,6 +137,8 @@ class ImportJob(SQLModel, table=True):
     source_config_id: str = Field(foreign_key="storage_config.id", max_length=32)
     # The manifest as submitted: names and options only, never credentials.
     manifest: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The schedule whose run this job is (None for a job submitted directly).
+    schedule_id: str | None = Field(default=None, index=True, max_length=32)
     state: str = Field(default=JobState.QUEUED.value, max_length=20, index=True)
     in_place: bool = False
     # The destination segment folder held nothing when the job started: no object of this
@@ -144,12 +156,21 @@ class ImportJob(SQLModel, table=True):
     shards_total: int = 0
     listed: int = 0
     bytes_listed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    planned: int = 0  # objects put into shards (the rest were skipped from the ledger)
+    planned: int = 0  # objects put into shards to copy (the rest were skipped)
+    # Counted while listing, committed with the cursor (so exact under redelivery):
+    unchanged: int = 0  # the ledger holds them unchanged: skipped without a write
+    relabel_planned: int = 0  # unchanged objects whose label file changed
+    delete_planned: int = 0  # ledger entries gone from the source (tombstoned unless held)
+    # Why deletions were held back (above max_delete / max_delete_percent, or an empty
+    # listing): the job ends needs_review and deletes nothing.
+    review_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # Frozen at the end (see the docstring).
     copied: int = 0
     registered: int = 0
     skipped: int = 0
     failed: int = 0
+    relabelled: int = 0
+    deleted: int = 0
     unlabelled: int = 0  # imported without a label file (missing_label: import)
     labels_without_object: int = 0  # label files no listed object pairs with
     bytes_copied: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
@@ -168,6 +189,7 @@ class Shard(SQLModel, table=True):
     job_id: str = Field(foreign_key="import_job.id", index=True, max_length=32)
     seq: int
     run: int = 1
+    kind: str = Field(default="copy", max_length=16)  # "copy" | "delete"
     done: bool = False
     # [[key, size, etag, md5, label_key], ...] relative to the source config's root.
     items: list[list[Any]] = Field(sa_column=Column(JSON, nullable=False))
@@ -185,6 +207,7 @@ class LedgerEntry(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("segment_id", "remote_path"),
         Index("ix_ledger_job_outcome", "job_id", "outcome"),
+        Index("ix_ledger_label_key", "segment_id", "label_key"),
     )
     id: int | None = Field(default=None, primary_key=True)
     dataset_id: str = Field(foreign_key="dataset.id", index=True, max_length=32)
@@ -199,6 +222,8 @@ class LedgerEntry(SQLModel, table=True):
     size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     checksum: str | None = Field(default=None, max_length=200)  # "md5:<hex>" or "etag:<etag>"
     label_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The label file's ETag when it was read: a sync re-parses the label when it changes.
+    label_etag: str | None = Field(default=None, max_length=200)
     label_type: str | None = Field(default=None, max_length=40)
     label: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     attempts: int = 0
@@ -245,3 +270,38 @@ class ImportLabel(SQLModel, table=True):
     job_id: str = Field(foreign_key="import_job.id", max_length=32)
     name: str = Field(sa_column=Column(Text, nullable=False))
     label: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class Schedule(SQLModel, table=True):
+    """A recurring import (a sync): the manifest, a cron expression in a time zone."""
+
+    __tablename__ = "schedule"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True, max_length=32)
+    name: str = Field(max_length=200)
+    manifest: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # Five fields (minute hour day month weekday), or six with seconds first.
+    cron: str = Field(max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    enabled: bool = True
+    # The latest occurrence claimed (UTC): occurrences at or before it never fire again.
+    last_occurrence: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ScheduleRun(SQLModel, table=True):
+    """One occurrence of a schedule, claimed once (the unique key) by whichever beat got
+    there first; the job it started, or why it started none."""
+
+    __tablename__ = "schedule_run"
+    __table_args__ = (UniqueConstraint("schedule_id", "occurrence"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    schedule_id: str = Field(foreign_key="schedule.id", index=True, max_length=32)
+    occurrence: datetime  # UTC; for a manual run, the time it was asked for
+    trigger: str = Field(default="cron", max_length=16)  # "cron" | "manual"
+    status: str = Field(default="claimed", max_length=16)  # claimed | submitted | skipped | failed
+    job_id: str | None = Field(default=None, max_length=32)
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
