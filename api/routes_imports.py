@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import ContainerDep, PageDep, WorkspaceDep
-from api.schemas import FailureItem, JobCounts, JobPublic, Page, UnpairedItem
+from api.schemas import FailureItem, JobCounts, JobPublic, NoteItem, Page, UnpairedItem
 from importer import service
 from importer.manifest import ImportManifest
+from importer.planner import DELETE_CANDIDATE, REJECTED_ROW
 from metadata import repository as repo
 from metadata.models import Dataset, ImportJob, Segment
 
@@ -21,6 +22,11 @@ def job_public(container: ContainerDep, job: ImportJob) -> JobPublic:
     with container.db.uow() as uow:
         dataset = uow.session.get(Dataset, job.dataset_id)
         segment = uow.session.get(Segment, job.segment_id)
+        rejected = (
+            repo.count_notes(uow.session, job_id=job.id, kind=REJECTED_ROW)
+            if job.manifest.get("source", {}).get("object_list")
+            else 0
+        )
     return JobPublic(
         id=job.id,
         state=job.state,
@@ -39,11 +45,19 @@ def job_public(container: ContainerDep, job: ImportJob) -> JobPublic:
             labels_without_object=job.labels_without_object,
             bytes_listed=job.bytes_listed,
             bytes_copied=counts.bytes_copied,
+            unchanged=job.unchanged,
+            relabelled=counts.relabelled,
+            deleted=counts.deleted,
+            relabel_planned=job.relabel_planned,
+            delete_planned=job.delete_planned,
+            rejected_rows=rejected,
         ),
         shards_total=job.shards_total,
         listing_done=job.listing_done,
         cancel_requested=job.cancel_requested,
         error=job.error,
+        review_reason=job.review_reason,
+        schedule_id=job.schedule_id,
         manifest=job.manifest,
         created_at=job.created_at,
         started_at=job.started_at,
@@ -157,6 +171,41 @@ def import_unpaired(
             keys = [e.source_key for e in entries]
     return Page[UnpairedItem](
         items=[UnpairedItem(kind=kind, key=k) for k in keys[:limit]],
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if len(keys) > limit else None,
+    )
+
+
+@router.get("/{job_id}/deletions", response_model=Page[NoteItem])
+def import_deletions(
+    job_id: str, workspace_id: WorkspaceDep, container: ContainerDep, page: PageDep
+) -> Page[NoteItem]:
+    """A sync's objects gone from the source (remote paths in the segment): deleted, or —
+    when the job ended needs_review or was a dry run — what would have been deleted."""
+    return _notes(container, workspace_id, job_id, DELETE_CANDIDATE, page)
+
+
+@router.get("/{job_id}/rejected", response_model=Page[NoteItem])
+def import_rejected(
+    job_id: str, workspace_id: WorkspaceDep, container: ContainerDep, page: PageDep
+) -> Page[NoteItem]:
+    """Object-list rows that were refused, each with its line number and reason."""
+    return _notes(container, workspace_id, job_id, REJECTED_ROW, page)
+
+
+def _notes(
+    container: ContainerDep, workspace_id: str, job_id: str, kind: str, page: tuple[int, int]
+) -> Page[NoteItem]:
+    offset, limit = page
+    job = _job(container, workspace_id, job_id)
+    with container.db.uow() as uow:
+        notes = repo.job_notes(
+            uow.session, job_id=job.id, kind=kind, offset=offset, limit=limit + 1
+        )
+        keys = [n.key for n in notes]
+    return Page[NoteItem](
+        items=[NoteItem(key=k) for k in keys[:limit]],
         offset=offset,
         limit=limit,
         next_offset=offset + limit if len(keys) > limit else None,

@@ -131,6 +131,14 @@ class JobCounts(BaseModel):
     labels_without_object: int
     bytes_listed: int
     bytes_copied: int
+    # A sync: unchanged objects skipped from the ledger (part of `skipped`), labels
+    # re-parsed, objects deleted; and, while it runs or in a dry run, what is planned.
+    unchanged: int = 0
+    relabelled: int = 0
+    deleted: int = 0
+    relabel_planned: int = 0
+    delete_planned: int = 0
+    rejected_rows: int = 0  # object-list rows refused (see /v1/imports/{id}/rejected)
 
 
 class JobPublic(BaseModel):
@@ -145,6 +153,9 @@ class JobPublic(BaseModel):
     listing_done: bool
     cancel_requested: bool
     error: str | None
+    # Set when deletions were held back (the job then ends needs_review): why.
+    review_reason: str | None = None
+    schedule_id: str | None = None
     manifest: dict[str, Any]
     created_at: datetime
     started_at: datetime | None
@@ -164,6 +175,10 @@ class DataItem(BaseModel):
     checksum: str | None
     label: dict[str, Any] | None
     source: str
+
+
+class NoteItem(BaseModel):
+    key: str
 
 
 class FailureItem(BaseModel):

@@ -5,7 +5,14 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 
-from storage_adapters.base import Capabilities, ListPage, ObjectInfo, ObjectStore, UploadedPart
+from storage_adapters.base import (
+    Blob,
+    Capabilities,
+    ListPage,
+    ObjectInfo,
+    ObjectStore,
+    UploadedPart,
+)
 from storage_adapters.errors import ErrorKind, StorageError, not_found
 
 KEY_PREFIX = "data/images/"
@@ -61,6 +68,9 @@ class GeneratedListing:
 
     def get_bytes(self, key: str, *, max_size: int) -> bytes:
         raise _unsupported("get_bytes")
+
+    def read(self, key: str, *, max_size: int) -> Blob:
+        raise _unsupported("read")
 
     def put(self, key: str, data: bytes) -> ObjectInfo:
         raise _unsupported("put")

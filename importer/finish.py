@@ -74,7 +74,7 @@ def _report_labels_without_object(ctx: ImportContext, place: JobPlace) -> None:
     segment pairs with is noted. Runs after every shard, so the ledger is complete."""
     spec = place.manifest.source
     with ctx.db.uow() as uow:
-        repo.clear_job_notes(uow.session, job_id=place.job.id)
+        repo.clear_job_notes(uow.session, job_id=place.job.id, kind=LABEL_WITHOUT_OBJECT)
         uow.commit()
     if spec.coco_file is not None:
         _report_coco_images_without_object(ctx, place)

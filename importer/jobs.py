@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,19 +140,24 @@ def finalize_job(s: Any, job: ImportJob) -> None:
     whichever of listing or the last shard finishes last."""
     if JobState(job.state).is_final:
         return
-    if not job.manifest.get("options", {}).get("dry_run"):
+    if job.manifest.get("options", {}).get("dry_run"):
+        job.skipped = job.unchanged
+    else:
         counts = repo.job_counts(s, job_id=job.id)
         job.copied, job.registered = counts.copied, counts.registered
-        job.skipped, job.failed = counts.skipped, counts.failed
+        job.skipped, job.failed = counts.skipped + job.unchanged, counts.failed
+        job.relabelled, job.deleted = counts.relabelled, counts.deleted
         job.bytes_copied = counts.bytes_copied
         source = job.manifest.get("source", {})
         if any(source.get(k) is not None for k in ("label_prefix", "coco_file", "mask_prefix")):
             job.unlabelled = repo.count_unlabelled(s, job_id=job.id)
-    done = job.copied + job.registered + job.skipped
+    done = job.copied + job.registered + job.skipped + job.relabelled + job.deleted
     if job.cancel_requested:
         state = JobState.CANCELLED
     elif job.error is not None or (job.failed and not done):
         state = JobState.FAILED
+    elif job.review_reason is not None:
+        state = JobState.NEEDS_REVIEW  # copies done; deletions held back (see the reason)
     elif job.failed:
         state = JobState.PARTIALLY_FAILED
     else:
@@ -159,12 +165,14 @@ def finalize_job(s: Any, job: ImportJob) -> None:
     job.state = state.value
     job.finished_at = utcnow()
     log.info(
-        "job %s %s: copied %d, registered %d, skipped %d, failed %d",
+        "job %s %s: copied %d, registered %d, skipped %d, relabelled %d, deleted %d, failed %d",
         job.id,
         state.value,
         job.copied,
         job.registered,
         job.skipped,
+        job.relabelled,
+        job.deleted,
         job.failed,
     )
 
@@ -239,9 +247,12 @@ def job_progress(ctx: ImportContext, job: ImportJob) -> repo.JobCounts:
             skipped=job.skipped,
             failed=job.failed,
             bytes_copied=job.bytes_copied,
+            relabelled=job.relabelled,
+            deleted=job.deleted,
         )
     with ctx.db.uow() as uow:
-        return repo.job_counts(uow.session, job_id=job.id)
+        counts = repo.job_counts(uow.session, job_id=job.id)
+    return dataclasses.replace(counts, skipped=counts.skipped + job.unchanged)
 
 
 def ledger_row_public(entry: LedgerEntry) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -59,6 +60,63 @@ class SourceSpec(BaseModel):
         description="Type of the label files' inner object (e.g. 'classification'); "
         "omit when each file is a full {TYPE: ...} dict",
     )
+    include: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Glob patterns (below data_prefix; '*' within a folder, '**' across, "
+        "{a,b}); only matching objects are imported. Empty: all",
+    )
+    exclude: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Glob patterns of objects to leave out (wins over include). Excluded "
+        "objects are never deleted by a sync",
+    )
+    modified_since: datetime | None = Field(
+        default=None,
+        description="Only objects modified at or after this time (ISO 8601, with a zone)",
+    )
+    object_list: str | None = Field(
+        default=None,
+        description="Key of an object list in the source (as S3 Batch Operations' "
+        'manifests): CSV rows \'key[,label_key]\' or JSON lines {"key", "label_key"}; '
+        "imported instead of listing data_prefix. Keys are relative to the config's path "
+        "and must lie below data_prefix",
+    )
+    object_list_format: Literal["csv", "jsonl"] | None = Field(
+        default=None, description="Default: by the file's extension (.csv, .jsonl/.ndjson)"
+    )
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _globs(cls, value: list[str]) -> list[str]:
+        from importer.rules import check_globs
+
+        return check_globs(value)
+
+    @field_validator("modified_since")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone (e.g. '2026-01-31T00:00:00Z')")
+        return value
+
+    @field_validator("object_list")
+    @classmethod
+    def _object_list(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lstrip("/")
+        if not value or ".." in value.split("/"):
+            raise ValueError("must be an object key, without '..'")
+        return value
+
+    @property
+    def list_format(self) -> Literal["csv", "jsonl"]:
+        if self.object_list_format is not None:
+            return self.object_list_format
+        name = (self.object_list or "").lower()
+        return "jsonl" if name.endswith((".jsonl", ".ndjson", ".json")) else "csv"
 
     @property
     def labelled(self) -> bool:
@@ -92,6 +150,8 @@ class SourceSpec(BaseModel):
             raise ValueError("label_format 'yolo' needs yolo_classes (the class names)")
         if self.label_format != "tensorbay" and self.label_type not in (None, "BOX2D"):
             raise ValueError(f"{self.label_format} label files hold BOX2D labels")
+        if self.object_list_format is not None and self.object_list is None:
+            raise ValueError("object_list_format goes with object_list")
         return self
 
     @field_validator("label_type")
@@ -126,6 +186,24 @@ class ImportOptions(BaseModel):
         description="With a label_prefix: fail an object whose label file is missing, "
         "or import it without a label",
     )
+    delete: bool = Field(
+        default=False,
+        description="Sync deletions: objects the ledger holds from this source that are "
+        "gone from it become tombstones and are deleted from the dataset, within the limits",
+    )
+    max_delete: int = Field(
+        default=1000,
+        ge=0,
+        description="With delete: a run that would delete more objects deletes none and "
+        "ends needs_review",
+    )
+    max_delete_percent: float = Field(
+        default=10.0,
+        ge=0,
+        le=100,
+        description="With delete: the same, as a percentage of the objects the segment "
+        "holds from this source",
+    )
 
 
 class ImportManifest(BaseModel):
@@ -135,3 +213,14 @@ class ImportManifest(BaseModel):
     segment: str = Field(default="default", pattern=NAME_PATTERN)
     source: SourceSpec
     options: ImportOptions = Field(default_factory=ImportOptions)
+
+    @model_validator(mode="after")
+    def _delete_needs_listing(self) -> ImportManifest:
+        if self.options.delete and self.source.object_list is not None:
+            raise ValueError(
+                "options.delete needs a listing of data_prefix: an object list names what "
+                "to import, not what the source holds"
+            )
+        if self.options.delete and self.options.move:
+            raise ValueError("options.delete and options.move do not go together")
+        return self

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import functools
+import itertools
+import json
 import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from importer.context import ImportContext, log
 from importer.finish import finish_if_ready
 from importer.jobs import JobPlace, dataset_store, finish_listing, load_place
+from importer.object_list import object_list_problem, read_object_list
 from importer.rules import (
+    KeyFilter,
     PlannedObject,
     destination_key,
+    label_key_for,
     plan_page,
     remote_path,
     split_into_shards,
@@ -20,13 +27,19 @@ from importer.rules import (
 from labels.formats.coco import CocoIndex
 from metadata import repository as repo
 from metadata.models import (
+    ImportJob,
     JobState,
-    Outcome,
+    LedgerEntry,
     Shard,
     utcnow,
 )
-from storage_adapters.base import ObjectStore
+from storage_adapters.base import ObjectInfo, ObjectStore
 from storage_adapters.errors import StorageError
+
+LABEL_CHANGED = "label_changed"
+DELETE_CANDIDATE = "delete_candidate"
+REJECTED_ROW = "rejected_row"
+_CHUNK = 2000
 
 
 def plan_import(ctx: ImportContext, job_id: str) -> None:
@@ -57,10 +70,12 @@ def plan_import(ctx: ImportContext, job_id: str) -> None:
                 ctx.enqueue.copy_shard(shard_id)
 
     try:
-        if place.job.run == 1:
-            _plan_from_listing(ctx, place)
-        else:
+        if place.job.run > 1:
             _plan_from_failures(ctx, place)
+        elif place.manifest.source.object_list is not None:
+            _plan_from_object_list(ctx, place)
+        else:
+            _plan_from_listing(ctx, place)
     except StorageError as exc:
         log.warning("job %s: listing failed: %s", job_id, exc)
         with ctx.db.uow() as uow:
@@ -80,28 +95,17 @@ def plan_import(ctx: ImportContext, job_id: str) -> None:
 
 
 def _plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
-    src = place.source_config
-    source = ctx.stores.for_config(src)
+    source = ctx.stores.for_config(place.source_config)
     manifest = place.manifest
-    opts = manifest.options
-    job_id = place.job.id
-    if place.job.list_cursor is None and not place.job.in_place and not opts.dry_run:
-        dest = dataset_store(ctx, place)
-        folder = destination_key(place.dataset.path, place.segment.name, "")
-        first = ctx.retry.call(lambda: dest.list_page(folder, limit=1))
-        with ctx.db.uow() as uow:
-            job = repo.lock_job(uow.session, job_id=job_id)
-            if job is not None:
-                job.dest_was_empty = not first.objects
-                uow.commit()
-    if place.job.list_cursor is None and manifest.source.coco_file is not None:
-        load_coco_labels(ctx, place, source)
-    cursor = place.job.list_cursor
+    walk = _Walk.decode(place.job.list_cursor)
+    if walk.fresh:
+        _start_listing(ctx, place, source)
     limit = min(ctx.settings.list_page_size, source.capabilities.max_list_page)
+    key_filter = _key_filter(manifest)
     while True:
         page = ctx.retry.call(
             functools.partial(
-                source.list_page, manifest.source.data_prefix, cursor=cursor, limit=limit
+                source.list_page, manifest.source.data_prefix, cursor=walk.cursor, limit=limit
             )
         )
         planned = plan_page(
@@ -109,12 +113,95 @@ def _plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
             data_prefix=manifest.source.data_prefix,
             label_prefix=manifest.source.label_prefix,
             label_suffix=manifest.source.suffix,
+            key_filter=key_filter,
         )
-        if not _write_page(ctx, place, planned, listed=page.objects, cursor=page.cursor):
+        walk = walk.advance(page.objects, manifest.source.data_prefix, page.cursor)
+        if not _write_page(ctx, place, planned, listed=page.objects, walk=walk):
             return  # cancelled
         if page.cursor is None:
+            _plan_deletions(ctx, place)
             return
-        cursor = page.cursor
+        walk = walk.next()
+
+
+def _start_listing(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> None:
+    """Before the first page: decide whether copies must check the destination, read a
+    COCO file, and (a sync) note the label files that changed since the ledger read them."""
+    manifest, opts, job_id = place.manifest, place.manifest.options, place.job.id
+    with ctx.db.uow() as uow:
+        is_sync = repo.segment_has_entries(uow.session, segment_id=place.segment.id)
+        repo.clear_job_notes(uow.session, job_id=job_id, kind=DELETE_CANDIDATE)
+        repo.clear_job_notes(uow.session, job_id=job_id, kind=LABEL_CHANGED)
+        uow.commit()
+    if not place.job.in_place and not opts.dry_run:
+        # The ledger is the record of what Bayport put in the segment: with entries there,
+        # a sync trusts it and neither lists nor HEADs the destination.
+        empty = is_sync
+        if not is_sync:
+            dest = dataset_store(ctx, place)
+            folder = destination_key(place.dataset.path, place.segment.name, "")
+            empty = not ctx.retry.call(lambda: dest.list_page(folder, limit=1)).objects
+        with ctx.db.uow() as uow:
+            job = repo.lock_job(uow.session, job_id=job_id)
+            if job is not None:
+                job.dest_was_empty = empty
+                uow.commit()
+    if manifest.source.coco_file is not None:
+        load_coco_labels(ctx, place, source)
+    if (
+        is_sync
+        and manifest.source.label_prefix is not None
+        and opts.overwrite == "skip_existing"
+        and not opts.move
+    ):
+        _note_changed_labels(ctx, place, source)
+
+
+def _key_filter(manifest: Any) -> KeyFilter | None:
+    spec = manifest.source
+    f = KeyFilter(include=spec.include, exclude=spec.exclude, modified_since=spec.modified_since)
+    return None if f.is_empty else f
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """Where a listing stands: the provider's cursor, the last key planned (a sync walks
+    the ledger beside the listing, in the same byte order), and whether the listing has
+    kept that order (if not, comparisons look keys up one by one and nothing is deleted)."""
+
+    cursor: str | None = None
+    last: str | None = None  # remote path of the last listed object
+    ordered: bool = True
+    upto: str | None = None  # this page's last remote path; None on the last page
+    fresh: bool = True
+
+    @classmethod
+    def decode(cls, raw: str | None) -> _Walk:
+        if raw is None:
+            return cls()
+        cursor, last, ordered = json.loads(raw)
+        return cls(cursor=cursor, last=last, ordered=ordered, fresh=False)
+
+    def encode(self) -> str:
+        return json.dumps([self.cursor, self.upto, self.ordered])
+
+    def next(self) -> _Walk:
+        """The walk for the page after this one."""
+        return _Walk(cursor=self.cursor, last=self.upto, ordered=self.ordered, fresh=False)
+
+    def advance(self, objects: Sequence[ObjectInfo], prefix: str, cursor: str | None) -> _Walk:
+        """The walk after `objects`, a page that `cursor` resumes after."""
+        rels = [remote_path(o.key, prefix) for o in objects]
+        seq = ([self.last] if self.last is not None else []) + rels
+        ordered = self.ordered and all(a < b for a, b in itertools.pairwise(seq))
+        upto = rels[-1] if rels else self.last
+        return _Walk(
+            cursor=cursor,
+            last=self.last,
+            ordered=ordered,
+            upto=upto if cursor is not None else None,
+            fresh=False,
+        )
 
 
 def _plan_from_failures(ctx: ImportContext, place: JobPlace) -> None:
@@ -137,9 +224,76 @@ def _plan_from_failures(ctx: ImportContext, place: JobPlace) -> None:
             last = rows[-1].id if rows else None
         if last is None:
             return
-        if not _write_page(ctx, place, planned, listed=(), cursor=str(last)):
+        if not _write_shards(ctx, place, planned, cursor=str(last)):
             return
         after = last
+
+
+def _plan_from_object_list(ctx: ImportContext, place: JobPlace) -> None:
+    """Stream the object list and plan its rows page by page, like a listing. Rows carry no
+    size or ETag: shards look each object up. A bad row is noted with its reason."""
+    spec = place.manifest.source
+    assert spec.object_list is not None
+    source = ctx.stores.for_config(place.source_config)
+    done = int(place.job.list_cursor or 0)
+    if done == 0:
+        with ctx.db.uow() as uow:
+            repo.clear_job_notes(uow.session, job_id=place.job.id, kind=REJECTED_ROW)
+            uow.commit()
+        if spec.coco_file is not None:
+            load_coco_labels(ctx, place, source)
+    page_size = ctx.settings.list_page_size
+    key_filter = _key_filter(place.manifest)
+    rows = read_object_list(
+        lambda: source.open(spec.object_list or ""), spec.list_format, skip=done
+    )
+    planned: list[PlannedObject] = []
+    rejected: list[str] = []
+    line = done
+    for line, row in rows:
+        if isinstance(row, str):
+            rejected.append(f"line {line}: {row}")
+        else:
+            key, label_key = row
+            problem = object_list_problem(key, spec.data_prefix)
+            if problem is not None:
+                rejected.append(f"line {line}: {key!r}: {problem}")
+            else:
+                rel = remote_path(key, spec.data_prefix)
+                if key_filter is None or key_filter.accepts(rel):
+                    if label_key is None and spec.label_prefix is not None:
+                        label_key = label_key_for(
+                            key,
+                            data_prefix=spec.data_prefix,
+                            label_prefix=spec.label_prefix,
+                            label_suffix=spec.suffix,
+                        )
+                    planned.append(
+                        PlannedObject(key=key, size=None, etag=None, md5=None, label_key=label_key)
+                    )
+        if len(planned) + len(rejected) >= page_size:
+            if not _write_list_page(ctx, place, planned, rejected, line):
+                return
+            planned, rejected = [], []
+    _write_list_page(ctx, place, planned, rejected, line)
+
+
+def _write_list_page(
+    ctx: ImportContext,
+    place: JobPlace,
+    planned: list[PlannedObject],
+    rejected: list[str],
+    line: int,
+) -> bool:
+    if rejected:
+        log.warning("job %s: %d object-list rows refused", place.job.id, len(rejected))
+
+    def count(s: Any, job: ImportJob) -> None:
+        if rejected:
+            repo.add_job_notes(s, job_id=job.id, kind=REJECTED_ROW, keys=rejected)
+        job.listed += len(planned) + len(rejected)
+
+    return _write_shards(ctx, place, planned, cursor=str(line), count=count)
 
 
 def _write_page(
@@ -147,38 +301,71 @@ def _write_page(
     place: JobPlace,
     planned: list[PlannedObject],
     *,
-    listed: Any,
-    cursor: str | None,
+    listed: Sequence[ObjectInfo],
+    walk: _Walk,
 ) -> bool:
-    """Skip what the ledger already holds, write the rest as shards with the cursor in one
-    transaction, then enqueue them. False when the job was cancelled."""
+    """Compare one listing page with the ledger (skip what it holds unchanged, relabel
+    what only changed its label, note what is gone) and write the rest as shards, with the
+    counts and the cursor, in one transaction. False when the job was cancelled."""
+    opts = place.manifest.options
+    compare = opts.overwrite == "skip_existing" and not opts.move
+    verdict = Verdict(to_copy=planned)
+
+    def count(s: Any, job: ImportJob) -> None:
+        nonlocal verdict
+        if compare:
+            verdict = _compare_with_ledger(s, place, planned, listed, walk)
+            if verdict.gone:
+                repo.add_job_notes(s, job_id=job.id, kind=DELETE_CANDIDATE, keys=verdict.gone)
+                job.delete_planned += len(verdict.gone)
+            if not walk.ordered and opts.delete and job.review_reason is None:
+                job.review_reason = (
+                    "the source listing did not come in key order, so objects gone from it "
+                    "cannot be told safely: nothing was deleted"
+                )
+        job.unchanged += verdict.unchanged
+        job.relabel_planned += len(verdict.to_relabel)
+        job.listed += len(listed)
+        job.bytes_listed += sum(o.size for o in listed)
+
+    return _write_shards(
+        ctx, place, lambda: verdict.to_copy + verdict.to_relabel, cursor=walk.encode(), count=count
+    )
+
+
+def _write_shards(
+    ctx: ImportContext,
+    place: JobPlace,
+    objects: list[PlannedObject] | Callable[[], list[PlannedObject]],
+    *,
+    cursor: str | None,
+    count: Callable[[Any, ImportJob], None] | None = None,
+    kind: str = "copy",
+) -> bool:
+    """In one transaction under the job's lock: `count` (which may decide `objects`), the
+    shards of `objects` and the cursor; then enqueue the shards. False when the job was
+    cancelled."""
     opts = place.manifest.options
     with ctx.db.uow() as uow:
         s = uow.session
         job = repo.lock_job(s, job_id=place.job.id)
         if job is None or job.cancel_requested:
             return False
-        to_copy = planned
-        # With `move` every listed object goes to a shard, so that its source is deleted
-        # once the copy is verified, even when the ledger already has it.
-        if opts.overwrite == "skip_existing" and job.run == 1 and not opts.move:
-            to_copy, skip_ids = _known_unchanged(s, place, planned)
-            if opts.dry_run:
-                job.skipped += len(skip_ids)
-            else:
-                repo.mark_skipped(s, entry_ids=skip_ids, job_id=job.id)
-        job.listed += len(listed)
-        job.bytes_listed += sum(o.size for o in listed)
-        job.planned += len(to_copy)
+        if count is not None:
+            count(s, job)
+        todo = objects() if callable(objects) else objects
+        if kind == "copy":
+            job.planned += sum(1 for o in todo if o.action == "copy")
         shard_ids = []
         if not opts.dry_run:
             for chunk in split_into_shards(
-                to_copy, shard_size=opts.shard_size, byte_cap=ctx.settings.shard_byte_cap
+                todo, shard_size=opts.shard_size, byte_cap=ctx.settings.shard_byte_cap
             ):
                 shard = Shard(
                     job_id=job.id,
                     seq=job.next_shard_seq,
                     run=job.run,
+                    kind=kind,
                     items=[o.to_item() for o in chunk],
                     object_count=len(chunk),
                     byte_count=sum(o.size or 0 for o in chunk),
@@ -187,40 +374,248 @@ def _write_page(
                 job.next_shard_seq += 1
                 job.shards_total += 1
                 shard_ids.append(shard.id)
-        job.list_cursor = cursor
+        if cursor is not None:
+            job.list_cursor = cursor
         uow.commit()
     for shard_id in shard_ids:
         ctx.enqueue.copy_shard(shard_id)
     return True
 
 
-def _known_unchanged(
-    s: Any, place: JobPlace, planned: list[PlannedObject]
-) -> tuple[list[PlannedObject], list[int]]:
-    """Split off the objects the ledger holds unchanged (same source key, size, ETag and
-    label file): they are skipped without a single storage request."""
+@dataclass
+class Verdict:
+    """What a sync does with one listing page."""
+
+    to_copy: list[PlannedObject] = field(default_factory=list)
+    to_relabel: list[PlannedObject] = field(default_factory=list)
+    unchanged: int = 0
+    gone: list[str] = field(default_factory=list)  # remote paths no longer in the source
+
+
+def _compare_with_ledger(
+    s: Any,
+    place: JobPlace,
+    planned: list[PlannedObject],
+    listed: Sequence[ObjectInfo],
+    walk: _Walk,
+) -> Verdict:
+    """Compare a page with the ledger, without a storage request. In order, the ledger's
+    entries between the previous page's last key and this page's are walked in chunks:
+    an entry of this source the page does not list is gone. Out of order, the page's keys
+    are looked up one by one, and nothing is found gone."""
     prefix = place.manifest.source.data_prefix
-    known = repo.ledger_entries_by_path(
-        s, segment_id=place.segment.id, remote_paths=(remote_path(o.key, prefix) for o in planned)
-    )
-    keep, skip_ids = [], []
-    present = {Outcome.COPIED.value, Outcome.REGISTERED.value, Outcome.SKIPPED.value}
-    for obj in planned:
-        entry = known.get(remote_path(obj.key, prefix))
+    src_id = place.source_config.id
+    by_rel = {remote_path(o.key, prefix): o for o in planned}
+    listed_rels = {remote_path(o.key, prefix) for o in listed}
+    label_keys = [o.label_key for o in planned if o.label_key is not None]
+    changed_labels = repo.notes_among(s, job_id=place.job.id, kind=LABEL_CHANGED, keys=label_keys)
+    delete = place.manifest.options.delete
+    verdict = Verdict()
+    decided: set[str] = set()
+
+    def judge(entry: LedgerEntry) -> None:
+        rel = entry.remote_path
         if (
-            entry is not None
-            and entry.id is not None
-            and entry.outcome in present
-            and entry.source_config_id == place.source_config.id
-            and entry.source_key == obj.key
-            and entry.source_etag == obj.etag
-            and entry.size == obj.size
-            and entry.label_key == obj.label_key
+            entry.source_config_id != src_id
+            or entry.source_key != prefix + rel
+            or entry.outcome not in repo.PRESENT_OUTCOMES
         ):
-            skip_ids.append(entry.id)
+            return
+        obj = by_rel.get(rel)
+        if obj is None:
+            if delete and walk.ordered and rel not in listed_rels:
+                verdict.gone.append(rel)
+            return
+        decided.add(rel)
+        if entry.source_etag != obj.etag or entry.size != obj.size:
+            verdict.to_copy.append(obj)
+        elif entry.label_key == obj.label_key or (
+            entry.label_key is None and entry.label is None and obj.label_key is not None
+        ):
+            # Same label file, or none was found before: re-read it if it changed (or
+            # appeared) since the ledger read it.
+            if obj.label_key is not None and obj.label_key in changed_labels:
+                verdict.to_relabel.append(obj.relabel())
+            else:
+                verdict.unchanged += 1
         else:
-            keep.append(obj)
-    return keep, skip_ids
+            verdict.to_copy.append(obj)  # paired with another label file now
+
+    if walk.ordered:
+        after = walk.last
+        while True:
+            chunk = repo.ledger_range(
+                s, segment_id=place.segment.id, after=after, upto=walk.upto, limit=_CHUNK
+            )
+            for entry in chunk:
+                judge(entry)
+            if len(chunk) < _CHUNK:
+                break
+            after = chunk[-1].remote_path
+    else:
+        for entry in repo.ledger_entries_by_path(
+            s, segment_id=place.segment.id, remote_paths=list(by_rel)
+        ).values():
+            judge(entry)
+    verdict.to_copy.extend(o for rel, o in by_rel.items() if rel not in decided)
+    return verdict
+
+
+def _note_changed_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> None:
+    """List the label folder beside the ledger (by label key, in order): a label file whose
+    ETag differs from the one the ledger read, that is gone, or that appeared for an
+    object imported without one is noted; the data listing then relabels those objects."""
+    spec = place.manifest.source
+    assert spec.label_prefix is not None
+    src_id = place.source_config.id
+    cursor: str | None = None
+    last: str | None = None
+    ordered = True
+    total = 0
+    while True:
+        page = ctx.retry.call(functools.partial(source.list_page, spec.label_prefix, cursor=cursor))
+        etags = {o.key: o.etag for o in page.objects if o.key.endswith(spec.suffix)}
+        keys = [o.key for o in page.objects]
+        seq = ([last] if last is not None else []) + keys
+        ordered = ordered and all(a < b for a, b in itertools.pairwise(seq))
+        upto = keys[-1] if keys and page.cursor is not None else None
+        changed: list[str] = []
+        seen: set[str] = set()
+        with ctx.db.uow() as uow:
+            s = uow.session
+            entries: Iterable[LedgerEntry]
+            if ordered:
+                entries = _label_range(s, place, after=last, upto=upto)
+            else:
+                entries = repo.ledger_entries_by_label(
+                    s, segment_id=place.segment.id, label_keys=list(etags)
+                )
+            for entry in entries:
+                key = entry.label_key
+                if key is None or entry.source_config_id != src_id:
+                    continue
+                if entry.outcome not in repo.PRESENT_OUTCOMES:
+                    continue
+                seen.add(key)
+                if key in etags:
+                    if etags[key] != entry.label_etag:
+                        changed.append(key)
+                elif ordered and (entry.label_etag is not None or entry.label is not None):
+                    changed.append(key)  # the label file is gone
+            changed.extend(k for k in etags if k not in seen)  # new: maybe an unlabelled object
+            repo.add_job_notes(s, job_id=place.job.id, kind=LABEL_CHANGED, keys=changed)
+            uow.commit()
+        total += len(changed)
+        if page.cursor is None:
+            break
+        cursor, last = page.cursor, keys[-1] if keys else last
+    log.info(
+        "job %s: %d label files new or changed since the ledger read them", place.job.id, total
+    )
+
+
+def _label_range(
+    s: Any, place: JobPlace, *, after: str | None, upto: str | None
+) -> Iterator[LedgerEntry]:
+    prefix = place.manifest.source.label_prefix or ""
+    while True:
+        chunk = repo.ledger_range(
+            s,
+            segment_id=place.segment.id,
+            after=after,
+            upto=upto,
+            limit=_CHUNK,
+            by_label=True,
+            within=prefix,
+        )
+        yield from chunk
+        if len(chunk) < _CHUNK:
+            return
+        after = chunk[-1].label_key
+
+
+def _plan_deletions(ctx: ImportContext, place: JobPlace) -> None:
+    """After a complete listing: delete what is gone from the source — unless that is more
+    than the job's limits allow, or the listing was empty: then nothing is deleted and the
+    job is marked for review, saying why."""
+    opts = place.manifest.options
+    if not opts.delete:
+        return
+    with ctx.db.uow() as uow:
+        s = uow.session
+        job = repo.lock_job(s, job_id=place.job.id)
+        if job is None or job.cancel_requested:
+            return
+        gone = repo.count_notes(s, job_id=job.id, kind=DELETE_CANDIDATE)
+        held = job.review_reason
+        if gone and held is None:
+            total = repo.present_from_source(
+                s,
+                segment_id=place.segment.id,
+                source_config_id=place.source_config.id,
+                key_prefix=place.manifest.source.data_prefix,
+            )
+            held = deletion_guard(
+                gone=gone,
+                total=total,
+                listed=job.listed,
+                max_delete=opts.max_delete,
+                max_delete_percent=opts.max_delete_percent,
+            )
+            job.review_reason = held
+        uow.commit()
+    if not gone or held is not None:
+        if held:
+            log.warning("job %s: deletions held: %s", place.job.id, held)
+        return
+    if opts.dry_run:
+        return
+    after = 0
+    while True:
+        with ctx.db.uow() as uow:
+            notes = repo.notes_after(
+                uow.session,
+                job_id=place.job.id,
+                kind=DELETE_CANDIDATE,
+                after_id=after,
+                limit=opts.shard_size,
+            )
+        if not notes:
+            return
+        prefix = place.manifest.source.data_prefix
+        doomed = [
+            PlannedObject(key=prefix + n.key, size=None, etag=None, md5=None, label_key=None)
+            for n in notes
+        ]
+        if not _write_shards(ctx, place, doomed, cursor=None, kind="delete"):
+            return
+        after = notes[-1].id or after
+
+
+def deletion_guard(
+    *, gone: int, total: int, listed: int, max_delete: int, max_delete_percent: float
+) -> str | None:
+    """Why `gone` deletions must be held back, or None when they may go ahead."""
+    if listed == 0:
+        return (
+            f"the source listing was empty, so the {gone} objects the ledger holds from it "
+            "were not deleted (an empty listing never deletes: a typo or an outage must not "
+            "wipe a dataset)"
+        )
+    percent = 100.0 * gone / total if total else 100.0
+    if gone > max_delete:
+        return (
+            f"{gone} of {total} objects ({percent:.0f}%) are gone from the source, more than "
+            f"max_delete {max_delete}: nothing was deleted. Check the source; to delete them, "
+            "run again with a higher max_delete"
+        )
+    if percent > max_delete_percent:
+        return (
+            f"{gone} of {total} objects ({percent:.0f}%) are gone from the source, more than "
+            f"max_delete_percent {max_delete_percent:g}%: nothing was deleted. Check the "
+            "source; to delete them, run again with a higher max_delete_percent"
+        )
+    return None
 
 
 def load_coco_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> None:

@@ -4,29 +4,92 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from wcmatch import glob
 
 from storage_adapters.base import ObjectInfo
+
+# '*' stays within a folder, '**' crosses folders, {a,b} alternates, and '*' matches
+# names starting with a dot too (object keys have no hidden files).
+_GLOB_FLAGS = glob.GLOBSTAR | glob.BRACE | glob.DOTGLOB | glob.NEGATE
+Action = Literal["copy", "relabel"]
 
 
 @dataclass(frozen=True, slots=True)
 class PlannedObject:
-    """One source object as a shard carries it. `size` None means "look it up" (a retry)."""
+    """One source object as a shard carries it. `size` None means "look it up" (a retry,
+    an object list). `action` relabel: the object is unchanged, its label file changed."""
 
     key: str
     size: int | None
     etag: str | None
     md5: str | None
     label_key: str | None
+    action: Action = "copy"
 
     def to_item(self) -> list[Any]:
-        return [self.key, self.size, self.etag, self.md5, self.label_key]
+        item = [self.key, self.size, self.etag, self.md5, self.label_key]
+        return item if self.action == "copy" else [*item, self.action]
 
     @classmethod
     def from_item(cls, item: Sequence[Any]) -> PlannedObject:
-        key, size, etag, md5, label_key = item
-        return cls(key=key, size=size, etag=etag, md5=md5, label_key=label_key)
+        key, size, etag, md5, label_key = item[:5]
+        action: Action = "relabel" if len(item) > 5 and item[5] == "relabel" else "copy"
+        return cls(key=key, size=size, etag=etag, md5=md5, label_key=label_key, action=action)
+
+    def relabel(self) -> PlannedObject:
+        return replace(self, action="relabel")
+
+
+def check_globs(patterns: list[str]) -> list[str]:
+    """Patterns as given, each checked to compile (a ValueError names the bad one)."""
+    for pattern in patterns:
+        if not pattern or len(pattern) > 1000:
+            raise ValueError(f"glob {pattern!r} must be 1 to 1000 characters")
+        try:
+            glob.compile(pattern, flags=_GLOB_FLAGS)
+        except Exception as exc:
+            raise ValueError(f"glob {pattern!r} is not valid: {exc}") from exc
+    return patterns
+
+
+@dataclass(frozen=True)
+class KeyFilter:
+    """Which listed objects an import takes: include/exclude globs over the key below the
+    data prefix, and a modification time."""
+
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    modified_since: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "_include",
+            glob.compile(list(self.include), flags=_GLOB_FLAGS) if self.include else None,
+        )
+        object.__setattr__(
+            self,
+            "_exclude",
+            glob.compile(list(self.exclude), flags=_GLOB_FLAGS) if self.exclude else None,
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.include and not self.exclude and self.modified_since is None
+
+    def accepts(self, rel: str, last_modified: datetime | None = None) -> bool:
+        inc, exc = self._include, self._exclude  # type: ignore[attr-defined]
+        if inc is not None and not inc.match(rel):
+            return False
+        if exc is not None and exc.match(rel):
+            return False
+        if self.modified_since is not None and last_modified is not None:
+            return last_modified >= self.modified_since
+        return True
 
 
 def remote_path(key: str, data_prefix: str) -> str:
@@ -63,12 +126,18 @@ def plan_page(
     data_prefix: str,
     label_prefix: str | None,
     label_suffix: str,
+    key_filter: KeyFilter | None = None,
 ) -> list[PlannedObject]:
     """The objects of one listing page to import (label files below the data prefix are
-    not data), each with the key of its label file when labels are paired."""
+    not data; the filter leaves some out), each with the key of its label file when labels
+    are paired."""
     planned = []
     for obj in objects:
         if label_prefix is not None and obj.key.startswith(label_prefix):
+            continue
+        if key_filter is not None and not key_filter.accepts(
+            remote_path(obj.key, data_prefix), obj.last_modified
+        ):
             continue
         label_key = (
             label_key_for(

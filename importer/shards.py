@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from labels.parse import LabelError, parse_label
 from metadata import repository as repo
 from metadata.models import (
     ImportJob,
+    LedgerEntry,
     Outcome,
     Shard,
     utcnow,
@@ -40,10 +42,15 @@ class ShardResult:
     registered: int = 0
     skipped: int = 0
     failed: int = 0
+    relabelled: int = 0
+    deleted: int = 0
 
     def __str__(self) -> str:
+        if self.deleted:
+            return f"deleted {self.deleted}, failed {self.failed}"
         moved = f"registered {self.registered}" if self.registered else f"copied {self.copied}"
-        return f"{moved}, skipped {self.skipped}, failed {self.failed}"
+        extra = f", relabelled {self.relabelled}" if self.relabelled else ""
+        return f"{moved}{extra}, skipped {self.skipped}, failed {self.failed}"
 
 
 def copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
@@ -63,28 +70,39 @@ def copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
         place = load_place(s, job)
         items = [PlannedObject.from_item(i) for i in shard.items]
         prefix = place.manifest.source.data_prefix
+        known = repo.ledger_entries_by_path(
+            s,
+            segment_id=place.segment.id,
+            remote_paths=(remote_path(o.key, prefix) for o in items),
+        )
         finished = {
             path
-            for path, entry in repo.ledger_entries_by_path(
-                s,
-                segment_id=place.segment.id,
-                remote_paths=(remote_path(o.key, prefix) for o in items),
-            ).items()
+            for path, entry in known.items()
             if entry.job_id == job.id and entry.outcome != Outcome.FAILED.value
         }
         cancelled = job.cancel_requested
+        kind = shard.kind
     todo = [o for o in items if remote_path(o.key, prefix) not in finished]
     tally: dict[str, int] = {}
     if not cancelled and todo:
-        tally = _copy_objects(
-            ctx, place, todo, check_dest=not place.job.dest_was_empty or shard.run > 1
-        )
+        if kind == "delete":
+            tally = _delete_objects(ctx, place, todo, known)
+        else:
+            tally = _copy_objects(
+                ctx,
+                place,
+                todo,
+                known,
+                check_dest=not place.job.dest_was_empty or shard.run > 1,
+            )
     _complete_shard(ctx, job_id=place.job.id, shard_id=shard_id)
     return ShardResult(
         copied=tally.get(Outcome.COPIED, 0),
         registered=tally.get(Outcome.REGISTERED, 0),
         skipped=tally.get(Outcome.SKIPPED, 0),
         failed=tally.get(Outcome.FAILED, 0),
+        relabelled=tally.get(Outcome.RELABELLED, 0),
+        deleted=tally.get(Outcome.DELETED, 0),
     )
 
 
@@ -132,20 +150,34 @@ def abandon_shard(ctx: ImportContext, shard_id: str, reason: str) -> None:
 
 
 def _copy_objects(
-    ctx: ImportContext, place: JobPlace, todo: list[PlannedObject], *, check_dest: bool
+    ctx: ImportContext,
+    place: JobPlace,
+    todo: list[PlannedObject],
+    known: dict[str, LedgerEntry],
+    *,
+    check_dest: bool,
 ) -> dict[str, int]:
     source = ctx.stores.for_config(place.source_config)
     dest = source if place.job.in_place else dataset_store(ctx, place)
-    worker = _ObjectImporter(ctx, place, source, dest, check_dest=check_dest)
+    worker = _ObjectImporter(ctx, place, source, dest, known, check_dest=check_dest)
     if place.manifest.source.coco_file is not None:
         prefix = place.manifest.source.data_prefix
         with ctx.db.uow() as uow:
             worker.coco_labels = repo.import_labels(
                 uow.session, job_id=place.job.id, names=[remote_path(o.key, prefix) for o in todo]
             )
+    return _run_and_record(ctx, place, worker.run, todo)
+
+
+def _run_and_record(
+    ctx: ImportContext, place: JobPlace, fn: Any, todo: list[PlannedObject]
+) -> dict[str, int]:
+    """Run `fn` over `todo` concurrently; its ledger rows are written in batches."""
     tally: dict[str, int] = {}
     batch: list[dict[str, Any]] = []
-    for row in _run_bounded(worker.run, todo, place.manifest.options.concurrency, ctx, place):
+    for row in _run_bounded(fn, todo, place.manifest.options.concurrency, ctx, place):
+        if row is None:  # nothing to record
+            continue
         batch.append(row)
         tally[row["outcome"]] = tally.get(row["outcome"], 0) + 1
         if len(batch) >= ctx.settings.ledger_batch_size:
@@ -153,6 +185,90 @@ def _copy_objects(
             batch = []
     _write_ledger(ctx, batch)
     return tally
+
+
+def _delete_objects(
+    ctx: ImportContext,
+    place: JobPlace,
+    todo: list[PlannedObject],
+    known: dict[str, LedgerEntry],
+) -> dict[str, int]:
+    """A sync's deletions: each object gone from the source is deleted from the dataset (an
+    in-place import's objects are already gone) with its copied mask, and its ledger entry
+    becomes a tombstone. A failed delete fails that object alone, with its reason."""
+    source = ctx.stores.for_config(place.source_config)
+    dest = None if place.job.in_place else dataset_store(ctx, place)
+    prefix = place.manifest.source.data_prefix
+    masks = "_masks/"
+
+    def still_there(key: str) -> bool:
+        try:
+            ctx.retry.call(lambda: source.head(key))
+        except StorageError as exc:
+            if exc.kind is ErrorKind.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    def delete(obj: PlannedObject) -> dict[str, Any] | None:
+        entry = known.get(remote_path(obj.key, prefix))
+        if entry is None:  # deleted meanwhile by someone else: nothing to do
+            row = _ledger_row(place, obj)
+            row.update(outcome=Outcome.DELETED.value, attempts=1, dest_key=place.dest_key(obj.key))
+            return row
+        row = _row_from_entry(place, entry)
+        attempts = [1]
+
+        def count(_exc: StorageError, _n: int) -> None:
+            attempts[0] += 1
+
+        try:
+            # Deleting cannot be undone: one HEAD makes sure the object is really gone
+            # (it may have come back since the listing).
+            if still_there(entry.source_key):
+                log.warning("job %s: %s is back in the source: kept", place.job.id, obj.key)
+                return None
+            if dest is not None:
+                ctx.retry.call(lambda: dest.delete(entry.dest_key), on_retry=count)
+                for value in (entry.label or {}).values():
+                    path = value.get("remotePath") if isinstance(value, dict) else None
+                    folder = destination_key(place.dataset.path, place.segment.name, masks)
+                    if isinstance(path, str) and path.startswith(folder):
+                        ctx.retry.call(functools.partial(dest.delete, path), on_retry=count)
+            row.update(outcome=Outcome.DELETED.value, label=None, label_type=None)
+        except StorageError as exc:
+            row.update(
+                outcome=Outcome.FAILED.value,
+                error_code=exc.kind.value,
+                error_message=f"deleting {entry.dest_key} (gone from the source): {exc}",
+            )
+        row["attempts"] = attempts[0]
+        return row
+
+    return _run_and_record(ctx, place, delete, todo)
+
+
+def _row_from_entry(place: JobPlace, entry: LedgerEntry) -> dict[str, Any]:
+    """A ledger row as the entry stands, now touched by this job."""
+    return {
+        "dataset_id": entry.dataset_id,
+        "segment_id": entry.segment_id,
+        "remote_path": entry.remote_path,
+        "job_id": place.job.id,
+        "source_config_id": entry.source_config_id,
+        "source_key": entry.source_key,
+        "source_etag": entry.source_etag,
+        "dest_key": entry.dest_key,
+        "size": entry.size,
+        "checksum": entry.checksum,
+        "label_key": entry.label_key,
+        "label_etag": entry.label_etag,
+        "label_type": entry.label_type,
+        "label": entry.label,
+        "error_code": None,
+        "error_message": None,
+        "updated_at": utcnow(),
+    }
 
 
 def _write_ledger(ctx: ImportContext, rows: list[dict[str, Any]]) -> None:
@@ -174,12 +290,12 @@ def _write_ledger(ctx: ImportContext, rows: list[dict[str, Any]]) -> None:
 
 def _run_bounded(
     fn: Any, items: list[PlannedObject], concurrency: int, ctx: ImportContext, place: JobPlace
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[dict[str, Any] | None]:
     """Results of `fn` over `items`, at most `concurrency` in flight; stops starting new
     ones soon after the job is cancelled (checked about once a second)."""
     import time
 
-    pending: set[Future[dict[str, Any]]] = set()
+    pending: set[Future[dict[str, Any] | None]] = set()
     it = iter(items)
     next_check = time.monotonic() + 1.0
     stopped = False
@@ -222,6 +338,7 @@ def _ledger_row(place: JobPlace, obj: PlannedObject) -> dict[str, Any]:
         "size": obj.size or 0,
         "checksum": None,
         "label_key": obj.label_key,
+        "label_etag": None,
         "label_type": None,
         "label": None,
         "error_code": None,
@@ -252,6 +369,7 @@ class _ObjectImporter:
         place: JobPlace,
         source: ObjectStore,
         dest: ObjectStore,
+        known: dict[str, LedgerEntry],
         *,
         check_dest: bool,
     ) -> None:
@@ -259,6 +377,7 @@ class _ObjectImporter:
         self.place = place
         self.source = source
         self.dest = dest
+        self.known = known
         self.check_dest = check_dest
         self.limits = ctx.copy_limits
         catalog = place.dataset.catalog
@@ -273,12 +392,23 @@ class _ObjectImporter:
 
         place = self.place
         row = _ledger_row(place, obj)
+        entry = self.known.get(row["remote_path"])
         try:
+            if obj.action == "relabel" and entry is not None:
+                # The object is as the ledger has it; only its label file changed.
+                row = _row_from_entry(place, entry)
+                row["label_key"], row["label"], row["label_type"] = obj.label_key, None, None
+                row["label_etag"] = None
+                self._label(obj, row, count)
+                self._mask(obj, row, count)
+                row["outcome"] = Outcome.RELABELLED.value
+                row["attempts"] = attempts[0]
+                return row
             self._label(obj, row, count)
             self._mask(obj, row, count)
             info = self._source_info(obj, count)
             row["size"], row["source_etag"] = info.size, info.etag
-            outcome = self._transfer(info, row, count)
+            outcome = self._transfer(info, row, count, entry)
             row["outcome"] = outcome.value
         except _LabelProblem as exc:
             row.update(outcome=Outcome.FAILED.value, error_code=exc.code, error_message=str(exc))
@@ -310,8 +440,8 @@ class _ObjectImporter:
         if obj.label_key is None:
             return
         try:
-            raw = self.ctx.retry.call(
-                lambda: self.source.get_bytes(
+            blob = self.ctx.retry.call(
+                lambda: self.source.read(
                     obj.label_key or "", max_size=self.ctx.settings.max_label_size
                 ),
                 on_retry=count,
@@ -323,6 +453,8 @@ class _ObjectImporter:
                 raise _LabelMissing(f"{obj.label_key}: label file is missing") from exc
             row["label_key"] = None
             return
+        raw = blob.data
+        row["label_etag"] = blob.info.etag
         if spec.label_format == "voc":
             label = parse_voc(raw)
         elif spec.label_format == "yolo":
@@ -418,11 +550,28 @@ class _ObjectImporter:
             return ObjectInfo(key=obj.key, size=obj.size, etag=obj.etag, md5=obj.md5)
         return self.ctx.retry.call(lambda: self.source.head(obj.key), on_retry=count)
 
-    def _transfer(self, info: ObjectInfo, row: dict[str, Any], count: Any) -> Outcome:
+    def _transfer(
+        self, info: ObjectInfo, row: dict[str, Any], count: Any, entry: LedgerEntry | None
+    ) -> Outcome:
         if self.place.job.in_place:
             row["checksum"] = checksum_of(info)
             return Outcome.REGISTERED
         dst_key = row["dest_key"]
+        if (
+            entry is not None
+            and self.place.manifest.options.overwrite == "skip_existing"
+            and not self.place.manifest.options.move
+            and entry.outcome in repo.PRESENT_OUTCOMES
+            and entry.source_config_id == self.place.source_config.id
+            and entry.source_key == info.key
+            and entry.dest_key == dst_key
+            and entry.source_etag is not None
+            and entry.source_etag == info.etag
+            and entry.size == info.size
+        ):
+            # Looked up here (an object list, a retry): the ledger has it unchanged.
+            row["checksum"] = entry.checksum
+            return Outcome.SKIPPED
         if self.check_dest and self.place.manifest.options.overwrite == "skip_existing":
             try:
                 existing = self.ctx.retry.call(lambda: self.dest.head(dst_key), on_retry=count)

@@ -10,6 +10,10 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+# Keys compare byte by byte (as providers list them) on PostgreSQL too, so that a sync can
+# walk the ledger in the listing's order; SQLite's default (BINARY) already does.
+KeyText = Text().with_variant(Text(collation="C"), "postgresql")
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -212,7 +216,7 @@ class LedgerEntry(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     dataset_id: str = Field(foreign_key="dataset.id", index=True, max_length=32)
     segment_id: str = Field(foreign_key="segment.id", max_length=32)
-    remote_path: str = Field(sa_column=Column(Text, nullable=False))
+    remote_path: str = Field(sa_column=Column(KeyText, nullable=False))
     job_id: str = Field(foreign_key="import_job.id", max_length=32)
     outcome: str = Field(default=Outcome.PENDING.value, max_length=16)
     source_config_id: str = Field(max_length=32)
@@ -221,7 +225,7 @@ class LedgerEntry(SQLModel, table=True):
     dest_key: str = Field(sa_column=Column(Text, nullable=False))
     size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     checksum: str | None = Field(default=None, max_length=200)  # "md5:<hex>" or "etag:<etag>"
-    label_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    label_key: str | None = Field(default=None, sa_column=Column(KeyText, nullable=True))
     # The label file's ETag when it was read: a sync re-parses the label when it changes.
     label_etag: str | None = Field(default=None, max_length=200)
     label_type: str | None = Field(default=None, max_length=40)

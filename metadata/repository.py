@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, tuple_, update
+from sqlalchemy import case, delete, func, insert, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -27,7 +27,6 @@ from metadata.models import (
     Shard,
     StorageConfig,
     Workspace,
-    utcnow,
 )
 
 FINAL_STATE_VALUES = [s.value for s in FINAL_STATES]
@@ -196,6 +195,8 @@ class JobCounts:
     skipped: int = 0
     failed: int = 0
     bytes_copied: int = 0
+    relabelled: int = 0
+    deleted: int = 0
 
 
 def job_counts(session: Session, *, job_id: str) -> JobCounts:
@@ -212,6 +213,8 @@ def job_counts(session: Session, *, job_id: str) -> JobCounts:
         skipped=by.get(Outcome.SKIPPED, (0, 0))[0],
         failed=by.get(Outcome.FAILED, (0, 0))[0],
         bytes_copied=by.get(Outcome.COPIED, (0, 0))[1],
+        relabelled=by.get(Outcome.RELABELLED, (0, 0))[0],
+        deleted=by.get(Outcome.DELETED, (0, 0))[0],
     )
 
 
@@ -229,13 +232,77 @@ def ledger_entries_by_path(
     return {row.remote_path: row for row in rows}
 
 
-def mark_skipped(session: Session, *, entry_ids: Sequence[int], job_id: str) -> None:
-    if entry_ids:
-        session.execute(
-            update(LedgerEntry)
-            .where(col(LedgerEntry.id).in_(entry_ids))
-            .values(job_id=job_id, outcome=Outcome.SKIPPED.value, updated_at=utcnow())
+def ledger_entries_by_label(
+    session: Session, *, segment_id: str, label_keys: Sequence[str]
+) -> Sequence[LedgerEntry]:
+    if not label_keys:
+        return []
+    return session.exec(
+        select(LedgerEntry).where(
+            LedgerEntry.segment_id == segment_id, col(LedgerEntry.label_key).in_(list(label_keys))
         )
+    ).all()
+
+
+def ledger_range(
+    session: Session,
+    *,
+    segment_id: str,
+    after: str | None,
+    upto: str | None,
+    limit: int,
+    by_label: bool = False,
+    within: str = "",
+) -> Sequence[LedgerEntry]:
+    """The segment's entries whose remote path (or label key, `by_label`) starts with
+    `within` and lies in (after, upto] — None: unbounded — in byte order, at most `limit`.
+    A sync walks these beside the source listing, which comes in the same order."""
+    column = col(LedgerEntry.label_key) if by_label else col(LedgerEntry.remote_path)
+    query = select(LedgerEntry).where(LedgerEntry.segment_id == segment_id)
+    if after is not None:
+        query = query.where(column > after)
+    elif within:
+        query = query.where(column >= within)
+    if upto is not None:
+        query = query.where(column <= upto)
+    if within:
+        query = query.where(column < _prefix_end(within))
+    return session.exec(query.order_by(column).limit(limit)).all()
+
+
+def _prefix_end(prefix: str) -> str:
+    """The least string above every string starting with `prefix`."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else ""
+
+
+def present_from_source(
+    session: Session, *, segment_id: str, source_config_id: str, key_prefix: str
+) -> int:
+    """How many present entries of the segment came from this source's prefix."""
+    query = (
+        select(func.count())
+        .select_from(LedgerEntry)
+        .where(
+            LedgerEntry.segment_id == segment_id,
+            LedgerEntry.source_config_id == source_config_id,
+            col(LedgerEntry.outcome).in_(_PRESENT),
+        )
+    )
+    if key_prefix:
+        query = query.where(
+            col(LedgerEntry.source_key) >= key_prefix,
+            col(LedgerEntry.source_key) < _prefix_end(key_prefix),
+        )
+    return int(session.exec(query).one())
+
+
+def segment_has_entries(session: Session, *, segment_id: str) -> bool:
+    row = session.exec(
+        select(LedgerEntry.id)
+        .where(LedgerEntry.segment_id == segment_id, col(LedgerEntry.outcome).in_(_PRESENT))
+        .limit(1)
+    ).first()
+    return row is not None
 
 
 def failed_entries_page(
@@ -263,6 +330,7 @@ _UPSERT_UPDATES = (
     "size",
     "checksum",
     "label_key",
+    "label_etag",
     "label_type",
     "label",
     "error_code",
@@ -354,7 +422,13 @@ def replace_label_facts(
         session.execute(insert(LabelFact), rows)
 
 
-_PRESENT = [Outcome.COPIED.value, Outcome.REGISTERED.value, Outcome.SKIPPED.value]
+_PRESENT = [
+    Outcome.COPIED.value,
+    Outcome.REGISTERED.value,
+    Outcome.SKIPPED.value,
+    Outcome.RELABELLED.value,
+]
+PRESENT_OUTCOMES = frozenset(_PRESENT)
 
 
 def label_statistics(
@@ -381,8 +455,44 @@ def add_job_notes(session: Session, *, job_id: str, kind: str, keys: Sequence[st
         session.execute(insert(JobNote), [{"job_id": job_id, "kind": kind, "key": k} for k in keys])
 
 
-def clear_job_notes(session: Session, *, job_id: str) -> None:
-    session.execute(delete(JobNote).where(col(JobNote.job_id) == job_id))
+def clear_job_notes(session: Session, *, job_id: str, kind: str | None = None) -> None:
+    query = delete(JobNote).where(col(JobNote.job_id) == job_id)
+    if kind is not None:
+        query = query.where(col(JobNote.kind) == kind)
+    session.execute(query)
+
+
+def notes_among(session: Session, *, job_id: str, kind: str, keys: Sequence[str]) -> set[str]:
+    """Which of `keys` the job noted as `kind`."""
+    if not keys:
+        return set()
+    rows = session.exec(
+        select(JobNote.key).where(
+            JobNote.job_id == job_id, JobNote.kind == kind, col(JobNote.key).in_(list(keys))
+        )
+    ).all()
+    return set(rows)
+
+
+def count_notes(session: Session, *, job_id: str, kind: str) -> int:
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(JobNote)
+            .where(JobNote.job_id == job_id, JobNote.kind == kind)
+        ).one()
+    )
+
+
+def notes_after(
+    session: Session, *, job_id: str, kind: str, after_id: int, limit: int
+) -> Sequence[JobNote]:
+    return session.exec(
+        select(JobNote)
+        .where(JobNote.job_id == job_id, JobNote.kind == kind, col(JobNote.id) > after_id)
+        .order_by(col(JobNote.id))
+        .limit(limit)
+    ).all()
 
 
 def job_notes(

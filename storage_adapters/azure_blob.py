@@ -38,6 +38,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from storage_adapters.base import (
+    Blob,
     Capabilities,
     ListPage,
     ObjectInfo,
@@ -185,6 +186,9 @@ class AzureBlobStore:
             raise _translate(exc, key, container=self.container) from exc
 
     def get_bytes(self, key: str, *, max_size: int) -> bytes:
+        return self.read(key, max_size=max_size).data
+
+    def read(self, key: str, *, max_size: int) -> Blob:
         download = self._call(self._blob(key).download_blob, key)
         if download.size > max_size:
             raise StorageError(
@@ -196,7 +200,7 @@ class AzureBlobStore:
             data: bytes = download.readall()
         except Exception as exc:
             raise _translate(exc, key, container=self.container) from exc
-        return data
+        return Blob(data=data, info=_info(key, download.properties))
 
     def put(self, key: str, data: bytes) -> ObjectInfo:
         digest = hashlib.md5(data)

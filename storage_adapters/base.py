@@ -27,6 +27,15 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Blob:
+    """A small object read whole, with what the GET said about it (its ETag is the one a
+    listing shows)."""
+
+    data: bytes
+    info: ObjectInfo
+
+
+@dataclass(frozen=True, slots=True)
 class ListPage:
     """One page of a listing and the cursor that resumes right after it (None: the end)."""
 
@@ -98,8 +107,13 @@ class ObjectStore(Protocol):
         missing. The request is made when the iterator is first advanced."""
         ...
 
+    def read(self, key: str, *, max_size: int) -> Blob:
+        """The whole object and its metadata, in one request; PRECONDITION_FAILED when
+        larger than `max_size` (refused before its bytes are read where the size is sent)."""
+        ...
+
     def get_bytes(self, key: str, *, max_size: int) -> bytes:
-        """The whole object; PRECONDITION_FAILED when larger than `max_size`."""
+        """`read(...).data`."""
         ...
 
     def put(self, key: str, data: bytes) -> ObjectInfo:

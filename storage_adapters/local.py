@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from storage_adapters.base import (
+    Blob,
     Capabilities,
     ListPage,
     ObjectInfo,
@@ -120,9 +121,13 @@ class LocalStore:
             raise _translate(exc, key) from exc
 
     def get_bytes(self, key: str, *, max_size: int) -> bytes:
+        return self.read(key, max_size=max_size).data
+
+    def read(self, key: str, *, max_size: int) -> Blob:
         path = self._path(key)
         try:
             with path.open("rb") as f:
+                st = os.fstat(f.fileno())
                 data = f.read(max_size + 1)
         except OSError as exc:
             raise _translate(exc, key) from exc
@@ -132,7 +137,7 @@ class LocalStore:
                 f"object is larger than the {max_size} bytes allowed",
                 key=key,
             )
-        return data
+        return Blob(data=data, info=_info(key, st))
 
     def put(self, key: str, data: bytes) -> ObjectInfo:
         path = self._path(key)

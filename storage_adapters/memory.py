@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
+from collections import Counter
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from storage_adapters.base import (
+    Blob,
     Capabilities,
     ListPage,
     ObjectInfo,
@@ -48,6 +50,8 @@ class MemoryBackend:
         self._keys = _SortedKeys()
         self._uploads: dict[str, _Upload] = {}
         self._faults: dict[str, list[StorageError]] = {}
+        # How often each store method was called (tests count requests with it).
+        self.calls: Counter[str] = Counter()
 
     @classmethod
     def named(cls, name: str) -> MemoryBackend:
@@ -79,6 +83,7 @@ class MemoryBackend:
             raise StorageError(
                 ErrorKind.NOT_FOUND, f"bucket {self.name!r} does not exist", status=404
             )
+        self.calls[operation] += 1
         queued = self._faults.get(operation)
         if queued:
             raise queued.pop(0)
@@ -167,12 +172,16 @@ class MemoryStore:
             yield bytes(data[start : start + chunk_size])
 
     def get_bytes(self, key: str, *, max_size: int) -> bytes:
+        return self.read(key, max_size=max_size).data
+
+    def read(self, key: str, *, max_size: int) -> Blob:
         with self.backend.lock:
             self.backend._enter("get_bytes")
             obj = self._get(key)
+            info = self._info(self._root + key, obj)
         if len(obj.data) > max_size:
             raise _too_large(key, len(obj.data), max_size)
-        return obj.data
+        return Blob(data=obj.data, info=info)
 
     def put(self, key: str, data: bytes) -> ObjectInfo:
         obj = _Object.of(bytes(data))

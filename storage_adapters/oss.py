@@ -19,6 +19,7 @@ import urllib3.exceptions
 from oss2.models import PartInfo
 
 from storage_adapters.base import (
+    Blob,
     Capabilities,
     ListPage,
     ObjectInfo,
@@ -171,6 +172,9 @@ class OssStore:
             resp.close()
 
     def get_bytes(self, key: str, *, max_size: int) -> bytes:
+        return self.read(key, max_size=max_size).data
+
+    def read(self, key: str, *, max_size: int) -> Blob:
         resp = self._call(self._bucket.get_object, key, key=self._root + key)
         try:
             size = resp.content_length
@@ -198,7 +202,9 @@ class OssStore:
             raise _translate(exc, key, bucket=self.bucket) from exc
         finally:
             resp.close()
-        return b"".join(chunks)
+        data = b"".join(chunks)
+        info = _info(key, len(data), resp.etag, _unix_time(resp.last_modified), resp.server_crc)
+        return Blob(data=data, info=info)
 
     def put(self, key: str, data: bytes) -> ObjectInfo:
         digest = hashlib.md5(data)

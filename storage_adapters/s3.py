@@ -18,6 +18,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from storage_adapters.base import (
+    Blob,
     Capabilities,
     ListPage,
     ObjectInfo,
@@ -156,6 +157,9 @@ class S3Store:
             body.close()
 
     def get_bytes(self, key: str, *, max_size: int) -> bytes:
+        return self.read(key, max_size=max_size).data
+
+    def read(self, key: str, *, max_size: int) -> Blob:
         resp = self._call(self._client.get_object, key, Bucket=self.bucket, Key=self._root + key)
         body = resp["Body"]
         try:
@@ -172,7 +176,8 @@ class S3Store:
             raise _translate(exc, key, bucket=self.bucket) from exc
         finally:
             body.close()
-        return data
+        info = _info(key, len(data), strip_etag(resp.get("ETag")), resp.get("LastModified"))
+        return Blob(data=data, info=info)
 
     def put(self, key: str, data: bytes) -> ObjectInfo:
         digest = hashlib.md5(data)

@@ -158,6 +158,21 @@ class StoreContract:
         expect(ErrorKind.PRECONDITION_FAILED, lambda: store.get_bytes("k", max_size=9))
         expect(ErrorKind.NOT_FOUND, lambda: store.get_bytes("missing", max_size=9))
 
+    def test_read_gives_the_etag_a_listing_and_head_give(self, store: ObjectStore) -> None:
+        # A sync tells a changed label file by its ETag: the one read with the label must
+        # be the one the next listing shows.
+        store.put("labels/a.json", b'{"x": 1}')
+        blob = store.read("labels/a.json", max_size=100)
+        assert blob.data == b'{"x": 1}'
+        assert blob.info.size == 8
+        listed = store.list_page("labels/").objects
+        assert [o.key for o in listed] == ["labels/a.json"]
+        assert blob.info.etag is not None
+        assert blob.info.etag == listed[0].etag == store.head("labels/a.json").etag
+        store.put("labels/a.json", b'{"x": 22}')
+        assert store.read("labels/a.json", max_size=100).info.etag != blob.info.etag
+        expect(ErrorKind.PRECONDITION_FAILED, lambda: store.read("labels/a.json", max_size=3))
+
     def test_open_yields_bounded_chunks(self, store: ObjectStore) -> None:
         data = os.urandom(10_000)
         store.put("k", data)

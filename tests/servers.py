@@ -68,10 +68,22 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
     """A fresh, empty database on the PostgreSQL server, dropped afterwards."""
     from sqlalchemy import create_engine, text
 
+    from sqlalchemy.exc import DBAPIError
+
     name = f"bayport_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            # A natural-language collation, as production databases often have: key order
+            # must not depend on it (the ledger's key columns are byte-ordered).
+            conn.execute(
+                text(
+                    f'CREATE DATABASE "{name}" TEMPLATE template0 '
+                    "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+                )
+            )
+        except DBAPIError:  # a server without ICU
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -4,6 +4,7 @@ inline, so a test can act between planning and copying."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ N = 30
 def s3_container(
     request: pytest.FixtureRequest, tmp_path: Path, queue: InlineQueue
 ) -> Iterator[Container]:
-    overrides = {}
+    overrides: dict[str, Any] = {"list_page_size": 3}  # many pages from few objects
     if request.param == "postgres":
         overrides["database_url"] = request.getfixturevalue("postgres_database")
     settings = make_settings(tmp_path / "bayport", **overrides)
@@ -128,3 +129,62 @@ def test_wrong_credentials_fail_the_job_with_the_reason(
     assert done.state == "failed"
     assert "permission_denied" in (done.error or "")
     assert "wrong-secret" not in (done.error or "")
+
+
+# Keys whose byte order is not their "natural" order, and whose label files sort
+# differently from their images (a.k.png < a.png but a.json < a.k.json).
+TRICKY = ["A.png", "a-1.png", "a.k.png", "a.png", "a/b.png", "z z.png", "é.png", "日本.png"]
+
+
+def test_sync_walks_the_ledger_in_listing_order_on_a_real_server(
+    s3_container: Container, s3_buckets: dict[str, Any], queue: InlineQueue
+) -> None:
+    """Both databases keep keys in the providers' byte order: a sync's walk beside the
+    listing finds exactly what is gone, changed, new and relabelled."""
+    ctx = s3_container.ctx
+    source, dest = s3_buckets["source"], s3_buckets["dest"]
+
+    def put(name: str, label: str) -> None:
+        stem = name.rsplit(".", 1)[0]
+        source.put(f"data/images/{name}", make_png(len(name)))
+        source.put(f"data/labels/{stem}.json", json.dumps({"category": label}).encode())
+
+    for name in TRICKY:
+        put(name, "first")
+    workspace_id, manifest = _setup(s3_container, s3_buckets)
+    first = service.submit_import(ctx, workspace_id=workspace_id, manifest=manifest)
+    queue.drain(ctx)
+    assert _job(s3_container, first.id).copied == len(TRICKY)
+
+    source.delete("data/images/a.png")
+    source.delete("data/images/é.png")
+    source.put("data/labels/a.k.json", json.dumps({"category": "second"}).encode())
+    put("b.png", "new")
+    synced = manifest.model_copy(
+        update={
+            "options": manifest.options.model_copy(
+                update={"delete": True, "max_delete_percent": 50}
+            )
+        }
+    )
+    job = service.submit_import(ctx, workspace_id=workspace_id, manifest=synced)
+    queue.drain(ctx)
+    done = _job(s3_container, job.id)
+    assert done.state == "succeeded", done.review_reason or done.error
+    assert (done.copied, done.relabelled, done.deleted, done.failed) == (1, 1, 2, 0)
+    assert done.unchanged == len(TRICKY) - 3
+    with pytest.raises(StorageError):
+        dest.head("cats/default/é.png")
+    assert dest.head("cats/default/日本.png").size > 0
+    with ctx.db.uow() as uow:
+        rows = {
+            r.remote_path: r
+            for r in repo.ledger_entries_by_path(
+                uow.session,
+                segment_id=done.segment_id,
+                remote_paths=["a.k.png", "a.png", "b.png"],
+            ).values()
+        }
+    assert rows["a.k.png"].label == {"CLASSIFICATION": {"category": "second"}}
+    assert rows["a.png"].outcome == "deleted"
+    assert rows["b.png"].outcome == "copied"

@@ -33,6 +33,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("kind", _str(16), nullable=False, server_default="copy")
         )
+    if op.get_bind().dialect.name == "postgresql":
+        # Byte order, as providers list keys: a sync walks the ledger in listing order.
+        for column in ("remote_path", "label_key"):
+            op.alter_column("ledger_entry", column, type_=sa.Text(collation="C"))
     with op.batch_alter_table("ledger_entry", schema=None) as batch_op:
         batch_op.add_column(sa.Column("label_etag", _str(200), nullable=True))
         batch_op.create_index("ix_ledger_label_key", ["segment_id", "label_key"], unique=False)
