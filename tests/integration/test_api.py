@@ -224,6 +224,16 @@ def test_submit_answers_202_with_a_location(client: TestClient, api_container: C
             {"source": {"config_name": "user-bucket", "data_prefix": "../etc"}},
             ["body", "source", "data_prefix"],
         ),
+        (
+            {"source": {"config_name": "user-bucket", "include": ["ok/*", ""]}},
+            ["body", "source", "include"],
+        ),
+        (
+            {"source": {"config_name": "user-bucket", "modified_since": "2026-01-01"}},
+            ["body", "source", "modified_since"],
+        ),
+        ({"options": {"max_delete_percent": 150}}, ["body", "options", "max_delete_percent"]),
+        ({"options": {"max_delete": -1}}, ["body", "options", "max_delete"]),
     ],
 )
 def test_bad_manifests_are_422_naming_the_field(
@@ -234,6 +244,18 @@ def test_bad_manifests_are_422_naming_the_field(
     r = client.post("/v1/imports", json=body)
     assert r.status_code == 422, r.text
     assert any(err["loc"] == field for err in r.json()["detail"]), r.json()
+
+
+def test_delete_with_an_object_list_is_422_saying_why(client: TestClient) -> None:
+    _setup(client)
+    body = {
+        **MANIFEST,
+        "source": {**MANIFEST["source"], "object_list": "lists/all.csv"},  # type: ignore[dict-item]
+        "options": {"delete": True},
+    }
+    r = client.post("/v1/imports", json=body)
+    assert r.status_code == 422
+    assert "options.delete needs a listing of data_prefix" in r.text
 
 
 def test_missing_dataset_is_a_404(client: TestClient) -> None:
@@ -250,6 +272,10 @@ def test_another_workspaces_resources_are_404(client: TestClient, other: TestCli
     assert other.get(f"/v1/imports/{job['id']}").status_code == 404
     assert other.post(f"/v1/imports/{job['id']}/cancel").status_code == 404
     assert other.get(f"/v1/imports/{job['id']}/failures").status_code == 404
+    assert other.get(f"/v1/imports/{job['id']}/deletions").status_code == 404
+    assert other.get(f"/v1/imports/{job['id']}/rejected").status_code == 404
+    mine = client.get(f"/v1/imports/{job['id']}/deletions")
+    assert mine.status_code == 200 and mine.json()["items"] == []
     assert other.get("/v1/imports").json()["items"] == []
     # bob's own dataset cannot import from alice's config
     other.post("/v1/datasets", json={"name": "Cats"})
