@@ -102,6 +102,7 @@ def _plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
         _start_listing(ctx, place, source)
     limit = min(ctx.settings.list_page_size, source.capabilities.max_list_page)
     key_filter = _key_filter(manifest)
+    coco_etag = coco_file_etag(ctx, source, manifest.source.coco_file)
     while True:
         page = ctx.retry.call(
             functools.partial(
@@ -116,7 +117,9 @@ def _plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
             key_filter=key_filter,
         )
         walk = walk.advance(page.objects, manifest.source.data_prefix, page.cursor)
-        if not _write_page(ctx, place, planned, listed=page.objects, walk=walk):
+        if not _write_page(
+            ctx, place, planned, listed=page.objects, walk=walk, coco_etag=coco_etag
+        ):
             return  # cancelled
         if page.cursor is None:
             _plan_deletions(ctx, place)
@@ -303,6 +306,7 @@ def _write_page(
     *,
     listed: Sequence[ObjectInfo],
     walk: _Walk,
+    coco_etag: str | None = None,
 ) -> bool:
     """Compare one listing page with the ledger (skip what it holds unchanged, relabel
     what only changed its label, note what is gone) and write the rest as shards, with the
@@ -314,7 +318,7 @@ def _write_page(
     def count(s: Any, job: ImportJob) -> None:
         nonlocal verdict
         if compare:
-            verdict = _compare_with_ledger(s, place, planned, listed, walk)
+            verdict = _compare_with_ledger(s, place, planned, listed, walk, coco_etag)
             if verdict.gone:
                 repo.add_job_notes(s, job_id=job.id, kind=DELETE_CANDIDATE, keys=verdict.gone)
                 job.delete_planned += len(verdict.gone)
@@ -398,12 +402,14 @@ def _compare_with_ledger(
     planned: list[PlannedObject],
     listed: Sequence[ObjectInfo],
     walk: _Walk,
+    coco_etag: str | None,
 ) -> Verdict:
     """Compare a page with the ledger, without a storage request. In order, the ledger's
     entries between the previous page's last key and this page's are walked in chunks:
     an entry of this source the page does not list is gone. Out of order, the page's keys
     are looked up one by one, and nothing is found gone."""
-    prefix = place.manifest.source.data_prefix
+    spec = place.manifest.source
+    prefix = spec.data_prefix
     src_id = place.source_config.id
     by_rel = {remote_path(o.key, prefix): o for o in planned}
     listed_rels = {remote_path(o.key, prefix) for o in listed}
@@ -429,8 +435,16 @@ def _compare_with_ledger(
         decided.add(rel)
         if entry.source_etag != obj.etag or entry.size != obj.size:
             verdict.to_copy.append(obj)
-        elif entry.label_key == obj.label_key or (
-            entry.label_key is None and entry.label is None and obj.label_key is not None
+        elif spec.coco_file is not None and entry.label_key in (spec.coco_file, None):
+            # Labelled from the segment's COCO file: relabelled when the file changed.
+            if entry.label_etag != coco_etag:
+                verdict.to_relabel.append(obj.relabel())
+            else:
+                verdict.unchanged += 1
+        elif (
+            entry.label_key == obj.label_key
+            or (entry.label_key is None and entry.label is None and obj.label_key is not None)
+            or (spec.mask_prefix is not None and entry.label_key == _mask_key(spec, obj.key))
         ):
             # Same label file, or none was found before: re-read it if it changed (or
             # appeared) since the ledger read it.
@@ -459,6 +473,16 @@ def _compare_with_ledger(
             judge(entry)
     verdict.to_copy.extend(o for rel, o in by_rel.items() if rel not in decided)
     return verdict
+
+
+def _mask_key(spec: Any, key: str) -> str:
+    """The mask file paired with `key` (the object's label file when it has no other)."""
+    return label_key_for(
+        key,
+        data_prefix=spec.data_prefix,
+        label_prefix=spec.mask_prefix,
+        label_suffix=spec.mask_suffix,
+    )
 
 
 def _note_changed_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> None:
@@ -616,6 +640,16 @@ def deletion_guard(
             "source; to delete them, run again with a higher max_delete_percent"
         )
     return None
+
+
+def coco_file_etag(ctx: ImportContext, source: ObjectStore, coco_file: str | None) -> str | None:
+    """The COCO file's ETag (its objects are relabelled when it changes)."""
+    if coco_file is None:
+        return None
+    try:
+        return ctx.retry.call(lambda: source.head(coco_file)).etag
+    except StorageError:
+        return None  # read (and failed, with the reason) when the labels are loaded
 
 
 def load_coco_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> None:

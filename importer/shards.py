@@ -12,6 +12,7 @@ from importer.context import ImportContext, log
 from importer.copier import CopyResult, checksum_of, copy_object, matches
 from importer.finish import finish_if_ready
 from importer.jobs import JobPlace, dataset_store, load_place
+from importer.planner import coco_file_etag
 from importer.rules import (
     PlannedObject,
     destination_key,
@@ -161,6 +162,7 @@ def _copy_objects(
     dest = source if place.job.in_place else dataset_store(ctx, place)
     worker = _ObjectImporter(ctx, place, source, dest, known, check_dest=check_dest)
     if place.manifest.source.coco_file is not None:
+        worker.coco_etag = coco_file_etag(ctx, source, place.manifest.source.coco_file)
         prefix = place.manifest.source.data_prefix
         with ctx.db.uow() as uow:
             worker.coco_labels = repo.import_labels(
@@ -383,6 +385,7 @@ class _ObjectImporter:
         catalog = place.dataset.catalog
         self.catalog = Catalog.model_validate(catalog) if catalog else None
         self.coco_labels: dict[str, dict[str, Any] | None] = {}
+        self.coco_etag: str | None = None
 
     def run(self, obj: PlannedObject) -> dict[str, Any]:
         attempts = [1]
@@ -520,6 +523,7 @@ class _ObjectImporter:
         """From the labels planning read out of the COCO file: None when the file does not
         list the image (missing), {} when it lists it without annotations."""
         name = row["remote_path"]
+        row["label_etag"] = self.coco_etag  # the file was read, listing the image or not
         if name not in self.coco_labels:
             if self.place.manifest.options.missing_label == "fail":
                 raise _LabelMissing(f"{name}: the COCO file does not list this image")

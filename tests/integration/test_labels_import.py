@@ -327,6 +327,20 @@ def test_a_coco_file_labels_the_whole_segment(world: Any) -> None:
     stats = client.get("/v1/datasets/Cats/label-statistics").json()["labels"]
     assert stats["BOX2D"]["quantity"] == 3  # image 1's box and image 2's two boxes
 
+    # A sync: nothing changed, nothing done; the COCO file changed: every object is
+    # relabelled from it, none copied.
+    coco_options = {"label_format": "coco", "coco_file": "annotations/instances.json"}
+    same = _import(world, coco_options, missing_label="import")["counts"]
+    assert (same["copied"], same["relabelled"], same["skipped"]) == (0, 0, 4)
+    coco["annotations"].append(  # type: ignore[attr-defined]
+        {"id": 9, "image_id": 3, "category_id": 8, "bbox": [0, 0, 1, 1], "iscrowd": 0}
+    )
+    store.put("annotations/instances.json", json.dumps(coco).encode())
+    changed = _import(world, coco_options, missing_label="import")["counts"]
+    assert (changed["copied"], changed["relabelled"], changed["skipped"]) == (0, 4, 0)
+    labels = {d["remote_path"]: d["label"] for d in _data(client)}
+    assert labels["3.png"]["BOX2D"][0]["category"] == "dog"
+
 
 def test_mask_files_are_paired_copied_and_labelled(world: Any) -> None:
     _, _, client = world
@@ -352,3 +366,14 @@ def test_mask_files_are_paired_copied_and_labelled(world: Any) -> None:
     assert labels["2.png"] == {"SEMANTIC_MASK": {"remotePath": "default/_masks/2.png"}}
     dest = open_store(StorageSpec(provider="memory", bucket="datasets"))
     assert dest.get_bytes("default/_masks/2.png", max_size=1 << 20) == make_png(102)
+    # A sync with nothing changed copies nothing (a mask is image 2's label file); a label
+    # file appearing for image 2 relabels it alone.
+    source = {"label_prefix": "labels/", "mask_prefix": "masks/", "mask_type": "semantic_mask"}
+    same = _import(world, source, missing_label="import")["counts"]
+    assert (same["copied"], same["relabelled"], same["skipped"]) == (0, 0, 2)
+    label = {"SEMANTIC_MASK": {"info": [{"categoryId": 3}]}}
+    store.put("labels/2.json", json.dumps(label).encode())
+    changed = _import(world, source, missing_label="import")["counts"]
+    assert (changed["copied"], changed["relabelled"], changed["skipped"]) == (0, 1, 1), changed
+    labels = {d["remote_path"]: d["label"] for d in _data(client)}
+    assert labels["2.png"]["SEMANTIC_MASK"]["info"] == [{"categoryId": 3}]

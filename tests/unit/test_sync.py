@@ -339,7 +339,7 @@ def test_object_lists_in_csv_and_json_lines(
 def test_manifest_refuses_delete_with_an_object_list_and_bad_globs() -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="options.delete needs a listing"):
+    with pytest.raises(ValidationError, match=r"options\.delete needs a listing"):
         manifest({"object_list": "l.csv"}, delete=True)
     with pytest.raises(ValidationError, match="include"):
         manifest({"include": [""]})
@@ -372,7 +372,7 @@ def test_an_object_back_in_the_source_before_its_deletion_is_kept(
     run(ctx, queue, workspace_id, manifest())
     source_store.delete(image_key(8))
     job = service.submit_import(ctx, workspace_id=workspace_id, manifest=manifest(delete=True))
-    kind, job_id = queue.tasks.popleft()
+    _plan, job_id = queue.tasks.popleft()
     service.plan_import(ctx, job_id)  # lists: 00008 is gone, a delete shard is queued
     source_store.put(image_key(8), make_png(8))  # ... and it comes back
     queue.drain(ctx)
