@@ -15,11 +15,12 @@ from sqlmodel import select
 from bayport.sample import image_key, label_key, make_label, make_png, populate
 from bayport.wiring import Container
 from importer import service
+from importer.context import ImportContext
 from importer.manifest import ImportManifest
 from importer.planner import deletion_guard
 from metadata import repository as repo
 from metadata.models import ImportJob, JobNote, JobState, LedgerEntry, Outcome
-from storage_adapters.base import StorageSpec
+from storage_adapters.base import ObjectStore, StorageSpec
 from storage_adapters.memory import MemoryBackend
 from storage_adapters.registry import open_store
 from tests.support import InlineQueue, add_config, add_dataset
@@ -93,7 +94,11 @@ def write_label(store, i: int, label: dict[str, Any]) -> None:  # type: ignore[n
 
 
 def test_sync_copies_new_objects_and_reparses_changed_labels_only(
-    ctx, queue: InlineQueue, workspace_id: str, source_store, dest_store
+    ctx: ImportContext,
+    queue: InlineQueue,
+    workspace_id: str,
+    source_store: ObjectStore,
+    dest_store: ObjectStore,
 ) -> None:
     first = run(ctx, queue, workspace_id, manifest())
     assert (first.state, first.copied, first.failed) == ("succeeded", N, 0)
@@ -141,7 +146,7 @@ def test_sync_copies_new_objects_and_reparses_changed_labels_only(
 
 
 def test_second_sync_with_nothing_changed_copies_and_reads_nothing(
-    ctx, queue: InlineQueue, workspace_id: str
+    ctx: ImportContext, queue: InlineQueue, workspace_id: str
 ) -> None:
     run(ctx, queue, workspace_id, manifest())
     calls = MemoryBackend.named("user").calls
@@ -153,7 +158,11 @@ def test_second_sync_with_nothing_changed_copies_and_reads_nothing(
 
 
 def test_changed_image_is_copied_again_and_a_removed_label_fails_its_object(
-    ctx, queue: InlineQueue, workspace_id: str, source_store, dest_store
+    ctx: ImportContext,
+    queue: InlineQueue,
+    workspace_id: str,
+    source_store: ObjectStore,
+    dest_store: ObjectStore,
 ) -> None:
     run(ctx, queue, workspace_id, manifest())
     source_store.put(image_key(5), make_png(5, side=20))
@@ -177,7 +186,11 @@ def test_changed_image_is_copied_again_and_a_removed_label_fails_its_object(
 
 
 def test_deletions_within_the_limits_tombstone_and_delete_from_the_dataset(
-    ctx, queue: InlineQueue, workspace_id: str, source_store, dest_store
+    ctx: ImportContext,
+    queue: InlineQueue,
+    workspace_id: str,
+    source_store: ObjectStore,
+    dest_store: ObjectStore,
 ) -> None:
     run(ctx, queue, workspace_id, manifest())
     for i in (2, 9, 33):
@@ -218,7 +231,11 @@ def _exists(store, key: str) -> bool:  # type: ignore[no-untyped-def]
 
 
 def test_deleting_60_percent_with_the_default_guard_deletes_nothing_and_says_why(
-    ctx, queue: InlineQueue, workspace_id: str, source_store, dest_store
+    ctx: ImportContext,
+    queue: InlineQueue,
+    workspace_id: str,
+    source_store: ObjectStore,
+    dest_store: ObjectStore,
 ) -> None:
     run(ctx, queue, workspace_id, manifest())
     for i in range(1, 31):  # 30 of 50: 60%
@@ -243,7 +260,7 @@ def test_deleting_60_percent_with_the_default_guard_deletes_nothing_and_says_why
 
 
 def test_an_empty_source_listing_deletes_nothing(
-    ctx, queue: InlineQueue, workspace_id: str, source_store
+    ctx: ImportContext, queue: InlineQueue, workspace_id: str, source_store: ObjectStore
 ) -> None:
     run(ctx, queue, workspace_id, manifest())
     for i in range(1, N + 1):
@@ -258,7 +275,7 @@ def test_an_empty_source_listing_deletes_nothing(
 
 
 def test_dry_run_reports_what_a_sync_would_do_and_changes_nothing(
-    ctx, queue: InlineQueue, workspace_id: str, source_store
+    ctx: ImportContext, queue: InlineQueue, workspace_id: str, source_store: ObjectStore
 ) -> None:
     run(ctx, queue, workspace_id, manifest())
     before = ledger(ctx)
@@ -277,7 +294,7 @@ def test_dry_run_reports_what_a_sync_would_do_and_changes_nothing(
 
 
 def test_include_exclude_and_modified_since_choose_objects_and_protect_them_from_deletion(
-    ctx, queue: InlineQueue, workspace_id: str, source_store
+    ctx: ImportContext, queue: InlineQueue, workspace_id: str, source_store: ObjectStore
 ) -> None:
     source_store.put("data/images/sub/a.jpg", make_png(1))
     source_store.put("data/labels/sub/a.json", json.dumps(make_label(1)).encode())
@@ -301,7 +318,7 @@ def test_include_exclude_and_modified_since_choose_objects_and_protect_them_from
 
 
 def test_object_lists_in_csv_and_json_lines(
-    ctx, queue: InlineQueue, workspace_id: str, source_store
+    ctx: ImportContext, queue: InlineQueue, workspace_id: str, source_store: ObjectStore
 ) -> None:
     rows = [
         "key,label_key",
@@ -367,7 +384,7 @@ def test_deletion_guard(gone: int, total: int, listed: int, held: str | None) ->
 
 
 def test_an_object_back_in_the_source_before_its_deletion_is_kept(
-    ctx, queue: InlineQueue, workspace_id: str, source_store
+    ctx: ImportContext, queue: InlineQueue, workspace_id: str, source_store: ObjectStore
 ) -> None:
     run(ctx, queue, workspace_id, manifest())
     source_store.delete(image_key(8))
