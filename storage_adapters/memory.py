@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections import Counter
 from bisect import bisect_left, bisect_right, insort
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime

@@ -67,7 +67,6 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def postgres_database(postgres_url: str) -> Iterator[str]:
     """A fresh, empty database on the PostgreSQL server, dropped afterwards."""
     from sqlalchemy import create_engine, text
-
     from sqlalchemy.exc import DBAPIError
 
     name = f"bayport_test_{uuid.uuid4().hex[:12]}"

@@ -3,8 +3,8 @@ inline, so a test can act between planning and copying."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
