@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import routes_datasets, routes_imports, routes_storage
+from api import routes_datasets, routes_imports, routes_schedules, routes_storage
 from bayport.wiring import Container
 from importer.errors import Conflict, ImportServiceError, Invalid, NotFound
 from metadata import repository as repo
@@ -23,6 +23,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(routes_storage.router)
     app.include_router(routes_datasets.router)
     app.include_router(routes_imports.router)
+    app.include_router(routes_schedules.router)
 
     @app.exception_handler(ImportServiceError)
     async def _service_error(_request: Request, exc: ImportServiceError) -> JSONResponse:

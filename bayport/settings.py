@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # Worker process count for `bayport worker` / standalone (Celery prefork pool).
     worker_processes: int = Field(default=2, ge=1)
 
+    # How often `bayport beat` re-reads the schedules from the DB: a schedule made or changed
+    # through the API is picked up within this time (beat wakes on each occurrence anyway).
+    beat_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production":

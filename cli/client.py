@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-FINAL_STATES = {"succeeded", "partially_failed", "failed", "cancelled"}
+FINAL_STATES = {"succeeded", "partially_failed", "failed", "cancelled", "needs_review"}
 
 
 class ApiError(Exception):
@@ -62,6 +62,46 @@ class BayportClient:
 
     def segment_data(self, dataset: str, segment: str) -> list[Any]:
         return list(self._pages(f"/v1/datasets/{dataset}/segments/{segment}/data"))
+
+    def create_schedule(
+        self,
+        name: str,
+        manifest: dict[str, Any],
+        cron: str,
+        *,
+        timezone: str = "UTC",
+        enabled: bool = True,
+    ) -> Any:
+        body = {
+            "name": name,
+            "manifest": manifest,
+            "cron": cron,
+            "timezone": timezone,
+            "enabled": enabled,
+        }
+        return self.request("POST", "/v1/schedules", json=body)
+
+    def schedules(self) -> Any:
+        return self.request("GET", "/v1/schedules")
+
+    def schedule(self, name: str) -> Any:
+        return self.request("GET", f"/v1/schedules/{name}")
+
+    def update_schedule(self, name: str, **changes: Any) -> Any:
+        return self.request("PATCH", f"/v1/schedules/{name}", json=changes)
+
+    def delete_schedule(self, name: str) -> None:
+        self.request("DELETE", f"/v1/schedules/{name}")
+
+    def run_schedule(self, name: str) -> Any:
+        return self.request("POST", f"/v1/schedules/{name}/run")
+
+    def schedule_runs(self, name: str, *, limit: int | None = None) -> list[Any]:
+        """The schedule's runs, newest first (all of them, or the latest `limit`)."""
+        path = f"/v1/schedules/{name}/runs"
+        if limit is not None:
+            return list(self.request("GET", path, params={"limit": limit})["items"])
+        return list(self._pages(path))
 
     def _pages(self, path: str) -> Any:
         offset: int | None = 0

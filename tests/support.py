@@ -9,6 +9,7 @@ from bayport.secretbox import SecretBox
 from importer import service
 from importer.service import ImportContext
 from metadata.models import Dataset, StorageConfig
+from scheduler import service as schedules
 
 
 class InlineQueue:
@@ -24,17 +25,35 @@ class InlineQueue:
     def copy_shard(self, shard_id: str) -> None:
         self.tasks.append(("copy", shard_id))
 
-    def drain(self, ctx: ImportContext, *, rng: random.Random | None = None) -> int:
+    def run_schedule(self, run_id: str) -> None:
+        self.tasks.append(("schedule", run_id))
+
+    def drain(
+        self,
+        ctx: ImportContext,
+        *,
+        rng: random.Random | None = None,
+        only: set[str] | None = None,
+    ) -> int:
+        """Run the queued tasks (and those they queue) until none is left; with `only`, run
+        just the tasks of those kinds ("plan", "copy", "schedule") and keep the others."""
         ran = 0
+        kept: deque[tuple[str, str]] = deque()
         while self.tasks:
             if rng is not None:
                 self.tasks.rotate(rng.randrange(len(self.tasks)))
             kind, ident = self.tasks.popleft()
+            if only is not None and kind not in only:
+                kept.append((kind, ident))
+                continue
             if kind == "plan":
                 service.plan_import(ctx, ident)
+            elif kind == "schedule":
+                schedules.run_schedule(ctx, ident)
             else:
                 service.copy_shard(ctx, ident)
             ran += 1
+        self.tasks.extend(kept)
         return ran
 
 

@@ -22,3 +22,6 @@ class CeleryEnqueuer:
 
     def copy_shard(self, shard_id: str) -> None:
         self._app.send_task("bayport.copy_shard", args=[shard_id])
+
+    def run_schedule(self, run_id: str) -> None:
+        self._app.send_task("bayport.run_schedule", args=[run_id])

@@ -9,6 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from bayport.wiring import get_container
 from importer import service
+from scheduler import service as schedules
 from workers.celery_app import app
 
 # A lost DB connection (a restart, a failover) retries the whole task later; the import
@@ -37,6 +38,13 @@ class _ShardTask(Task):
         service.abandon_shard(get_container().ctx, args[0], f"shard failed: {exc!r}")
 
 
+class _RunScheduleTask(Task):
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        schedules.abandon_run(get_container().ctx, args[0], f"run failed: {exc!r}")
+
+
 @app.task(name="bayport.plan_import", base=_PlanTask, **_RETRY)
 def plan_import(job_id: str) -> str:
     service.plan_import(get_container().ctx, job_id)
@@ -46,3 +54,9 @@ def plan_import(job_id: str) -> str:
 @app.task(name="bayport.copy_shard", base=_ShardTask, **_RETRY)
 def copy_shard(shard_id: str) -> str:
     return str(service.copy_shard(get_container().ctx, shard_id))
+
+
+@app.task(name="bayport.run_schedule", base=_RunScheduleTask, **_RETRY)
+def run_schedule(run_id: str) -> str:
+    run = schedules.run_schedule(get_container().ctx, run_id)
+    return f"schedule run {run_id}: {run.status if run else 'gone'}"
