@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import routes_datasets, routes_imports, routes_schedules, routes_storage
+from api import (
+    routes_datasets,
+    routes_imports,
+    routes_metrics,
+    routes_page,
+    routes_reports,
+    routes_schedules,
+    routes_storage,
+)
 from bayport.wiring import Container
 from importer.errors import Conflict, ImportServiceError, Invalid, NotFound
 from metadata import repository as repo
@@ -24,6 +32,9 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(routes_datasets.router)
     app.include_router(routes_imports.router)
     app.include_router(routes_schedules.router)
+    app.include_router(routes_reports.router)
+    app.include_router(routes_metrics.router)
+    app.include_router(routes_page.router)
 
     @app.exception_handler(ImportServiceError)
     async def _service_error(_request: Request, exc: ImportServiceError) -> JSONResponse:

@@ -1,24 +1,74 @@
-"""/v1/imports: submit a manifest (202 + job id), follow, cancel and retry import jobs."""
+"""/v1/imports: submit a manifest (202 + job id), follow (JSON or server-sent events), cancel
+and retry import jobs."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContainerDep, PageDep, WorkspaceDep
-from api.schemas import FailureItem, JobCounts, JobPublic, NoteItem, Page, UnpairedItem
-from importer import service
+from api.schemas import (
+    FailureItem,
+    JobCounts,
+    JobProgress,
+    JobPublic,
+    NoteItem,
+    Page,
+    ThroughputPoint,
+    UnpairedItem,
+)
+from importer import progress, service
 from importer.manifest import ImportManifest
 from importer.planner import DELETE_CANDIDATE, REJECTED_ROW
 from metadata import repository as repo
-from metadata.models import Dataset, ImportJob, Segment
+from metadata.models import Dataset, ImportJob, JobState, Segment
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
 
 
-def job_public(container: ContainerDep, job: ImportJob) -> JobPublic:
+def progress_public(p: progress.Progress) -> JobProgress:
+    return JobProgress(
+        state=p.state,
+        run=p.run,
+        listing_done=p.listing_done,
+        objects_listed=p.objects_listed,
+        objects_total=p.objects_total,
+        objects_done=p.objects_done,
+        bytes_listed=p.bytes_listed,
+        bytes_total=p.bytes_total,
+        bytes_done=p.bytes_done,
+        failed=p.failed,
+        percent=p.percent,
+        objects_per_second=p.objects_per_second,
+        mb_per_second=round(p.bytes_per_second / 1e6, 3),
+        eta_seconds=p.eta_seconds,
+        rate_window_seconds=p.rate_window_seconds,
+        bucket_seconds=p.bucket_seconds,
+        throughput=[
+            ThroughputPoint(
+                at=datetime.fromtimestamp(b.start, UTC),
+                objects=b.objects,
+                bytes=b.bytes,
+                failed=b.failed,
+            )
+            for b in p.series
+        ],
+        as_of=datetime.fromtimestamp(p.as_of, UTC),
+    )
+
+
+def job_public(container: ContainerDep, job: ImportJob, *, with_progress: bool = True) -> JobPublic:
     counts = service.job_progress(container.ctx, job)
+    measured = (
+        progress_public(progress.measure(container.ctx, job, counts)) if with_progress else None
+    )
     with container.db.uow() as uow:
         dataset = uow.session.get(Dataset, job.dataset_id)
         segment = uow.session.get(Segment, job.segment_id)
@@ -62,6 +112,7 @@ def job_public(container: ContainerDep, job: ImportJob) -> JobPublic:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        progress=measured,
     )
 
 
@@ -95,7 +146,7 @@ def list_imports(
             uow.session, workspace_id=workspace_id, offset=offset, limit=limit + 1
         )
     return Page[JobPublic](
-        items=[job_public(container, j) for j in jobs[:limit]],
+        items=[job_public(container, j, with_progress=False) for j in jobs[:limit]],
         offset=offset,
         limit=limit,
         next_offset=offset + limit if len(jobs) > limit else None,
@@ -105,6 +156,56 @@ def list_imports(
 @router.get("/{job_id}", response_model=JobPublic)
 def get_import(job_id: str, workspace_id: WorkspaceDep, container: ContainerDep) -> JobPublic:
     return job_public(container, _job(container, workspace_id, job_id))
+
+
+def _job_progress(container: ContainerDep, job_id: str) -> JobProgress | None:
+    with container.db.uow() as uow:
+        job = uow.session.get(ImportJob, job_id)
+    if job is None:
+        return None
+    return progress_public(
+        progress.measure(container.ctx, job, service.job_progress(container.ctx, job))
+    )
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Progress events"}},
+)
+async def import_events(
+    job_id: str,
+    request: Request,
+    workspace_id: WorkspaceDep,
+    container: ContainerDep,
+    interval: Annotated[float, Query(ge=0.2, le=30, description="Seconds between events")] = 1.0,
+) -> StreamingResponse:
+    """Server-sent events: a `progress` event (the `progress` object of GET
+    /v1/imports/{id}, state included) every `interval` seconds — so within that time of a
+    change — until the job's final state, which is the last event."""
+    await run_in_threadpool(_job, container, workspace_id, job_id)
+
+    async def events() -> AsyncIterator[str]:
+        seq = 0
+        while True:
+            began = time.monotonic()
+            current = await run_in_threadpool(_job_progress, container, job_id)
+            if current is None:  # deleted under us
+                return
+            seq += 1
+            yield f"id: {seq}\nevent: progress\ndata: {current.model_dump_json()}\n\n"
+            if JobState(current.state).is_final or await request.is_disconnected():
+                return
+            # A job of millions of objects takes a while to count: wait at least as long
+            # as counting took, so a watcher keeps the DB busy half the time at most.
+            await asyncio.sleep(max(interval, time.monotonic() - began))
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        # No caching, and no buffering by a reverse proxy (nginx) that would hold events back.
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)

@@ -141,6 +141,45 @@ class JobCounts(BaseModel):
     rejected_rows: int = 0  # object-list rows refused (see /v1/imports/{id}/rejected)
 
 
+class ThroughputPoint(BaseModel):
+    at: datetime = Field(description="Start of the time bucket")
+    objects: int = Field(description="Objects settled in the bucket (failures included)")
+    bytes: int = Field(description="Bytes of those objects (deletions left out)")
+    failed: int
+
+
+class JobProgress(BaseModel):
+    """How far the job (its current run: a retry counts only its own objects) has come,
+    from its ledger. Totals are null until listing ends (`listing_done`); meanwhile
+    `objects_listed` counts what the listing found so far."""
+
+    state: str
+    run: int
+    listing_done: bool
+    objects_listed: int
+    objects_total: int | None = Field(description="Objects to settle; null while listing")
+    objects_done: int = Field(
+        description="copied + registered + skipped + relabelled + deleted + failed"
+    )
+    bytes_listed: int
+    bytes_total: int | None = Field(
+        description="Bytes to copy (as listed); null while listing or when sizes are only "
+        "known on copy (object lists, retries)"
+    )
+    bytes_done: int
+    failed: int = Field(description="Failures so far")
+    percent: float | None = Field(description="objects_done of objects_total, in %")
+    objects_per_second: float = Field(
+        description="Over the last rate_window_seconds; the run's average once it ended"
+    )
+    mb_per_second: float = Field(description="MB (10^6 bytes) per second, same window")
+    eta_seconds: float | None = Field(description="null while the total or the rate is unknown")
+    rate_window_seconds: float
+    bucket_seconds: int = Field(description="Width of the throughput buckets")
+    throughput: list[ThroughputPoint] = Field(description="Objects and bytes over time")
+    as_of: datetime
+
+
 class JobPublic(BaseModel):
     id: str
     state: str
@@ -160,6 +199,9 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # On GET /v1/imports/{id} and the job's events; null in lists (the ledger query per job
+    # would make a page of jobs slow).
+    progress: JobProgress | None = None
 
 
 class Page(BaseModel, Generic[T]):

@@ -62,6 +62,26 @@ class Settings(BaseSettings):
     # through the API is picked up within this time (beat wakes on each occurrence anyway).
     beat_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
 
+    # Monitoring. Workers count retries and task durations in Redis (`metrics_redis_url`,
+    # default: the broker when it is Redis) under `metrics_namespace`; the API serves them
+    # with the DB's job counts at /metrics — behind `metrics_token` (Bearer) when it is set.
+    metrics_redis_url: str | None = None
+    metrics_namespace: str = Field(default="bayport", pattern=r"^[A-Za-z0-9_.:\-]{1,100}$")
+    metrics_token: SecretStr | None = None
+    # Logs: "text" for people, "json" (one object per line, with job and shard ids) for
+    # collectors.
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    # Flower, the Celery dashboard (`bayport flower`, and standalone's): HTTP basic auth as
+    # "user:password" (several comma separated). `bayport flower` refuses to start without
+    # it unless told --unauthenticated (then it serves on 127.0.0.1 only).
+    flower_basic_auth: SecretStr | None = None
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    # Flower's URL as a browser reaches it (e.g. http://127.0.0.1:5555): the job page links
+    # to the job's tasks there. None: no link.
+    flower_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production":
@@ -74,6 +94,26 @@ class Settings(BaseSettings):
             if self.database_url is None:
                 raise SettingsError("BAYPORT_DATABASE_URL must be set in production")
         return self
+
+    @property
+    def resolved_metrics_redis_url(self) -> str | None:
+        if self.metrics_redis_url:
+            return self.metrics_redis_url
+        return self.broker_url if self.broker_url.startswith(("redis://", "rediss://")) else None
+
+    def flower_credentials(self) -> str | None:
+        """BAYPORT_FLOWER_BASIC_AUTH, checked (not as a field validator: pydantic would quote
+        the rejected value, a password, in its error)."""
+        if self.flower_basic_auth is None:
+            return None
+        value = self.flower_basic_auth.get_secret_value()
+        for credential in value.split(","):
+            user, _, password = credential.partition(":")
+            if not user.strip() or not password:
+                raise SettingsError(
+                    'BAYPORT_FLOWER_BASIC_AUTH must be "user:password" (several comma separated)'
+                )
+        return value
 
     @property
     def resolved_database_url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from bayport.logs import redact
 from bayport.secretbox import SecretBox
 from bayport.settings import Settings
 from metadata.models import StorageConfig
@@ -12,13 +13,16 @@ from storage_adapters.registry import open_store
 
 
 def spec_for_config(config: StorageConfig, box: SecretBox) -> StorageSpec:
+    credentials = box.open(config.credentials_encrypted)
+    # Decrypted secrets exist in memory only; logs mask them wherever they would appear.
+    redact(*(v for k, v in credentials.items() if not k.endswith(("_id", "_name"))))
     return StorageSpec(
         provider=config.provider,
         bucket=config.bucket_name,
         root=config.file_path,
         endpoint=config.endpoint,
         region=config.region,
-        credentials=box.open(config.credentials_encrypted),
+        credentials=credentials,
     )
 
 

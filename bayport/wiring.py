@@ -7,6 +7,7 @@ import os
 import threading
 from dataclasses import dataclass
 
+from bayport.metrics import sink_for
 from bayport.secretbox import SecretBox
 from bayport.settings import Settings, get_settings
 from bayport.stores import ConfigStores
@@ -31,7 +32,11 @@ def build_container(settings: Settings, *, enqueuer: Enqueuer | None = None) -> 
     db = Database(settings.resolved_database_url)
     box = SecretBox(settings.fernet_keys())
     ctx = ImportContext(
-        db=db, stores=ConfigStores(settings, box), enqueue=enqueuer, settings=settings
+        db=db,
+        stores=ConfigStores(settings, box),
+        enqueue=enqueuer,
+        settings=settings,
+        metrics=sink_for(settings),
     )
     return Container(settings=settings, db=db, box=box, ctx=ctx)
 

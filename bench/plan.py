@@ -65,7 +65,9 @@ class _CountingQueue:
     def plan_import(self, job_id: str) -> None:
         self.plans += 1
 
-    def copy_shard(self, shard_id: str) -> None:
+    def copy_shard(
+        self, shard_id: str, *, job_id: str | None = None, seq: int | None = None
+    ) -> None:
         self.shards += 1
 
 

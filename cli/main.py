@@ -16,7 +16,10 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from bayport.settings import get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# No locals in tracebacks: they would print the access key or Flower's password.
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
+)
 console = Console()
 
 ApiOpt = Annotated[str, typer.Option("--api", envvar="BAYPORT_API_URL", help="API base URL")]
@@ -44,12 +47,15 @@ def api(
     import uvicorn
 
     from api.app import create_app
+    from bayport.logs import configure_logging
     from bayport.wiring import get_container
     from metadata.db import migrate as run_migrations
 
+    configure_logging(get_settings())
     if migrate_db:
         run_migrations(get_settings().resolved_database_url)
-    uvicorn.run(create_app(get_container()), host=host, port=port)
+    # uvicorn's own loggers go to the same handler (log_config=None keeps ours).
+    uvicorn.run(create_app(get_container()), host=host, port=port, log_config=None)
 
 
 @app.command()
@@ -77,19 +83,96 @@ def beat(loglevel: str = "INFO") -> None:
 
 
 @app.command()
+def flower(
+    host: Annotated[str, typer.Option(help="Address to serve on")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Default: BAYPORT_FLOWER_PORT (5555)")] = None,
+    unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            "--unauthenticated",
+            help="Serve without a login, and the API to anyone: 127.0.0.1 only, for local use",
+        ),
+    ] = False,
+) -> None:
+    """Serve Flower, the Celery dashboard, on the configured broker: every plan and shard
+    task of every job, live. Behind BAYPORT_FLOWER_BASIC_AUTH ("user:password")."""
+    import os
+
+    from bayport.settings import SettingsError
+    from workers.celery_app import app as celery_app
+
+    settings = get_settings()
+    try:
+        credentials = settings.flower_credentials()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    argv = ["flower", f"--address={host}", f"--port={port or settings.flower_port}"]
+    if unauthenticated:
+        if host not in ("127.0.0.1", "localhost"):
+            console.print("[red]--unauthenticated serves on 127.0.0.1 only[/]")
+            raise typer.Exit(2)
+        # Flower reads this one from the environment itself; without it, its HTTP API
+        # answers 401 to everyone when no login is configured.
+        os.environ["FLOWER_UNAUTHENTICATED_API"] = "true"
+    elif credentials is None:
+        console.print(
+            "[red]refusing to serve Flower without a login:[/] set "
+            "BAYPORT_FLOWER_BASIC_AUTH=user:password (or pass --unauthenticated, for "
+            "127.0.0.1 only)"
+        )
+        raise typer.Exit(2)
+    else:
+        # In this process's argv list only: the OS command line stays without it.
+        argv.append(f"--basic-auth={credentials}")
+    celery_app.start(argv)
+
+
+@app.command()
 def standalone(
     port: int = 8000,
     data_dir: Annotated[Path | None, typer.Option(help="Default: BAYPORT_DATA_DIR")] = None,
+    flower_port: Annotated[
+        int | None, typer.Option(help="Flower's port. Default: BAYPORT_FLOWER_PORT (5555)")
+    ] = None,
+    with_flower: Annotated[
+        bool, typer.Option("--flower/--no-flower", help="Serve the Flower dashboard too")
+    ] = True,
 ) -> None:
-    """API + worker + embedded broker + SQLite in one command; prints the URL and key."""
-    from cli.stack import local_stack
+    """API + worker + embedded broker + SQLite (+ Flower) in one command; prints the URL and
+    key (and Flower's login, when it generated one)."""
+    from cli.stack import FLOWER_USER, local_stack
 
-    with local_stack(data_dir=data_dir or get_settings().data_dir, port=port) as stack:
+    settings = get_settings()
+    data_dir = data_dir or settings.data_dir
+    flower_at = (flower_port or settings.flower_port) if with_flower else None
+    with local_stack(
+        data_dir=data_dir, port=port, flower_port=flower_at, flower_log=data_dir / "flower.log"
+    ) as stack:
         console.print(f"Bayport is running at [bold]{stack.url}[/] (API docs: {stack.url}/docs)")
         console.print(f"access key: [bold]{stack.access_key}[/]")
+        if stack.flower_url and settings.flower_basic_auth is None:
+            secret = stack.settings.flower_basic_auth
+            password = secret.get_secret_value().partition(":")[2] if secret else ""
+            console.print(
+                f"Flower (task dashboard): [bold]{stack.flower_url}[/] "
+                f"user [bold]{FLOWER_USER}[/] password [bold]{password}[/]"
+            )
+        elif stack.flower_url:
+            console.print(
+                f"Flower (task dashboard): [bold]{stack.flower_url}[/] "
+                "(log in as BAYPORT_FLOWER_BASIC_AUTH says)"
+            )
         console.print(f"export BAYPORT_API_URL={stack.url} BAYPORT_ACCESS_KEY={stack.access_key}")
         try:
             while all(w.poll() is None for w in stack.workers):
+                if stack.flower is not None and stack.flower.poll() is not None:
+                    stack.flower = None  # said once; the rest of the stack runs on
+                    console.print(
+                        f"[yellow]Flower exited[/] (port {flower_at} taken? see "
+                        f"{data_dir / 'flower.log'}; --flower-port picks another port, "
+                        "--no-flower skips it)"
+                    )
                 time.sleep(1)
             console.print("[red]the worker exited[/]")
         except KeyboardInterrupt:
@@ -141,37 +224,75 @@ def print_job(job: dict[str, Any]) -> None:
         f"registered {c['registered']}, skipped {c['skipped']}, failed {c['failed']}, "
         f"{c['bytes_copied'] / 1e6:.1f} MB copied"
     )
+    if job.get("progress"):
+        objects, rate, eta = _progress_text(job)
+        console.print(f"  {objects}, {rate}" + (f", {eta}" if eta else ""))
     if job.get("error"):
         console.print(f"[red]{job['error']}[/]")
 
 
+def _progress_text(job: dict[str, Any]) -> tuple[str, str, str]:
+    """(objects done of the total or "listing… N so far", rate, ETA) of a job's progress."""
+    from cli.client import FINAL_STATES
+
+    p = job["progress"]
+    if p["objects_total"] is None:
+        objects = f"listing… {p['objects_listed']:,} so far"
+    else:
+        objects = f"{p['objects_done']:,}/{p['objects_total']:,} objects"
+    final = job["state"] in FINAL_STATES
+    rate = f"{p['objects_per_second']:.1f} obj/s · {p['mb_per_second']:.2f} MB/s"
+    if final:
+        return objects, f"average {rate}", ""
+    s = p["eta_seconds"]
+    if s is None:
+        return objects, rate, "eta ?"
+    s = round(s)
+    clock = (
+        f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    )
+    return objects, rate, f"eta {clock}"
+
+
 def watch_job(client: Any, job_id: str, *, interval: float = 0.5) -> int:
-    """Draw a progress bar until the job ends; the exit code says how it ended."""
+    """Draw a progress bar until the job ends — objects done of the total ("listing… N so
+    far" until listing ends), rate, ETA and failures, from the API's `progress` — and return
+    an exit code that says how it ended."""
     from cli.client import FINAL_STATES
 
     columns = (
         TextColumn("[bold]{task.fields[state]}"),
-        BarColumn(),
+        BarColumn(bar_width=32, complete_style="green", finished_style="green"),
         TaskProgressColumn(),
-        TextColumn("{task.completed}/{task.fields[listed]} objects"),
+        TextColumn("{task.fields[objects]}"),
         TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[eta]}"),
+        TextColumn("[red]{task.fields[failed]}"),
         TimeElapsedColumn(),
     )
-    started = time.monotonic()
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("import", total=None, state="queued", listed="?", rate="")
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(
+            "import", total=None, state="queued", objects="", rate="", eta="", failed=""
+        )
         while True:
             job = client.job(job_id)
-            c = job["counts"]
-            done = c["copied"] + c["registered"] + c["skipped"] + c["failed"]
-            elapsed = max(time.monotonic() - started, 1e-6)
-            progress.update(
+            p = job.get("progress")
+            if p is None:  # an API from before progress: the counts only
+                c = job["counts"]
+                done, total, failed = c["copied"] + c["skipped"], None, c["failed"]
+                objects, rate, eta = f"{done:,} done", "", ""
+            else:
+                done, total, failed = p["objects_done"], p["objects_total"], p["failed"]
+                objects, rate, eta = _progress_text(job)
+            bar.update(
                 task,
                 completed=done,
-                total=c["listed"] if job["listing_done"] else None,
+                total=total,
                 state=job["state"],
-                listed=c["listed"] if job["listing_done"] else f"{c['listed']} listed…",
-                rate=f"{done / elapsed:.0f} obj/s, {c['bytes_copied'] / elapsed / 1e6:.1f} MB/s",
+                objects=objects,
+                rate=rate,
+                eta=eta,
+                failed=f"{failed:,} failed" if failed else "",
             )
             if job["state"] in FINAL_STATES:
                 break

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from bayport.local_services import RunningService, redis_reachable, start_valkey
@@ -26,11 +27,18 @@ from bayport.settings import Settings
 from bayport.wiring import build_container, set_container
 from metadata.db import migrate
 
+# The user name of a generated Flower login.
+FLOWER_USER = "bayport"
+
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class FlowerDidNotStart(RuntimeError):
+    """Flower exited or did not answer (its port in use, most often)."""
 
 
 @dataclass
@@ -40,6 +48,8 @@ class LocalStack:
     settings: Settings
     env: dict[str, str]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    flower: subprocess.Popen[bytes] | None = None
+    flower_url: str | None = None
 
     def start_worker(
         self, *, processes: int | None = None, log_path: Path | None = None
@@ -54,6 +64,52 @@ class LocalStack:
         )
         self.workers.append(proc)
         return proc
+
+    def start_flower(
+        self,
+        *,
+        port: int,
+        basic_auth: str | None = None,
+        log_path: Path | None = None,
+        wait: bool = True,
+    ) -> str:
+        """Start `bayport flower` on 127.0.0.1:`port` (and, with `wait`, wait until it
+        answers); its URL. The credentials (default: the stack's BAYPORT_FLOWER_BASIC_AUTH)
+        reach it through its environment, never its command line, which others can read."""
+        env = dict(self.env)
+        if basic_auth is not None:
+            env["BAYPORT_FLOWER_BASIC_AUTH"] = basic_auth
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "flower", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.flower = proc
+        self.flower_url = url = f"http://127.0.0.1:{port}"
+        if not wait:
+            return url
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:  # /healthcheck needs no credentials
+                if httpx.get(f"{url}/healthcheck", timeout=1).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop_flower()
+        raise FlowerDidNotStart(f"Flower did not start on port {port}")
+
+    def stop_flower(self) -> None:
+        proc, self.flower, self.flower_url = self.flower, None, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def stop_workers(self) -> None:
         for proc in self.workers:
@@ -76,8 +132,12 @@ def local_stack(
     worker_processes: int | None = None,
     worker_log: Path | None = None,
     start_workers: bool = True,
+    flower_port: int | None = None,
+    flower_log: Path | None = None,
 ) -> Iterator[LocalStack]:
-    """Start the stack; stop everything it started on exit."""
+    """Start the stack; stop everything it started on exit. With `flower_port`, Flower too,
+    behind BAYPORT_FLOWER_BASIC_AUTH (generated when unset, like the access key), without
+    waiting for it: the stack does not need it (`stack.flower` exits if its port is taken)."""
     # The stack's configuration is exported into this process's environment (and so its
     # children's) for the stack's lifetime: every process reads the same BAYPORT_ variables.
     saved_env = dict(os.environ)
@@ -91,6 +151,8 @@ def local_stack(
         os.environ["BAYPORT_BROKER_URL"] = broker.url
     if settings.bootstrap_access_key is None:
         os.environ["BAYPORT_BOOTSTRAP_ACCESS_KEY"] = "bp_" + secrets.token_urlsafe(32)
+    if flower_port is not None and settings.flower_basic_auth is None:
+        os.environ["BAYPORT_FLOWER_BASIC_AUTH"] = f"{FLOWER_USER}:{secrets.token_urlsafe(18)}"
     settings = Settings()
     env = dict(os.environ)
     migrate(settings.resolved_database_url)
@@ -120,8 +182,11 @@ def local_stack(
     try:
         if start_workers:
             stack.start_worker(processes=worker_processes, log_path=worker_log)
+        if flower_port is not None:
+            stack.start_flower(port=flower_port, log_path=flower_log, wait=False)
         yield stack
     finally:
+        stack.stop_flower()
         stack.stop_workers()
         server.should_exit = True
         thread.join(timeout=10)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from bayport.metrics import MetricsSink, NullMetrics
 from bayport.settings import Settings
 from importer.copier import CopyLimits
 from importer.ports import Enqueuer, StoreResolver
@@ -22,12 +23,17 @@ class ImportContext:
     stores: StoreResolver
     enqueue: Enqueuer
     settings: Settings
+    metrics: MetricsSink = field(default_factory=NullMetrics)
 
     @property
     def retry(self) -> RetryPolicy:
         s = self.settings
+        metrics = self.metrics
         return RetryPolicy(
-            attempts=s.retry_attempts, initial_wait=s.retry_initial_wait, max_wait=s.retry_max_wait
+            attempts=s.retry_attempts,
+            initial_wait=s.retry_initial_wait,
+            max_wait=s.retry_max_wait,
+            observer=lambda error, _attempt: metrics.retry(error.kind.value),
         )
 
     @property

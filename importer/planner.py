@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bayport.logs import log_context
 from importer.context import ImportContext, log
 from importer.finish import finish_if_ready
 from importer.jobs import JobPlace, dataset_store, finish_listing, load_place
@@ -45,6 +46,11 @@ _CHUNK = 2000
 def plan_import(ctx: ImportContext, job_id: str) -> None:
     """List the job's source page by page and write shards, enqueueing each shard's copy as
     soon as its page commits. Resumes from the stored cursor when redelivered."""
+    with log_context(job_id=job_id):
+        _plan_import(ctx, job_id)
+
+
+def _plan_import(ctx: ImportContext, job_id: str) -> None:
     with ctx.db.uow() as uow:
         job = repo.lock_job(uow.session, job_id=job_id)
         if job is None or JobState(job.state).is_final:
@@ -67,7 +73,7 @@ def plan_import(ctx: ImportContext, job_id: str) -> None:
     if resuming:  # a redelivered plan: shards committed before the crash may not be queued
         with ctx.db.uow() as uow:
             for shard_id in repo.pending_shard_ids(uow.session, job_id=job_id):
-                ctx.enqueue.copy_shard(shard_id)
+                ctx.enqueue.copy_shard(shard_id, job_id=job_id)
 
     try:
         if place.job.run > 1:
@@ -377,12 +383,12 @@ def _write_shards(
                 s.add(shard)
                 job.next_shard_seq += 1
                 job.shards_total += 1
-                shard_ids.append(shard.id)
+                shard_ids.append((shard.id, shard.seq))
         if cursor is not None:
             job.list_cursor = cursor
         uow.commit()
-    for shard_id in shard_ids:
-        ctx.enqueue.copy_shard(shard_id)
+    for shard_id, seq in shard_ids:
+        ctx.enqueue.copy_shard(shard_id, job_id=place.job.id, seq=seq)
     return True
 
 

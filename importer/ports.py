@@ -23,7 +23,12 @@ class Enqueuer(Protocol):
 
     def plan_import(self, job_id: str) -> None: ...
 
-    def copy_shard(self, shard_id: str) -> None: ...
+    def copy_shard(
+        self, shard_id: str, *, job_id: str | None = None, seq: int | None = None
+    ) -> None:
+        """Copy a shard. `job_id` and `seq` (the shard's number in its job) only label the
+        task for monitoring (Flower); the task itself takes the shard id alone."""
+        ...
 
     def run_schedule(self, run_id: str) -> None:
         """Start a claimed schedule run (scheduler.service.run_schedule)."""

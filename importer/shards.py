@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from bayport.logs import log_context
 from importer.context import ImportContext, log
 from importer.copier import CopyResult, checksum_of, copy_object, matches
 from importer.finish import finish_if_ready
@@ -57,6 +59,14 @@ class ShardResult:
 def copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
     """Copy (or register) a shard's objects with `concurrency` threads, writing ledger rows
     in batches. Idempotent: objects this job already finished are not redone."""
+    with ctx.db.uow() as uow:
+        shard = uow.session.get(Shard, shard_id)
+        job_id = shard.job_id if shard is not None else None
+    with log_context(job_id=job_id, shard_id=shard_id):
+        return _copy_shard(ctx, shard_id)
+
+
+def _copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
     with ctx.db.uow() as uow:
         s = uow.session
         shard = s.get(Shard, shard_id)
@@ -308,7 +318,8 @@ def _run_bounded(
                 if obj is None:
                     stopped = True
                     break
-                pending.add(pool.submit(fn, obj))
+                # Each copy thread logs with the shard's job and shard ids.
+                pending.add(pool.submit(contextvars.copy_context().run, fn, obj))
             if not pending:
                 return
             done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)

@@ -212,6 +212,7 @@ class LedgerEntry(SQLModel, table=True):
         UniqueConstraint("segment_id", "remote_path"),
         Index("ix_ledger_job_outcome", "job_id", "outcome"),
         Index("ix_ledger_label_key", "segment_id", "label_key"),
+        Index("ix_ledger_job_id", "job_id", "id"),  # a job's rows in order (its report)
     )
     id: int | None = Field(default=None, primary_key=True)
     dataset_id: str = Field(foreign_key="dataset.id", index=True, max_length=32)

@@ -7,9 +7,11 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, delete, func, insert, tuple_
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -305,6 +307,31 @@ def segment_has_entries(session: Session, *, segment_id: str) -> bool:
     return row is not None
 
 
+def report_page(
+    session: Session, *, job_id: str, after_id: int, limit: int
+) -> Sequence[tuple[Any, ...]]:
+    """(id, source key, destination, outcome, size, checksum, attempts, error code, error
+    message) of the job's ledger rows after `after_id`, in id order: plain tuples, no ORM."""
+    t = LedgerEntry.__table__.c  # type: ignore[attr-defined]
+    query = (
+        sa_select(
+            t.id,
+            t.source_key,
+            t.dest_key,
+            t.outcome,
+            t.size,
+            t.checksum,
+            t.attempts,
+            t.error_code,
+            t.error_message,
+        )
+        .where(t.job_id == job_id, t.id > after_id)
+        .order_by(t.id)
+        .limit(limit)
+    )
+    return [tuple(row) for row in session.execute(query).all()]
+
+
 def failed_entries_page(
     session: Session, *, job_id: str, after_id: int, limit: int
 ) -> Sequence[LedgerEntry]:
@@ -591,3 +618,79 @@ def import_labels_without_object(
         .order_by(col(ImportLabel.id))
         .limit(limit)
     ).all()
+
+
+# --- job progress: throughput from the ledger's update times ----------------------------
+
+
+def _unix_seconds(session: Session, column: Any) -> Any:
+    """A timestamp column as Unix seconds (SQLite keeps UTC as text: julianday reads it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy import literal_column
+
+        # date_part is double precision; EXTRACT's numeric makes the bucketing twice as slow.
+        return func.date_part(literal_column("'epoch'"), column)
+    return (func.julianday(column) - 2440587.5) * 86400.0
+
+
+def ledger_throughput(
+    session: Session, *, job_id: str, since: datetime, bucket_seconds: int
+) -> list[tuple[int, int, int, int]]:
+    """(bucket, entries, bytes, failed entries) of the job's ledger entries settled at or
+    after `since`, per `bucket_seconds` of their update time; a bucket starts at
+    bucket × bucket_seconds Unix seconds. Bytes leave deletions out."""
+    from sqlalchemy import BigInteger, cast, literal_column
+
+    # Inlined, not bound: PostgreSQL matches the GROUP BY to the select only when the
+    # expressions are the same text.
+    width: Any = literal_column(str(int(bucket_seconds)))
+    seconds = _unix_seconds(session, col(LedgerEntry.updated_at)) / width
+    # floor; SQLite may lack it, and its CAST truncates, which is floor for times after 1970.
+    postgres = session.get_bind().dialect.name == "postgresql"
+    bucket = cast(func.floor(seconds) if postgres else seconds, BigInteger)
+    rows = session.exec(
+        select(
+            bucket,
+            func.count(),
+            func.coalesce(
+                func.sum(
+                    case(
+                        (col(LedgerEntry.outcome) != Outcome.DELETED.value, LedgerEntry.size),
+                        else_=0,
+                    )
+                ),
+                0,
+            ),
+            func.coalesce(
+                func.sum(case((col(LedgerEntry.outcome) == Outcome.FAILED.value, 1), else_=0)), 0
+            ),
+        )
+        .where(
+            LedgerEntry.job_id == job_id,
+            LedgerEntry.outcome != Outcome.PENDING.value,
+            col(LedgerEntry.updated_at) >= since,
+        )
+        .group_by(bucket)
+        .order_by(bucket)
+    ).all()
+    return [(int(b), int(n), int(size), int(failed)) for b, n, size, failed in rows]
+
+
+def run_started_at(session: Session, *, job_id: str, run: int) -> datetime | None:
+    """When the job's run `run` wrote its first shard."""
+    return session.exec(
+        select(func.min(Shard.created_at)).where(Shard.job_id == job_id, Shard.run == run)
+    ).one()
+
+
+def run_work(session: Session, *, job_id: str, run: int) -> tuple[int, int]:
+    """(objects, bytes to copy) of the shards of the job's run `run` (bytes as listed)."""
+    objects, size = session.exec(
+        select(
+            func.coalesce(func.sum(Shard.object_count), 0),
+            func.coalesce(
+                func.sum(case((col(Shard.kind) == "copy", Shard.byte_count), else_=0)), 0
+            ),
+        ).where(Shard.job_id == job_id, Shard.run == run)
+    ).one()
+    return int(objects), int(size)

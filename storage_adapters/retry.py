@@ -66,8 +66,19 @@ class RetryPolicy:
     attempts: int = 6
     initial_wait: float = 0.2
     max_wait: float = 20.0
+    # Told about every retry of every call (metrics count them by error kind).
+    observer: OnRetry | None = None
 
     def call(self, fn: Callable[[], T], on_retry: OnRetry | None = None) -> T:
+        observer = self.observer
+        if observer is not None:
+            inner = on_retry
+
+            def on_retry(error: StorageError, attempt: int) -> None:
+                observer(error, attempt)
+                if inner is not None:
+                    inner(error, attempt)
+
         return call_with_retries(
             fn,
             attempts=self.attempts,

@@ -17,6 +17,8 @@ from storage_adapters.memory import MemoryBackend
 from tests.support import InlineQueue
 
 IN_CI = bool(os.environ.get("CI"))
+# Tests count their metrics apart from a developer's own Bayport on the same Redis.
+TEST_METRICS_NAMESPACE = f"bayport-test-{os.getpid()}"
 
 pytest_plugins = ["tests.servers", "tests.oss_fixtures", "tests.azure_fixtures"]
 
@@ -35,6 +37,7 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "retry_initial_wait": 0.01,
         "retry_max_wait": 0.05,
         "retry_attempts": 4,
+        "metrics_namespace": TEST_METRICS_NAMESPACE,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -149,7 +149,12 @@ def stack_factory(redis_url: str, tmp_path: Path) -> Any:
 
     @contextlib.contextmanager
     def factory(*, database_url: str | None = None, workers: int = 2) -> Iterator[Any]:
-        overrides = {"BAYPORT_BROKER_URL": redis_url, "BAYPORT_RETRY_INITIAL_WAIT": "0.05"}
+        overrides = {
+            "BAYPORT_BROKER_URL": redis_url,
+            "BAYPORT_RETRY_INITIAL_WAIT": "0.05",
+            # Each stack counts its own metrics.
+            "BAYPORT_METRICS_NAMESPACE": f"bayport-test-{uuid.uuid4().hex[:10]}",
+        }
         if database_url:
             overrides["BAYPORT_DATABASE_URL"] = database_url
         with local_stack(

@@ -22,7 +22,9 @@ class InlineQueue:
     def plan_import(self, job_id: str) -> None:
         self.tasks.append(("plan", job_id))
 
-    def copy_shard(self, shard_id: str) -> None:
+    def copy_shard(
+        self, shard_id: str, *, job_id: str | None = None, seq: int | None = None
+    ) -> None:
         self.tasks.append(("copy", shard_id))
 
     def run_schedule(self, run_id: str) -> None:

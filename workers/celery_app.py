@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP
 from celery.signals import worker_process_init
 
 from bayport.settings import Settings, get_settings
@@ -14,8 +16,27 @@ from bayport.settings import Settings, get_settings
 TASK_QUEUE = "bayport"
 
 
+class _ShadowedSentEvents(AMQP):
+    """Names the `task-sent` event as the worker's events are named: by the message's display
+    name (`shadow`, e.g. `bayport.copy_shard job=<id> shard=<n>`). Celery names it by the
+    task name, and the sender's event may reach Flower after the worker's (they travel apart):
+    Flower would then rename a finished task back to the bare task name."""
+
+    def as_task_v2(self, task_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        message = super().as_task_v2(task_id, name, *args, **kwargs)
+        shadow = message.headers.get("shadow")  # (send_task passes it by position)
+        if shadow and message.sent_event is not None:
+            message.sent_event["name"] = shadow
+        return message
+
+
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("bayport", broker=settings.broker_url, include=["workers.tasks"])
+    app = Celery(
+        "bayport",
+        broker=settings.broker_url,
+        include=["workers.tasks", "workers.telemetry"],
+        amqp=_ShadowedSentEvents,
+    )
     app.conf.update(
         task_default_queue=TASK_QUEUE,
         task_serializer="json",

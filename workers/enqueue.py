@@ -1,10 +1,26 @@
-"""Sends the import's follow-up tasks by name: the sender needs no task code, only the broker."""
+"""Sends the import's follow-up tasks by name: the sender needs no task code, only the broker.
+
+Each message carries ids only. Its display name (Celery's `shadow`, which the worker uses in
+its logs and task events, so in Flower) says what the task is about: a job's planning and
+every shard of it read `... job=<id>`, so searching Flower for a job id finds all its tasks.
+"""
 
 from __future__ import annotations
 
 from celery import Celery
 
 from bayport.settings import Settings
+
+
+def plan_title(job_id: str) -> str:
+    return f"bayport.plan_import job={job_id}"
+
+
+def shard_title(shard_id: str, *, job_id: str | None, seq: int | None) -> str:
+    """`... job=<id> shard=<seq>`; a sender that does not know the seq names the shard id."""
+    job = f" job={job_id}" if job_id is not None else ""
+    shard = f"shard={seq}" if seq is not None else f"shard_id={shard_id}"
+    return f"bayport.copy_shard{job} {shard}"
 
 
 class CeleryEnqueuer:
@@ -18,10 +34,14 @@ class CeleryEnqueuer:
         return cls(make_celery(settings))
 
     def plan_import(self, job_id: str) -> None:
-        self._app.send_task("bayport.plan_import", args=[job_id])
+        self._app.send_task("bayport.plan_import", args=[job_id], shadow=plan_title(job_id))
 
-    def copy_shard(self, shard_id: str) -> None:
-        self._app.send_task("bayport.copy_shard", args=[shard_id])
+    def copy_shard(
+        self, shard_id: str, *, job_id: str | None = None, seq: int | None = None
+    ) -> None:
+        title = shard_title(shard_id, job_id=job_id, seq=seq)
+        self._app.send_task("bayport.copy_shard", args=[shard_id], shadow=title)
 
     def run_schedule(self, run_id: str) -> None:
+        # Its one argument, the run id, says what it is about; its result names the job.
         self._app.send_task("bayport.run_schedule", args=[run_id])

@@ -40,6 +40,7 @@ def upgrade() -> None:
     with op.batch_alter_table("ledger_entry", schema=None) as batch_op:
         batch_op.add_column(sa.Column("label_etag", _str(200), nullable=True))
         batch_op.create_index("ix_ledger_label_key", ["segment_id", "label_key"], unique=False)
+        batch_op.create_index("ix_ledger_job_id", ["job_id", "id"], unique=False)
 
     op.create_table(
         "schedule",
@@ -81,6 +82,7 @@ def downgrade() -> None:
     op.drop_table("schedule_run")
     op.drop_table("schedule")
     with op.batch_alter_table("ledger_entry", schema=None) as batch_op:
+        batch_op.drop_index("ix_ledger_job_id")
         batch_op.drop_index("ix_ledger_label_key")
         batch_op.drop_column("label_etag")
     with op.batch_alter_table("shard", schema=None) as batch_op:
