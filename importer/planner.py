@@ -30,7 +30,6 @@ from metadata import repository as repo
 from metadata.models import (
     ImportJob,
     JobState,
-    LedgerEntry,
     Shard,
     utcnow,
 )
@@ -425,7 +424,7 @@ def _compare_with_ledger(
     verdict = Verdict()
     decided: set[str] = set()
 
-    def judge(entry: LedgerEntry) -> None:
+    def judge(entry: repo.LedgerFacts) -> None:
         rel = entry.remote_path
         if (
             entry.source_config_id != src_id
@@ -449,7 +448,7 @@ def _compare_with_ledger(
                 verdict.unchanged += 1
         elif (
             entry.label_key == obj.label_key
-            or (entry.label_key is None and entry.label is None and obj.label_key is not None)
+            or (entry.label_key is None and not entry.labelled and obj.label_key is not None)
             or (spec.mask_prefix is not None and entry.label_key == _mask_key(spec, obj.key))
         ):
             # Same label file, or none was found before: re-read it if it changed (or
@@ -473,10 +472,10 @@ def _compare_with_ledger(
                 break
             after = chunk[-1].remote_path
     else:
-        for entry in repo.ledger_entries_by_path(
+        for found in repo.ledger_entries_by_path(
             s, segment_id=place.segment.id, remote_paths=list(by_rel)
         ).values():
-            judge(entry)
+            judge(repo.LedgerFacts.of(found))
     verdict.to_copy.extend(o for rel, o in by_rel.items() if rel not in decided)
     return verdict
 
@@ -513,12 +512,15 @@ def _note_changed_labels(ctx: ImportContext, place: JobPlace, source: ObjectStor
         seen: set[str] = set()
         with ctx.db.uow() as uow:
             s = uow.session
-            entries: Iterable[LedgerEntry]
+            entries: Iterable[repo.LedgerFacts]
             if ordered:
                 entries = _label_range(s, place, after=last, upto=upto)
             else:
-                entries = repo.ledger_entries_by_label(
-                    s, segment_id=place.segment.id, label_keys=list(etags)
+                entries = map(
+                    repo.LedgerFacts.of,
+                    repo.ledger_entries_by_label(
+                        s, segment_id=place.segment.id, label_keys=list(etags)
+                    ),
                 )
             for entry in entries:
                 key = entry.label_key
@@ -530,7 +532,7 @@ def _note_changed_labels(ctx: ImportContext, place: JobPlace, source: ObjectStor
                 if key in etags:
                     if etags[key] != entry.label_etag:
                         changed.append(key)
-                elif ordered and (entry.label_etag is not None or entry.label is not None):
+                elif ordered and (entry.label_etag is not None or entry.labelled):
                     changed.append(key)  # the label file is gone
             changed.extend(k for k in etags if k not in seen)  # new: maybe an unlabelled object
             repo.add_job_notes(s, job_id=place.job.id, kind=LABEL_CHANGED, keys=changed)
@@ -546,7 +548,7 @@ def _note_changed_labels(ctx: ImportContext, place: JobPlace, source: ObjectStor
 
 def _label_range(
     s: Any, place: JobPlace, *, after: str | None, upto: str | None
-) -> Iterator[LedgerEntry]:
+) -> Iterator[repo.LedgerFacts]:
     prefix = place.manifest.source.label_prefix or ""
     while True:
         chunk = repo.ledger_range(

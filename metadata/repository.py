@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import case, delete, func, insert, tuple_
 from sqlalchemy import select as sa_select
@@ -246,6 +246,35 @@ def ledger_entries_by_label(
     ).all()
 
 
+class LedgerFacts(NamedTuple):
+    """What a sync compares of a ledger entry: plain columns, no ORM object (a sync reads
+    every entry of the segment)."""
+
+    remote_path: str
+    source_config_id: str
+    source_key: str
+    outcome: str
+    source_etag: str | None
+    size: int
+    label_key: str | None
+    label_etag: str | None
+    labelled: bool  # the entry holds a parsed label
+
+    @classmethod
+    def of(cls, entry: LedgerEntry) -> LedgerFacts:
+        return cls(
+            entry.remote_path,
+            entry.source_config_id,
+            entry.source_key,
+            entry.outcome,
+            entry.source_etag,
+            entry.size,
+            entry.label_key,
+            entry.label_etag,
+            entry.label is not None,
+        )
+
+
 def ledger_range(
     session: Session,
     *,
@@ -255,12 +284,23 @@ def ledger_range(
     limit: int,
     by_label: bool = False,
     within: str = "",
-) -> Sequence[LedgerEntry]:
+) -> list[LedgerFacts]:
     """The segment's entries whose remote path (or label key, `by_label`) starts with
     `within` and lies in (after, upto] — None: unbounded — in byte order, at most `limit`.
     A sync walks these beside the source listing, which comes in the same order."""
-    column = col(LedgerEntry.label_key) if by_label else col(LedgerEntry.remote_path)
-    query = select(LedgerEntry).where(LedgerEntry.segment_id == segment_id)
+    t = LedgerEntry.__table__.c  # type: ignore[attr-defined]
+    column = t.label_key if by_label else t.remote_path
+    query = sa_select(
+        t.remote_path,
+        t.source_config_id,
+        t.source_key,
+        t.outcome,
+        t.source_etag,
+        t.size,
+        t.label_key,
+        t.label_etag,
+        t.label_type.is_not(None),  # set with the label, and only then
+    ).where(t.segment_id == segment_id)
     if after is not None:
         query = query.where(column > after)
     elif within:
@@ -269,7 +309,8 @@ def ledger_range(
         query = query.where(column <= upto)
     if within:
         query = query.where(column < _prefix_end(within))
-    return session.exec(query.order_by(column).limit(limit)).all()
+    rows = session.execute(query.order_by(column).limit(limit)).all()
+    return [LedgerFacts(*row) for row in rows]
 
 
 def _prefix_end(prefix: str) -> str:
