@@ -1,5 +1,5 @@
-"""`python -m bench [plan|s3import|crossprovider|coco|all] [options]`: run Bayport's benchmarks,
-print tables."""
+"""`python -m bench [plan|s3import|crossprovider|coco|sync|all] [options]`: run Bayport's
+benchmarks, print tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from types import ModuleType
 
 from rich.console import Console
 
-from bench import coco, crossprovider, plan, s3import
+from bench import coco, crossprovider, plan, s3import, sync
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         commands.add_parser("crossprovider", help=_summary(crossprovider.__doc__))
     )
     coco.add_arguments(commands.add_parser("coco", help=_summary(coco.__doc__)))
+    sync.add_arguments(commands.add_parser("sync", help=_summary(sync.__doc__)))
     commands.add_parser("all", help="plan, s3import, crossprovider, then coco, with defaults")
     args = parser.parse_args(argv)
     # A table wider than a pipe's default 80 columns stays readable in logs.
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         return crossprovider.run(args, console)
     if args.command == "coco":
         return coco.run(args, console)
+    if args.command == "sync":
+        return sync.run(args, console)
     status = plan.run(defaults(plan), console)
     status = s3import.run(defaults(s3import), console) or status
     status = crossprovider.run(defaults(crossprovider), console) or status
@@ -40,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _summary(doc: str | None) -> str:
-    return (doc or "").split("\n\n")[0].replace("\n", " ")
+    # argparse %-formats help texts.
+    return (doc or "").split("\n\n")[0].replace("\n", " ").replace("%", "%%")
 
 
 def defaults(module: ModuleType) -> argparse.Namespace:
