@@ -70,6 +70,9 @@ class _CountingQueue:
     ) -> None:
         self.shards += 1
 
+    def run_schedule(self, run_id: str) -> None:
+        pass
+
 
 def plan_once(keys: int) -> PlanResult:
     """Submit and plan one import of a `keys`-object listing; meant for a fresh process."""
