@@ -25,6 +25,7 @@ from metadata.models import (
     utcnow,
 )
 from storage_adapters.base import ObjectStore
+from storage_adapters.errors import StorageError
 
 # --- submit ---------------------------------------------------------------------------
 
@@ -125,6 +126,16 @@ def dataset_store(ctx: ImportContext, place: JobPlace) -> ObjectStore:
     if place.dataset_config is None:
         return ctx.stores.default_storage()
     return ctx.stores.for_config(place.dataset_config)
+
+
+def coco_file_etag(ctx: ImportContext, source: ObjectStore, coco_file: str | None) -> str | None:
+    """The COCO file's ETag (its objects are relabelled when it changes)."""
+    if coco_file is None:
+        return None
+    try:
+        return ctx.retry.call(lambda: source.head(coco_file)).etag
+    except StorageError:
+        return None  # read (and failed, with the reason) when the labels are loaded
 
 
 def finish_listing(s: Any, job: ImportJob) -> None:

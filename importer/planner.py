@@ -6,7 +6,7 @@ import functools
 import itertools
 import json
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 from bayport.logs import log_context
 from importer.context import ImportContext, log
 from importer.finish import finish_if_ready
-from importer.jobs import JobPlace, dataset_store, finish_listing, load_place
+from importer.jobs import JobPlace, coco_file_etag, dataset_store, finish_listing, load_place
 from importer.object_list import object_list_problem, read_object_list
 from importer.rules import (
     KeyFilter,
@@ -39,7 +39,6 @@ from storage_adapters.errors import StorageError
 LABEL_CHANGED = "label_changed"
 DELETE_CANDIDATE = "delete_candidate"
 REJECTED_ROW = "rejected_row"
-_CHUNK = 2000
 
 
 def plan_import(ctx: ImportContext, job_id: str) -> None:
@@ -461,16 +460,10 @@ def _compare_with_ledger(
             verdict.to_copy.append(obj)  # paired with another label file now
 
     if walk.ordered:
-        after = walk.last
-        while True:
-            chunk = repo.ledger_range(
-                s, segment_id=place.segment.id, after=after, upto=walk.upto, limit=_CHUNK
-            )
-            for entry in chunk:
-                judge(entry)
-            if len(chunk) < _CHUNK:
-                break
-            after = chunk[-1].remote_path
+        for entry in repo.walk_ledger(
+            s, segment_id=place.segment.id, after=walk.last, upto=walk.upto
+        ):
+            judge(entry)
     else:
         for found in repo.ledger_entries_by_path(
             s, segment_id=place.segment.id, remote_paths=list(by_rel)
@@ -514,7 +507,14 @@ def _note_changed_labels(ctx: ImportContext, place: JobPlace, source: ObjectStor
             s = uow.session
             entries: Iterable[repo.LedgerFacts]
             if ordered:
-                entries = _label_range(s, place, after=last, upto=upto)
+                entries = repo.walk_ledger(
+                    s,
+                    segment_id=place.segment.id,
+                    after=last,
+                    upto=upto,
+                    by_label=True,
+                    within=spec.label_prefix,
+                )
             else:
                 entries = map(
                     repo.LedgerFacts.of,
@@ -544,26 +544,6 @@ def _note_changed_labels(ctx: ImportContext, place: JobPlace, source: ObjectStor
     log.info(
         "job %s: %d label files new or changed since the ledger read them", place.job.id, total
     )
-
-
-def _label_range(
-    s: Any, place: JobPlace, *, after: str | None, upto: str | None
-) -> Iterator[repo.LedgerFacts]:
-    prefix = place.manifest.source.label_prefix or ""
-    while True:
-        chunk = repo.ledger_range(
-            s,
-            segment_id=place.segment.id,
-            after=after,
-            upto=upto,
-            limit=_CHUNK,
-            by_label=True,
-            within=prefix,
-        )
-        yield from chunk
-        if len(chunk) < _CHUNK:
-            return
-        after = chunk[-1].label_key
 
 
 def _plan_deletions(ctx: ImportContext, place: JobPlace) -> None:
@@ -648,16 +628,6 @@ def deletion_guard(
             "source; to delete them, run again with a higher max_delete_percent"
         )
     return None
-
-
-def coco_file_etag(ctx: ImportContext, source: ObjectStore, coco_file: str | None) -> str | None:
-    """The COCO file's ETag (its objects are relabelled when it changes)."""
-    if coco_file is None:
-        return None
-    try:
-        return ctx.retry.call(lambda: source.head(coco_file)).etag
-    except StorageError:
-        return None  # read (and failed, with the reason) when the labels are loaded
 
 
 def load_coco_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> None:

@@ -13,8 +13,7 @@ from bayport.logs import log_context
 from importer.context import ImportContext, log
 from importer.copier import CopyResult, checksum_of, copy_object, matches
 from importer.finish import finish_if_ready
-from importer.jobs import JobPlace, dataset_store, load_place
-from importer.planner import coco_file_etag
+from importer.jobs import JobPlace, coco_file_etag, dataset_store, load_place
 from importer.rules import (
     PlannedObject,
     destination_key,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -311,6 +311,33 @@ def ledger_range(
         query = query.where(column < _prefix_end(within))
     rows = session.execute(query.order_by(column).limit(limit)).all()
     return [LedgerFacts(*row) for row in rows]
+
+
+def walk_ledger(
+    session: Session,
+    *,
+    segment_id: str,
+    after: str | None,
+    upto: str | None,
+    by_label: bool = False,
+    within: str = "",
+    chunk: int = 2000,
+) -> Iterator[LedgerFacts]:
+    """All of `ledger_range`'s entries, read `chunk` at a time (memory: one chunk)."""
+    while True:
+        rows = ledger_range(
+            session,
+            segment_id=segment_id,
+            after=after,
+            upto=upto,
+            limit=chunk,
+            by_label=by_label,
+            within=within,
+        )
+        yield from rows
+        if len(rows) < chunk:
+            return
+        after = rows[-1].label_key if by_label else rows[-1].remote_path
 
 
 def _prefix_end(prefix: str) -> str:
