@@ -82,6 +82,25 @@ class Settings(BaseSettings):
     # to the job's tasks there. None: no link.
     flower_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
 
+    # --- Drills: recovery, throttling, limits, endpoint safety ---------------------------
+    # A shard (or a job's planning) whose task sent no heartbeat for this long is taken to
+    # be lost (its worker killed, its message gone with the broker) and is sent again by
+    # whichever worker sweeps next (every `recovery_interval_seconds`).
+    lease_seconds: float = Field(default=120.0, gt=0)
+    recovery_interval_seconds: float = Field(default=30.0, gt=0)
+    # Shared throttling: a provider account that answers 503/429 to one worker slows all
+    # workers down (a rate held in Redis; the broker's Redis unless `throttle_redis_url`).
+    shared_throttle: bool = True
+    throttle_redis_url: str | None = None
+    # Storage endpoints that may resolve to loopback, private or link-local addresses
+    # (host names, IP addresses or CIDR networks, e.g. ["127.0.0.1", "10.0.0.0/8"]): none
+    # by default, so a storage config cannot make workers call internal services.
+    allowed_private_endpoints: list[str] = Field(default_factory=list)
+    # API limits: the largest request body (a manifest) in bytes, and requests per API key
+    # (a `limits` string such as "600/minute"; empty: no limit).
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    api_rate_limit: str = "1200/minute"
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production":
@@ -94,6 +113,10 @@ class Settings(BaseSettings):
             if self.database_url is None:
                 raise SettingsError("BAYPORT_DATABASE_URL must be set in production")
         return self
+
+    @property
+    def resolved_throttle_redis_url(self) -> str | None:
+        return self.throttle_redis_url or self.resolved_metrics_redis_url
 
     @property
     def resolved_metrics_redis_url(self) -> str | None:

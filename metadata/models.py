@@ -100,6 +100,9 @@ class StorageConfig(SQLModel, table=True):
     credentials_encrypted: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     # A masked form of the key id for display ("AKIA…WXYZ"): never the secret.
     credentials_hint: str = Field(default="", max_length=64)
+    # Caps held across all workers for every request made with this config (None: none).
+    max_requests_per_second: float | None = None
+    max_bytes_per_second: int | None = Field(default=None, sa_column=Column(BigInteger))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -134,6 +137,7 @@ class ImportJob(SQLModel, table=True):
     ledger while the job runs and frozen into the row when it ends."""
 
     __tablename__ = "import_job"
+    __table_args__ = (UniqueConstraint("workspace_id", "idempotency_key"),)
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     workspace_id: str = Field(foreign_key="workspace.id", index=True, max_length=32)
     dataset_id: str = Field(foreign_key="dataset.id", index=True, max_length=32)
@@ -143,6 +147,11 @@ class ImportJob(SQLModel, table=True):
     manifest: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     # The schedule whose run this job is (None for a job submitted directly).
     schedule_id: str | None = Field(default=None, index=True, max_length=32)
+    # The client's Idempotency-Key (unique per workspace) and a hash of what it sent with it.
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    request_hash: str | None = Field(default=None, max_length=64)
+    # Planning's lease: the task planning this job refreshes it; a stale one is re-dispatched.
+    heartbeat_at: datetime | None = None
     state: str = Field(default=JobState.QUEUED.value, max_length=20, index=True)
     in_place: bool = False
     # The destination segment folder held nothing when the job started: no object of this
@@ -195,6 +204,12 @@ class Shard(SQLModel, table=True):
     run: int = 1
     kind: str = Field(default="copy", max_length=16)  # "copy" | "delete"
     done: bool = False
+    # Lease of the task copying the shard: when it was last sent to the queue, the task
+    # holding it and its last heartbeat. A shard whose lease went stale is sent again.
+    dispatched_at: datetime | None = None
+    lease_owner: str | None = Field(default=None, max_length=64)
+    heartbeat_at: datetime | None = None
+    deliveries: int = 0
     # [[key, size, etag, md5, label_key], ...] relative to the source config's root.
     items: list[list[Any]] = Field(sa_column=Column(JSON, nullable=False))
     object_count: int = 0
