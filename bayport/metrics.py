@@ -104,7 +104,8 @@ class RedisMetrics:
         }
 
     def queue_depth(self, queue: str) -> int:
-        return int(self._client.llen(queue))
+        depth: Any = self._client.llen(queue)  # (redis' types allow an async client)
+        return int(depth)
 
 
 def sink_for(settings: Any) -> MetricsSink:

@@ -89,7 +89,10 @@ def verify_import(
     per_path = Counter(path for path, _ in rows)
     outcomes = {path: outcome for path, outcome in rows}
     for rel, size in sorted(wanted.items()):
-        if rel not in landed or landed[rel] != size or _digest(source, data_prefix + rel, size) != _digest(dest, dest_prefix + rel, size):
+        same = landed.get(rel) == size and _digest(source, data_prefix + rel, size) == _digest(
+            dest, dest_prefix + rel, size
+        )
+        if not same:
             verdict.lost.append(rel)
         if per_path[rel] > 1:
             verdict.duplicated.append(rel)
