@@ -63,7 +63,9 @@ class GeneratedListing:
             raise not_found(key)
         return _info(int(number))
 
-    def open(self, key: str, *, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+    def open(
+        self, key: str, *, chunk_size: int = 1024 * 1024, offset: int = 0, etag: str | None = None
+    ) -> Iterator[bytes]:
         raise _unsupported("open")
 
     def get_bytes(self, key: str, *, max_size: int) -> bytes:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import hashlib
+import http.client
 import re
 import secrets
 import ssl
@@ -16,9 +16,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3.exceptions
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     ClientAuthenticationError,
+    DecodeError,
     HttpResponseError,
     IncompleteReadError,
     ResourceNotFoundError,
@@ -47,7 +49,7 @@ from storage_adapters.base import (
     UploadedPart,
 )
 from storage_adapters.common import normalize_root, page_limit, retry_after_seconds, strip_etag
-from storage_adapters.errors import ErrorKind, StorageError
+from storage_adapters.errors import ErrorKind, StorageError, changed
 
 MiB = 1024 * 1024
 # Put Blob takes up to 5000 MiB in one request; above the SDK's default (64 MiB) it would
@@ -90,7 +92,7 @@ class AzureBlobStore:
         if self._key is not None:
             try:
                 base64.b64decode(self._key, validate=True)
-            except binascii.Error as exc:
+            except ValueError as exc:  # binascii.Error, or a key that is not even ASCII
                 raise StorageError(
                     ErrorKind.INVALID_CONFIG, "the Azure account key is not base64"
                 ) from exc
@@ -115,7 +117,7 @@ class AzureBlobStore:
                 self._endpoint,
                 self.container,
                 credential=credential,
-                transport=RequestsTransport(
+                transport=_WholeAnswerTransport(
                     session=session, connection_timeout=timeout, read_timeout=timeout
                 ),
                 # Our tenacity layer retries; the SDK making its own attempts would multiply them.
@@ -177,8 +179,31 @@ class AzureBlobStore:
         props = self._call(self._blob(key).get_blob_properties, key)
         return _info(key, props)
 
-    def open(self, key: str, *, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
-        download = self._call(self._blob(key).download_blob, key)
+    def open(
+        self,
+        key: str,
+        *,
+        chunk_size: int = 1024 * 1024,
+        offset: int = 0,
+        etag: str | None = None,
+    ) -> Iterator[bytes]:
+        options: dict[str, Any] = {}
+        if offset > 0:
+            options["offset"] = offset
+        if etag is not None:
+            # The SDK pins its later range reads to the first one's ETag by itself.
+            options.update(etag=f'"{etag}"', match_condition=MatchConditions.IfNotModified)
+        try:
+            download = self._call(self._blob(key).download_blob, key, **options)
+        except StorageError as exc:
+            if etag is not None and exc.status == 412:
+                raise changed(key, etag) from exc
+            if offset > 0 and exc.status == 416:  # at or past the end
+                return
+            raise
+        now = strip_etag(download.properties.etag, lower=False)
+        if etag is not None and now != strip_etag(etag, lower=False):
+            raise changed(key, etag, now)
         try:
             while chunk := download.read(chunk_size):
                 yield chunk
@@ -420,6 +445,18 @@ class AzureBlobStore:
         )
 
 
+class _WholeAnswerTransport(RequestsTransport):
+    """Reads every answer whole inside the pipeline's call, downloads too, so a body cut
+    short (or a connection lost while reading it) fails the call itself and reaches our retry
+    layer, which counts it. Streamed, the SDK's downloader would read the body later and
+    re-request a failed one up to three times with 1 s sleeps, a hard-coded loop no
+    `retry_total` turns off. A download's range is held in memory either way (`_GET_RANGE`)."""
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        kwargs["stream"] = False
+        return super().send(request, **kwargs)
+
+
 def _info(key: str, item: BlobProperties) -> ObjectInfo:
     md5 = item.content_settings.content_md5 if item.content_settings else None
     return ObjectInfo(
@@ -542,6 +579,9 @@ _NETWORK_ERRORS = (
     ServiceRequestError,  # connection refused or reset, DNS, connect timeout
     ServiceResponseError,  # read timeout, connection dropped mid-answer
     IncompleteReadError,
+    requests.exceptions.ChunkedEncodingError,  # a body cut short, seen through azure-core
+    urllib3.exceptions.ProtocolError,
+    http.client.IncompleteRead,
     ConnectionError,
     TimeoutError,
 )
@@ -564,7 +604,9 @@ def _translate(
     """The one place an azure-core/azure-storage failure becomes a StorageError."""
     if isinstance(exc, StorageError):
         return exc
-    if isinstance(exc, IncompleteReadError):  # the body was cut short
+    if isinstance(exc, DecodeError) and (exc.status_code or 0) < 400:
+        # A body cut short (IncompleteReadError) or garbled on the way; an error answer whose
+        # body does not parse is still judged by its status below.
         return StorageError(ErrorKind.UNAVAILABLE, str(exc), key=key, transient=True)
     response = getattr(exc, "response", None)
     if isinstance(exc, HttpResponseError) and response is not None:

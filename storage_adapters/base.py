@@ -102,9 +102,22 @@ class ObjectStore(Protocol):
         """The object's metadata; NOT_FOUND when it does not exist."""
         ...
 
-    def open(self, key: str, *, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
-        """The object's content as chunks of at most `chunk_size` bytes; NOT_FOUND when
-        missing. The request is made when the iterator is first advanced."""
+    def open(
+        self,
+        key: str,
+        *,
+        chunk_size: int = 1024 * 1024,
+        offset: int = 0,
+        etag: str | None = None,
+    ) -> Iterator[bytes]:
+        """The object's content from byte `offset` on (an offset at or past its end: no
+        chunks), as chunks of at most `chunk_size` bytes; NOT_FOUND when missing. The request
+        is made when the iterator is first advanced.
+
+        With `etag` (as a listing, head or read states it), only that version of the object is
+        read: when the object now has another, PRECONDITION_FAILED (permanent, naming the key),
+        before any byte is yielded. A read that broke is resumed by opening again at the
+        offset reached with the same `etag`, so it never splices two versions together."""
         ...
 
     def read(self, key: str, *, max_size: int) -> Blob:

@@ -40,3 +40,16 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
+
+
+def check_range(key: str, offset: int, content_range: str | None) -> None:
+    """A ranged read's answer must start at `offset`: a server that ignored the Range header
+    sends the whole object, which read as the rest of it would corrupt the copy."""
+    if not (content_range or "").startswith(f"bytes {offset}-"):
+        answered = content_range or "the whole object"
+        raise StorageError(
+            ErrorKind.UNEXPECTED,
+            f"asked for the bytes from {offset} on, the server sent {answered}",
+            key=key,
+            transient=False,
+        )

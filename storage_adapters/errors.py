@@ -57,3 +57,11 @@ class StorageError(Exception):
 
 def not_found(key: str, message: str = "no such object") -> StorageError:
     return StorageError(ErrorKind.NOT_FOUND, message, key=key, status=404)
+
+
+def changed(key: str, etag: str, now: str | None = None) -> StorageError:
+    """A read pinned to version `etag` of an object that now has another: permanent, since
+    reading again would only meet the new version (and splicing the two is never right)."""
+    found = f", now {now}" if now else ""
+    message = f"the object changed while it was read (ETag {etag}{found})"
+    return StorageError(ErrorKind.PRECONDITION_FAILED, message, key=key, transient=False)

@@ -23,7 +23,7 @@ from storage_adapters.base import (
     UploadedPart,
 )
 from storage_adapters.common import page_limit
-from storage_adapters.errors import ErrorKind, StorageError, not_found
+from storage_adapters.errors import ErrorKind, StorageError, changed, not_found
 
 # Names Bayport writes beside the data (temp files of atomic writes, multipart parts): hidden
 # from listings at every depth and refused as key segments.
@@ -111,10 +111,22 @@ class LocalStore:
             raise not_found(key)
         return _info(key, st)
 
-    def open(self, key: str, *, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+    def open(
+        self,
+        key: str,
+        *,
+        chunk_size: int = 1024 * 1024,
+        offset: int = 0,
+        etag: str | None = None,
+    ) -> Iterator[bytes]:
         path = self._path(key)
         try:
             with path.open("rb") as f:
+                if etag is not None:
+                    now = _info(key, os.fstat(f.fileno())).etag
+                    if now != etag:
+                        raise changed(key, etag, now)
+                f.seek(offset)
                 while chunk := f.read(chunk_size):
                     yield chunk
         except OSError as exc:
@@ -128,7 +140,13 @@ class LocalStore:
         try:
             with path.open("rb") as f:
                 st = os.fstat(f.fileno())
-                data = f.read(max_size + 1)
+                if st.st_size > max_size:  # refused by its size, before a byte is read
+                    raise StorageError(
+                        ErrorKind.PRECONDITION_FAILED,
+                        f"object is {st.st_size} bytes, larger than the {max_size} allowed",
+                        key=key,
+                    )
+                data = f.read(max_size + 1)  # (it may have grown since)
         except OSError as exc:
             raise _translate(exc, key) from exc
         if len(data) > max_size:

@@ -21,7 +21,7 @@ from storage_adapters.base import (
     UploadedPart,
 )
 from storage_adapters.common import normalize_root, page_limit
-from storage_adapters.errors import ErrorKind, StorageError, not_found
+from storage_adapters.errors import ErrorKind, StorageError, changed, not_found
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -164,11 +164,21 @@ class MemoryStore:
             self.backend._enter("head")
             return self._info(self._root + key, self._get(key))
 
-    def open(self, key: str, *, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+    def open(
+        self,
+        key: str,
+        *,
+        chunk_size: int = 1024 * 1024,
+        offset: int = 0,
+        etag: str | None = None,
+    ) -> Iterator[bytes]:
         with self.backend.lock:
             self.backend._enter("open")
-            data = memoryview(self._get(key).data)
-        for start in range(0, len(data), chunk_size):
+            obj = self._get(key)
+        if etag is not None and obj.etag != etag:
+            raise changed(key, etag, obj.etag)
+        data = memoryview(obj.data)
+        for start in range(offset, len(data), chunk_size):
             yield bytes(data[start : start + chunk_size])
 
     def get_bytes(self, key: str, *, max_size: int) -> bytes:

@@ -27,8 +27,14 @@ from storage_adapters.base import (
     StorageSpec,
     UploadedPart,
 )
-from storage_adapters.common import normalize_root, page_limit, retry_after_seconds, strip_etag
-from storage_adapters.errors import ErrorKind, StorageError
+from storage_adapters.common import (
+    check_range,
+    normalize_root,
+    page_limit,
+    retry_after_seconds,
+    strip_etag,
+)
+from storage_adapters.errors import ErrorKind, StorageError, changed
 
 KiB = 1024
 GiB = 1024 * 1024 * KiB
@@ -158,9 +164,41 @@ class OssStore:
             resp.server_crc,
         )
 
-    def open(self, key: str, *, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
-        resp = self._call(self._bucket.get_object, key, key=self._root + key)
+    def open(
+        self,
+        key: str,
+        *,
+        chunk_size: int = 1024 * 1024,
+        offset: int = 0,
+        etag: str | None = None,
+    ) -> Iterator[bytes]:
+        headers: dict[str, str] = {}
+        if etag is not None:
+            headers["If-Match"] = f'"{etag.upper()}"'  # OSS's ETags are upper-case hex
+        if offset > 0:
+            # Else OSS answers a range past the end with the whole object.
+            headers["x-oss-range-behavior"] = "standard"
         try:
+            resp = self._call(
+                self._bucket.get_object,
+                key,
+                key=self._root + key,
+                byte_range=(offset, None) if offset > 0 else None,
+                headers=headers or None,
+            )
+        except StorageError as exc:
+            if etag is not None and exc.status == 412:
+                raise changed(key, etag) from exc
+            if offset > 0 and exc.status == 416:  # at or past the end
+                return
+            raise
+        try:
+            # Checked here too: a server may ignore If-Match, or a Range.
+            now = strip_etag(resp.etag)
+            if etag is not None and now != strip_etag(etag):
+                raise changed(key, etag, now)
+            if offset > 0:
+                check_range(key, offset, resp.content_range)
             while chunk := resp.read(chunk_size):
                 yield chunk
             _check_download(resp)
@@ -438,6 +476,7 @@ _PRECONDITION = frozenset(
 _RATE_LIMITED = frozenset(
     {
         "ServiceUnavailable",
+        "ServerBusy",
         "QpsLimitExceeded",
         "Throttling",
         "TooManyRequests",

@@ -26,8 +26,14 @@ from storage_adapters.base import (
     StorageSpec,
     UploadedPart,
 )
-from storage_adapters.common import normalize_root, page_limit, retry_after_seconds, strip_etag
-from storage_adapters.errors import ErrorKind, StorageError
+from storage_adapters.common import (
+    check_range,
+    normalize_root,
+    page_limit,
+    retry_after_seconds,
+    strip_etag,
+)
+from storage_adapters.errors import ErrorKind, StorageError, changed
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -146,10 +152,35 @@ class S3Store:
         resp = self._call(self._client.head_object, key, Bucket=self.bucket, Key=self._root + key)
         return _info(key, resp["ContentLength"], resp.get("ETag"), resp.get("LastModified"))
 
-    def open(self, key: str, *, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
-        resp = self._call(self._client.get_object, key, Bucket=self.bucket, Key=self._root + key)
+    def open(
+        self,
+        key: str,
+        *,
+        chunk_size: int = 1024 * 1024,
+        offset: int = 0,
+        etag: str | None = None,
+    ) -> Iterator[bytes]:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self._root + key}
+        if offset > 0:
+            params["Range"] = f"bytes={offset}-"
+        if etag is not None:
+            params["IfMatch"] = f'"{etag}"'
+        try:
+            resp = self._call(self._client.get_object, key, **params)
+        except StorageError as exc:
+            if etag is not None and exc.status == 412:
+                raise changed(key, etag) from exc
+            if offset > 0 and exc.status == 416:  # at or past the end
+                return
+            raise
         body = resp["Body"]
         try:
+            # Checked here too: a server may ignore If-Match, or a Range.
+            now = strip_etag(resp.get("ETag"))
+            if etag is not None and now != strip_etag(etag):
+                raise changed(key, etag, now)
+            if offset > 0:
+                check_range(key, offset, resp.get("ContentRange"))
             yield from body.iter_chunks(chunk_size)
         except Exception as exc:
             raise _translate(exc, key, bucket=self.bucket) from exc

@@ -181,6 +181,45 @@ class StoreContract:
         assert all(0 < len(c) <= 4096 for c in chunks)
         assert b"".join(store.open("k")) == data
 
+    def test_open_from_an_offset(self, store: ObjectStore) -> None:
+        data = os.urandom(10_000)
+        store.put("k", data)
+        for offset in (1, 4095, 4096, 9999):
+            chunks = list(store.open("k", chunk_size=4096, offset=offset))
+            assert b"".join(chunks) == data[offset:], offset
+            assert all(0 < len(c) <= 4096 for c in chunks)
+        # At or past the end: no chunks, no error (a read that broke after its last byte).
+        assert list(store.open("k", offset=len(data))) == []
+        assert list(store.open("k", offset=len(data) + 5)) == []
+        store.put("empty", b"")
+        assert list(store.open("empty", offset=0)) == []
+        assert list(store.open("empty", offset=1)) == []
+        expect(ErrorKind.NOT_FOUND, lambda: next(iter(store.open("missing", offset=3))))
+
+    def test_a_broken_read_resumes_where_it_broke(self, store: ObjectStore) -> None:
+        data = os.urandom(10_000)
+        store.put("k", data)
+        (listed,) = store.list_page("k").objects
+        assert listed.etag is not None
+        first = next(iter(store.open("k", chunk_size=3000, etag=listed.etag)))
+        assert first == data[: len(first)]
+        rest = store.open("k", chunk_size=3000, offset=len(first), etag=listed.etag)
+        assert first + b"".join(rest) == data
+        assert list(store.open("k", offset=len(data), etag=listed.etag)) == []
+
+    def test_a_pinned_read_of_a_changed_object_is_refused(self, store: ObjectStore) -> None:
+        store.put("k", b"the first version")
+        (listed,) = store.list_page("k").objects
+        assert listed.etag is not None
+        store.put("k", b"the second version, longer")
+        for offset in (0, 4):
+            chunks = store.open("k", offset=offset, etag=listed.etag)
+            error = expect(ErrorKind.PRECONDITION_FAILED, lambda c=chunks: next(iter(c)))
+            assert not error.transient
+            assert error.key == "k" and "changed" in str(error)
+        now = store.head("k").etag
+        assert b"".join(store.open("k", offset=4, etag=now)) == b"second version, longer"
+
     def test_open_of_a_missing_key_fails_when_read(self, store: ObjectStore) -> None:
         chunks = store.open("missing")  # no request yet
         expect(ErrorKind.NOT_FOUND, lambda: next(iter(chunks)))
