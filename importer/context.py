@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from bayport.metrics import MetricsSink, NullMetrics
 from bayport.settings import Settings
+from bayport.throttle import Throttle
 from importer.copier import CopyLimits
-from importer.ports import Enqueuer, StoreResolver
+from importer.ports import Enqueuer, RequestCaps, StoreResolver
 from metadata.db import Database
 from storage_adapters.retry import RetryPolicy
 
@@ -24,6 +25,9 @@ class ImportContext:
     enqueue: Enqueuer
     settings: Settings
     metrics: MetricsSink = field(default_factory=NullMetrics)
+    # Jobs' caps (manifest options): held in Redis across all workers by the composition
+    # root's Throttle; this default holds them per process.
+    caps: RequestCaps = field(default_factory=lambda: Throttle(redis_url=None))
 
     @property
     def retry(self) -> RetryPolicy:

@@ -1,4 +1,5 @@
-"""What the import logic needs from the outside: stores for configs, and a task queue."""
+"""What the import logic needs from the outside: stores for configs, caps on a job's requests,
+and a task queue."""
 
 from __future__ import annotations
 
@@ -15,6 +16,20 @@ class StoreResolver(Protocol):
 
     def default_storage(self) -> ObjectStore:
         """Bayport's own storage, for datasets created without a config."""
+        ...
+
+
+class RequestCaps(Protocol):
+    def cap(
+        self,
+        store: ObjectStore,
+        *,
+        scope: str,
+        requests_per_second: float | None = None,
+        bytes_per_second: int | None = None,
+    ) -> ObjectStore:
+        """`store`, its requests held together with those of every other store capped under
+        `scope` (a job: `job:<id>`), in every worker process, to at most these rates."""
         ...
 
 

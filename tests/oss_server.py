@@ -3,7 +3,9 @@
 No OSS emulator exists, and oss2 pointed at an S3 server writes empty copies without a word,
 so the OSS adapter is tested against this: the part of the OSS REST API Bayport uses, with
 OSS's own answers (upper-case hex ETags, `x-oss-hash-crc64ecma`, error XML, `x-oss-err` on
-HEAD errors) and fault switches (`fail_next`, `corrupt_next_get`, `corrupt_next_put`).
+HEAD errors) and fault switches (`fail_next`, `corrupt_next_get`, `corrupt_next_put`), and a
+quota mode (`set_quota`: at most N requests a second per access key, the rest refused with
+503 QpsLimitExceeded) with the traffic it served counted per second (`traffic`).
 
 Addressing: oss2 uses path style (`http://127.0.0.1:PORT/bucket/key`, '/' in the key escaped
 as %2F) whenever the endpoint is an IP address or `localhost`; a Host of `bucket.<domain>` is
@@ -100,6 +102,33 @@ class _Record:
 
 
 @dataclass
+class Traffic:
+    """What the server served, per access key and wall-clock second: requests (counted when
+    let through the quota) and bytes moved (request bodies, GET bodies, server-side copies);
+    and how many requests the quota refused."""
+
+    requests: dict[tuple[str, int], int] = field(default_factory=dict)
+    bytes: dict[tuple[str, int], int] = field(default_factory=dict)
+    refused: int = 0
+
+    def served(self, access_key: str, second: int) -> int:
+        return self.requests.get((access_key, second), 0)
+
+    def count(self, access_key: str, second: int, nbytes: int, *, requests: int = 1) -> None:
+        where = (access_key, second)
+        self.requests[where] = self.requests.get(where, 0) + requests
+        self.bytes[where] = self.bytes.get(where, 0) + nbytes
+
+    def per_second(self, access_key: str, *, of: str = "requests") -> list[int]:
+        """Counts of each second from the first to the last with traffic (quiet ones: 0)."""
+        table = self.requests if of == "requests" else self.bytes
+        seconds = [s for k, s in table if k == access_key]
+        if not seconds:
+            return []
+        return [table.get((access_key, s), 0) for s in range(min(seconds), max(seconds) + 1)]
+
+
+@dataclass
 class _Fault:
     method: str
     status: int
@@ -131,6 +160,9 @@ class OssTestServer:
         self._lock = threading.RLock()
         self._faults: list[_Fault] = []
         self._corrupt: set[tuple[str, str]] = set()  # (method, key or bucket/key)
+        self._quota: int | None = None
+        self._copied = 0  # bytes the request being served copied server-side
+        self.traffic = Traffic()
         self._http = ThreadingHTTPServer((host, port), _Handler)
         self._http.daemon_threads = True
         self._http.oss = self  # type: ignore[attr-defined]
@@ -195,6 +227,19 @@ class OssTestServer:
                 return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
         return data
 
+    def set_quota(self, per_second: int | None) -> None:
+        """At most `per_second` requests in each second (wall clock, whole seconds) per
+        access key; the others are answered 503 QpsLimitExceeded, as OSS does, and counted
+        in `traffic.refused`. None: no quota."""
+        with self._lock:
+            self._quota = per_second
+
+    def take_traffic(self) -> Traffic:
+        """The traffic counted so far; counting starts again from nothing."""
+        with self._lock:
+            taken, self.traffic = self.traffic, Traffic()
+            return taken
+
     def make_bucket(self, name: str) -> None:
         with self._lock:
             self._bucket(name, create=True)
@@ -202,7 +247,14 @@ class OssTestServer:
     # -- requests --------------------------------------------------------------------------------
 
     def handle(self, req: Request) -> Response:
+        second = int(time.time())
+        auth = req.headers.get("Authorization", "")
+        access_key = auth.removeprefix("OSS ").partition(":")[0]
         with self._lock:
+            if self._quota is not None and self.traffic.served(access_key, second) >= self._quota:
+                self.traffic.refused += 1
+                raise OssError(503, "QpsLimitExceeded", "Please reduce your request rate.")
+            self.traffic.count(access_key, second, len(req.body))
             self.requests.append((req.method, req.bucket, req.key))
             fault = next((f for f in self._faults if f.method == req.method), None)
             if fault is not None:
@@ -215,7 +267,11 @@ class OssTestServer:
                 raise error
         self._authenticate(req)
         with self._lock:
-            return self._route(req)
+            self._copied = 0
+            response = self._route(req)
+            moved = self._copied + (len(response.body) if req.method == "GET" else 0)
+            self.traffic.count(access_key, second, moved, requests=0)
+            return response
 
     def _route(self, req: Request) -> Response:
         q, m = req.query, req.method
@@ -322,7 +378,9 @@ class OssTestServer:
         if not key:
             raise OssError(400, "InvalidArgument", "x-oss-copy-source is malformed")
         record, blob = self._object(unquote(bucket), unquote(key))
-        return record, blob.read_bytes()
+        data = blob.read_bytes()
+        self._copied += len(data)
+        return record, data
 
     # -- objects ---------------------------------------------------------------------------------
 
@@ -665,6 +723,9 @@ def _xml(root: ET.Element, headers: dict[str, str] | None = None) -> Response:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as oss2's connection pool expects
     server_version = "AliyunOSS"
+    # Headers and body go out in separate writes: with Nagle's algorithm on, the body waits
+    # for the client's delayed ACK (~40 ms per small answer).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         oss: OssTestServer = self.server.oss  # type: ignore[attr-defined]
