@@ -10,14 +10,18 @@ from sqlalchemy import or_, update
 from sqlmodel import col
 
 from importer.context import ImportContext, log
-from importer.jobs import JobPlace, finalize_job, load_place
+from importer.jobs import JobPlace, finalize_job, load_place, source_store
 from metadata import repository as repo
 from metadata.models import ImportJob, JobState, utcnow
 from storage_adapters.errors import StorageError
 
 LABEL_WITHOUT_OBJECT = "label_without_object"
-# A finishing task that has not ended after this long is taken to have died.
-_STALE_CLAIM = timedelta(minutes=30)
+
+
+def finishing_stale_after(ctx: ImportContext) -> timedelta:
+    """A finishing task that has shown no progress for this long is taken to have died (it
+    refreshes its claim with every page of the label report): three leases."""
+    return timedelta(seconds=3 * ctx.settings.lease_seconds)
 
 
 def finish_if_ready(ctx: ImportContext, job_id: str) -> None:
@@ -60,7 +64,7 @@ def _claim(ctx: ImportContext, job_id: str) -> bool:
                 col(ImportJob.id) == job_id,
                 or_(
                     col(ImportJob.finishing_at).is_(None),
-                    col(ImportJob.finishing_at) < now - _STALE_CLAIM,
+                    col(ImportJob.finishing_at) < now - finishing_stale_after(ctx),
                 ),
             )
             .values(finishing_at=now)
@@ -80,7 +84,7 @@ def _report_labels_without_object(ctx: ImportContext, place: JobPlace) -> None:
         _report_coco_images_without_object(ctx, place)
         return
     assert spec.label_prefix is not None
-    source = ctx.stores.for_config(place.source_config)
+    source = source_store(ctx, place)
     total, cursor = 0, None
     while True:
         page = ctx.retry.call(functools.partial(source.list_page, spec.label_prefix, cursor=cursor))
@@ -97,6 +101,7 @@ def _report_labels_without_object(ctx: ImportContext, place: JobPlace) -> None:
             job = repo.lock_job(uow.session, job_id=place.job.id)
             if job is not None:
                 job.labels_without_object = total
+                job.finishing_at = utcnow()  # alive: the claim is not stale
             uow.commit()
         if page.cursor is None:
             break
@@ -130,4 +135,5 @@ def _report_coco_images_without_object(ctx: ImportContext, place: JobPlace) -> N
             job = repo.lock_job(uow.session, job_id=place.job.id)
             if job is not None:
                 job.labels_without_object = total
+                job.finishing_at = utcnow()  # alive: the claim is not stale
             uow.commit()

@@ -12,14 +12,23 @@ from pathlib import Path
 from typing import Any
 
 from bayport.logs import log_context
+from importer import recovery
 from importer.context import ImportContext, log
 from importer.finish import finish_if_ready
-from importer.jobs import JobPlace, coco_file_etag, dataset_store, finish_listing, load_place
+from importer.jobs import (
+    JobPlace,
+    coco_file_etag,
+    dataset_store,
+    finish_listing,
+    load_place,
+    source_store,
+)
 from importer.object_list import object_list_problem, read_object_list
 from importer.rules import (
     KeyFilter,
     PlannedObject,
     destination_key,
+    key_problem,
     label_key_for,
     plan_page,
     remote_path,
@@ -30,6 +39,7 @@ from metadata import repository as repo
 from metadata.models import (
     ImportJob,
     JobState,
+    Outcome,
     Shard,
     utcnow,
 )
@@ -64,10 +74,22 @@ def _plan_import(ctx: ImportContext, job_id: str) -> None:
             uow.commit()
             finish_if_ready(ctx, job_id)
             return
+        token = recovery.claim_planning(ctx, uow.session, job_id)
+        if token is None:
+            log.info("job %s: another live task is planning it: this delivery leaves", job_id)
+            return
         if not resuming:
             job.state = JobState.LISTING.value
             job.started_at = job.started_at or utcnow()
         uow.commit()
+    with recovery.planning_heartbeat(ctx, job_id, token):
+        _list_and_shard(ctx, place, resuming=resuming)
+
+
+def _list_and_shard(ctx: ImportContext, place: JobPlace, *, resuming: bool) -> None:
+    """Planning proper, under the planning's lease: stops (leaving listing undone) if
+    another task takes the lease over."""
+    job_id = place.job.id
     if resuming:  # a redelivered plan: shards committed before the crash may not be queued
         with ctx.db.uow() as uow:
             for shard_id in repo.pending_shard_ids(uow.session, job_id=job_id):
@@ -90,6 +112,8 @@ def _plan_import(ctx: ImportContext, job_id: str) -> None:
                 uow.commit()
         finish_if_ready(ctx, job_id)
         return
+    if recovery.lease_lost():  # another task took the planning over: it goes on
+        return
     with ctx.db.uow() as uow:
         job = repo.lock_job(uow.session, job_id=job_id)
         if job is not None:
@@ -99,7 +123,7 @@ def _plan_import(ctx: ImportContext, job_id: str) -> None:
 
 
 def _plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
-    source = ctx.stores.for_config(place.source_config)
+    source = source_store(ctx, place)
     manifest = place.manifest
     walk = _Walk.decode(place.job.list_cursor)
     if walk.fresh:
@@ -241,7 +265,7 @@ def _plan_from_object_list(ctx: ImportContext, place: JobPlace) -> None:
     size or ETag: shards look each object up. A bad row is noted with its reason."""
     spec = place.manifest.source
     assert spec.object_list is not None
-    source = ctx.stores.for_config(place.source_config)
+    source = source_store(ctx, place)
     done = int(place.job.list_cursor or 0)
     if done == 0:
         with ctx.db.uow() as uow:
@@ -262,7 +286,7 @@ def _plan_from_object_list(ctx: ImportContext, place: JobPlace) -> None:
             rejected.append(f"line {line}: {row}")
         else:
             key, label_key = row
-            problem = object_list_problem(key, spec.data_prefix)
+            problem = object_list_problem(key, spec.data_prefix, label_key=label_key)
             if problem is not None:
                 rejected.append(f"line {line}: {key!r}: {problem}")
             else:
@@ -357,13 +381,14 @@ def _write_shards(
     with ctx.db.uow() as uow:
         s = uow.session
         job = repo.lock_job(s, job_id=place.job.id)
-        if job is None or job.cancel_requested:
+        if job is None or job.cancel_requested or recovery.lease_lost():
             return False
         if count is not None:
             count(s, job)
         todo = objects() if callable(objects) else objects
         if kind == "copy":
             job.planned += sum(1 for o in todo if o.action == "copy")
+            todo = _fail_unsafe_keys(s, place, todo)
         shard_ids = []
         if not opts.dry_run:
             for chunk in split_into_shards(
@@ -388,6 +413,56 @@ def _write_shards(
     for shard_id, seq in shard_ids:
         ctx.enqueue.copy_shard(shard_id, job_id=place.job.id, seq=seq)
     return True
+
+
+UNSAFE_KEY = "unsafe_key"
+
+
+def _fail_unsafe_keys(s: Any, place: JobPlace, todo: list[PlannedObject]) -> list[PlannedObject]:
+    """The objects of `todo` safe to copy. A source may list a key no dataset should hold
+    (a '..' segment, control characters: see `key_problem`); each such object fails alone,
+    its ledger row saying why, and the job goes on."""
+    prefix = place.manifest.source.data_prefix
+    safe: list[PlannedObject] = []
+    rows: list[dict[str, Any]] = []
+    for obj in todo:
+        rel = remote_path(obj.key, prefix)
+        problem = key_problem(rel)
+        if problem is None:
+            safe.append(obj)
+            continue
+        # The row's key columns must be storable (PostgreSQL text holds no NUL).
+        shown_key = obj.key.replace("\0", "\\x00")
+        rows.append(
+            {
+                "dataset_id": place.dataset.id,
+                "segment_id": place.segment.id,
+                "remote_path": rel.replace("\0", "\\x00"),
+                "job_id": place.job.id,
+                "source_config_id": place.source_config.id,
+                "source_key": shown_key,
+                "source_etag": obj.etag,
+                "dest_key": place.dest_key(shown_key),
+                "size": obj.size or 0,
+                "checksum": None,
+                "label_key": None,
+                "label_etag": None,
+                "label_type": None,
+                "label": None,
+                "outcome": Outcome.FAILED.value,
+                "attempts": 0,
+                "error_code": UNSAFE_KEY,
+                "error_message": f"the source key {obj.key!r} {problem}: not imported",
+                "updated_at": utcnow(),
+            }
+        )
+    if rows:
+        log.warning("job %s: %d source keys refused as unsafe", place.job.id, len(rows))
+        repo.upsert_ledger(s, rows=rows)
+        repo.replace_label_facts(
+            s, segment_id=place.segment.id, facts={r["remote_path"]: [] for r in rows}
+        )
+    return safe
 
 
 @dataclass

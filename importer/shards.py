@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bayport.logs import log_context
+from importer import recovery
 from importer.context import ImportContext, log
 from importer.copier import CopyResult, checksum_of, copy_object, matches
 from importer.finish import finish_if_ready
-from importer.jobs import JobPlace, coco_file_etag, dataset_store, load_place
+from importer.jobs import JobPlace, coco_file_etag, dataset_store, load_place, source_store
 from importer.rules import (
     PlannedObject,
     destination_key,
@@ -30,6 +31,7 @@ from metadata.models import (
     LedgerEntry,
     Outcome,
     Shard,
+    new_id,
     utcnow,
 )
 from storage_adapters.base import ObjectInfo, ObjectStore
@@ -46,8 +48,12 @@ class ShardResult:
     failed: int = 0
     relabelled: int = 0
     deleted: int = 0
+    # Another live task holds the shard (a duplicate delivery): this one did nothing.
+    held_elsewhere: bool = False
 
     def __str__(self) -> str:
+        if self.held_elsewhere:
+            return "another task is copying this shard: left to it"
         if self.deleted:
             return f"deleted {self.deleted}, failed {self.failed}"
         moved = f"registered {self.registered}" if self.registered else f"copied {self.copied}"
@@ -55,14 +61,24 @@ class ShardResult:
         return f"{moved}{extra}, skipped {self.skipped}, failed {self.failed}"
 
 
-def copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
+def copy_shard(ctx: ImportContext, shard_id: str, *, lease_owner: str | None = None) -> ShardResult:
     """Copy (or register) a shard's objects with `concurrency` threads, writing ledger rows
-    in batches. Idempotent: objects this job already finished are not redone."""
+    in batches. Idempotent: objects this job already finished are not redone. The copy
+    holds the shard's lease for `lease_owner` (the task's id: a redelivery of the same
+    message takes it over); a delivery that finds another live task holding it leaves."""
     with ctx.db.uow() as uow:
         shard = uow.session.get(Shard, shard_id)
         job_id = shard.job_id if shard is not None else None
+        done = shard is None or shard.done
     with log_context(job_id=job_id, shard_id=shard_id):
-        return _copy_shard(ctx, shard_id)
+        if done:
+            return _copy_shard(ctx, shard_id)
+        owner = lease_owner or new_id()
+        if not recovery.claim_shard(ctx, shard_id, owner):
+            log.info("shard %s is held by another live task: this delivery leaves it", shard_id)
+            return ShardResult(held_elsewhere=True)
+        with recovery.shard_heartbeat(ctx, shard_id, owner):
+            return _copy_shard(ctx, shard_id)
 
 
 def _copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
@@ -105,6 +121,8 @@ def _copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
                 known,
                 check_dest=not place.job.dest_was_empty or shard.run > 1,
             )
+    if recovery.lease_lost():  # another task took the shard over: it completes it
+        return ShardResult(held_elsewhere=True)
     _complete_shard(ctx, job_id=place.job.id, shard_id=shard_id)
     return ShardResult(
         copied=tally.get(Outcome.COPIED, 0),
@@ -167,7 +185,7 @@ def _copy_objects(
     *,
     check_dest: bool,
 ) -> dict[str, int]:
-    source = ctx.stores.for_config(place.source_config)
+    source = source_store(ctx, place)
     dest = source if place.job.in_place else dataset_store(ctx, place)
     worker = _ObjectImporter(ctx, place, source, dest, known, check_dest=check_dest)
     if place.manifest.source.coco_file is not None:
@@ -192,10 +210,19 @@ def _run_and_record(
         batch.append(row)
         tally[row["outcome"]] = tally.get(row["outcome"], 0) + 1
         if len(batch) >= ctx.settings.ledger_batch_size:
-            _write_ledger(ctx, batch)
+            _write_ledger(ctx, _still_ours(batch))
             batch = []
-    _write_ledger(ctx, batch)
+    _write_ledger(ctx, _still_ours(batch))
     return tally
+
+
+def _still_ours(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows to record. Once another task took the shard over, this one's failures are
+    left out: two tasks on one object may fail each other, and the new holder decides the
+    object (a success is a fact either way)."""
+    if not recovery.lease_lost():
+        return rows
+    return [row for row in rows if row["outcome"] != Outcome.FAILED.value]
 
 
 def _delete_objects(
@@ -207,7 +234,7 @@ def _delete_objects(
     """A sync's deletions: each object gone from the source is deleted from the dataset (an
     in-place import's objects are already gone) with its copied mask, and its ledger entry
     becomes a tombstone. A failed delete fails that object alone, with its reason."""
-    source = ctx.stores.for_config(place.source_config)
+    source = source_store(ctx, place)
     dest = None if place.job.in_place else dataset_store(ctx, place)
     prefix = place.manifest.source.data_prefix
     masks = "_masks/"
@@ -313,8 +340,8 @@ def _run_bounded(
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="copy") as pool:
         while True:
             while not stopped and len(pending) < concurrency:
-                obj = next(it, None)
-                if obj is None:
+                obj = None if recovery.lease_lost() else next(it, None)
+                if obj is None:  # all started, or the shard's lease taken over
                     stopped = True
                     break
                 # Each copy thread logs with the shard's job and shard ids.
@@ -603,11 +630,19 @@ class _ObjectImporter:
         return Outcome.COPIED
 
     def _copy(self, info: ObjectInfo, dst_key: str, count: Any) -> CopyResult:
-        """Copy with the retry policy; a checksum mismatch gets exactly one more try."""
+        """Copy, each storage request retried alone by the policy (a large copy resumes
+        part by part); a checksum mismatch gets exactly one more try of the whole copy. A
+        request that exhausts its retries fails the object: repeating the whole copy would
+        only meet the same fault again, and Celery redelivers shards on worker loss."""
         for last_try in (False, True):
             try:
-                return self.ctx.retry.call(
-                    lambda: copy_object(self.source, self.dest, info, dst_key, self.limits),
+                return copy_object(
+                    self.source,
+                    self.dest,
+                    info,
+                    dst_key,
+                    self.limits,
+                    retry=self.ctx.retry,
                     on_retry=count,
                 )
             except StorageError as exc:

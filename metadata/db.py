@@ -10,22 +10,39 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, pooled: bool = True) -> Engine:
     """An engine tuned for Bayport's access pattern: short write transactions from several
     processes. SQLite gets WAL and `BEGIN IMMEDIATE`, so two writers queue on the lock instead
     of failing to upgrade a read snapshot; PostgreSQL gets pre-ping so a restarted server
-    costs one reconnect, not an error."""
+    costs one reconnect, not an error, and a connect timeout so a server that is down fails
+    a transaction in seconds (the task retries) instead of hanging it. Not `pooled`: every
+    unit of work connects anew (a process that forks children keeps no connection open
+    for them to inherit)."""
     if url.startswith("sqlite"):
         _make_sqlite_folder(url)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 60},
+            **({} if pooled else {"poolclass": NullPool}),
+        )
         _make_sqlite_serializable(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    connect_args = {"connect_timeout": 10} if url.startswith("postgresql") else {}
+    if not pooled:
+        return create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args=connect_args,
+    )
 
 
 def _make_sqlite_folder(url: str) -> None:
@@ -99,9 +116,9 @@ class UnitOfWork:
 class Database:
     """An engine and the units of work made from it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pooled: bool = True) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pooled=pooled)
         self._factory = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
 
     def uow(self) -> UnitOfWork:

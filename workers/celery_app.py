@@ -51,9 +51,14 @@ def make_celery(settings: Settings) -> Celery:
         task_send_sent_event=True,
         task_track_started=True,
         broker_connection_retry_on_startup=True,
+        # A message held by a worker that died whole comes back after this long; the
+        # recovery sweep sends its work again long before (workers/recovery.py).
         broker_transport_options={"visibility_timeout": 2 * 3600},
         worker_hijack_root_logger=False,
     )
+    from workers.recovery import RecoverySweeper
+
+    app.steps["worker"].add(RecoverySweeper)
     return app
 
 

@@ -3,13 +3,22 @@
 Each message carries ids only. Its display name (Celery's `shadow`, which the worker uses in
 its logs and task events, so in Flower) says what the task is about: a job's planning and
 every shard of it read `... job=<id>`, so searching Flower for a job id finds all its tasks.
+
+A planning or a shard whose message cannot be sent (the broker restarting) is not an error:
+the DB already holds it, and the workers' recovery sweep sends it once the broker is back
+(importer/recovery.py).
 """
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from bayport.settings import Settings
+
+log = logging.getLogger("bayport.enqueue")
 
 
 def plan_title(job_id: str) -> str:
@@ -34,14 +43,21 @@ class CeleryEnqueuer:
         return cls(make_celery(settings))
 
     def plan_import(self, job_id: str) -> None:
-        self._app.send_task("bayport.plan_import", args=[job_id], shadow=plan_title(job_id))
+        title = plan_title(job_id)
+        self._send("bayport.plan_import", job_id, title)
 
     def copy_shard(
         self, shard_id: str, *, job_id: str | None = None, seq: int | None = None
     ) -> None:
         title = shard_title(shard_id, job_id=job_id, seq=seq)
-        self._app.send_task("bayport.copy_shard", args=[shard_id], shadow=title)
+        self._send("bayport.copy_shard", shard_id, title)
 
     def run_schedule(self, run_id: str) -> None:
         # Its one argument, the run id, says what it is about; its result names the job.
         self._app.send_task("bayport.run_schedule", args=[run_id])
+
+    def _send(self, task: str, ident: str, title: str) -> None:
+        try:
+            self._app.send_task(task, args=[ident], shadow=title)
+        except BrokerUnavailable as exc:
+            log.warning("%s not sent (the broker: %s); the recovery sweep will send it", title, exc)

@@ -107,10 +107,12 @@ def _planned(job_id: str, job: ImportJob | None) -> str:
     return f"job {job_id}: " + ", ".join(said)
 
 
-@app.task(name="bayport.copy_shard", base=_ShardTask, **_RETRY)
-def copy_shard(shard_id: str) -> str:
+@app.task(name="bayport.copy_shard", base=_ShardTask, bind=True, **_RETRY)
+def copy_shard(self: Task, shard_id: str) -> str:
+    # The task's id owns the shard's lease: a redelivery or retry of this message (its
+    # earlier attempt over) takes it over; another message for the shard finds it held.
     with _explained():
-        return str(service.copy_shard(get_container().ctx, shard_id))
+        return str(service.copy_shard(get_container().ctx, shard_id, lease_owner=self.request.id))
 
 
 @app.task(name="bayport.run_schedule", base=_RunScheduleTask, **_RETRY)
