@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api import (
@@ -14,6 +16,7 @@ from api import (
     routes_schedules,
     routes_storage,
 )
+from api.limits import install_limits
 from bayport.wiring import Container
 from importer.errors import Conflict, ImportServiceError, Invalid, NotFound
 from metadata import repository as repo
@@ -28,6 +31,7 @@ def create_app(container: Container) -> FastAPI:
         description="Import cloud buckets (Aliyun OSS, Amazon S3, Azure Blob) into ML datasets.",
     )
     app.state.container = container
+    install_limits(app, container.settings)
     app.include_router(routes_storage.router)
     app.include_router(routes_datasets.router)
     app.include_router(routes_imports.router)
@@ -43,6 +47,13 @@ def create_app(container: Container) -> FastAPI:
         if exc.field:
             body["field"] = exc.field
         return JSONResponse(status_code=status, content=body)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's answer repeats each failing value ("input"): for a storage config, the
+        # whole body, secret included. Say what is wrong and where, never what was sent.
+        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -24,6 +24,7 @@ from api.schemas import (
     ThroughputPoint,
     UnpairedItem,
 )
+from importer import jobs as import_jobs
 from importer import progress, service
 from importer.manifest import ImportManifest
 from importer.planner import DELETE_CANDIDATE, REJECTED_ROW
@@ -124,15 +125,39 @@ def _job(container: ContainerDep, workspace_id: str, job_id: str) -> ImportJob:
     return job
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x20-\x7e]+$",
+        description="Any 1 to 255 printable ASCII characters, new for each import: a "
+        "request repeated with the key (a retry after a timeout) gets the job the first "
+        "one made, with `Idempotent-Replayed: true`, instead of a second job; the key "
+        "with a different manifest is refused (422)",
+    ),
+]
+
+
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
 def submit_import(
     manifest: ImportManifest,
     response: Response,
     workspace_id: WorkspaceDep,
     container: ContainerDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
-    job = service.submit_import(container.ctx, workspace_id=workspace_id, manifest=manifest)
+    submitted = import_jobs.submit(
+        container.ctx,
+        workspace_id=workspace_id,
+        manifest=manifest,
+        idempotency_key=idempotency_key,
+    )
+    job = submitted.job
     response.headers["Location"] = f"/v1/imports/{job.id}"
+    if submitted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return job_public(container, job)
 
 

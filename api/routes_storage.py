@@ -15,6 +15,7 @@ from api.schemas import (
     StorageConfigCreate,
     StorageConfigPublic,
 )
+from bayport.endpoints import EndpointAllowlist, EndpointRefused, check_endpoint
 from bayport.secretbox import mask
 from bayport.stores import spec_for_config
 from metadata import repository as repo
@@ -31,6 +32,8 @@ def public(config: StorageConfig) -> StorageConfigPublic:
         "provider": config.provider,
         "file_path": config.file_path,
         "endpoint": config.endpoint,
+        "max_requests_per_second": config.max_requests_per_second,
+        "max_bytes_per_second": config.max_bytes_per_second,
         "created_at": config.created_at,
     }
     if config.provider == "azure":
@@ -72,6 +75,8 @@ def _new_config(workspace_id: str, body: Any, container: ContainerDep) -> Storag
         "name": body.name,
         "provider": body.provider,
         "file_path": body.file_path,
+        "max_requests_per_second": body.max_requests_per_second,
+        "max_bytes_per_second": body.max_bytes_per_second,
     }
     box = container.box
     if isinstance(body, AzureConfigCreate):
@@ -106,6 +111,18 @@ def _new_config(workspace_id: str, body: Any, container: ContainerDep) -> Storag
             }
         ),
     )
+
+
+def _check_endpoint(config: StorageConfig, container: ContainerDep) -> None:
+    """No endpoint that resolves to a loopback, private or link-local address (SSRF),
+    unless the operator allows it."""
+    if not config.endpoint:
+        return
+    allowlist = EndpointAllowlist.parse(container.settings.allowed_private_endpoints)
+    try:
+        check_endpoint(config.endpoint, allowlist)
+    except EndpointRefused as exc:
+        raise _field_error("endpoint", str(exc), provider=config.provider) from exc
 
 
 # Which field a failed check points at.
@@ -144,6 +161,7 @@ def create_storage_config(
     with container.db.uow() as uow:
         if repo.get_config(uow.session, workspace_id=workspace_id, name=body.name):
             raise HTTPException(409, f"storage config {body.name!r} already exists")
+    _check_endpoint(config, container)
     if verify:
         _verify(config, container)
     with container.db.uow() as uow:

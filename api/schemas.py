@@ -17,6 +17,20 @@ class _ConfigCommon(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     file_path: str = Field(default="", description="Root folder inside the bucket/container")
+    max_requests_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="Cap on the requests per second made with this config, by all workers "
+        "together (none: no cap)",
+    )
+    max_bytes_per_second: int | None = Field(
+        default=None,
+        gt=0,
+        le=10**15,  # 1 PB/s; and the column's 64 bits (fuzzing found an overflow there)
+        description="Cap on the bytes per second moved with this config, by all workers "
+        "together (a server-side copy counts its object's size; none: no cap)",
+    )
 
     @field_validator("file_path")
     @classmethod
@@ -52,7 +66,9 @@ AZURE_ENDPOINTS = {
 class AzureConfigCreate(_ConfigCommon):
     provider: Literal["azure"]
     account_type: Literal["China", "Global"] = "Global"
-    account_name: str = Field(min_length=1, max_length=64)
+    account_name: str = Field(
+        pattern=r"^[a-z0-9]{3,24}$", description="3 to 24 lowercase letters and digits"
+    )
     account_key: SecretStr = Field(min_length=1)
     container_name: str = Field(min_length=3, max_length=63)
     endpoint: str | None = Field(
@@ -91,6 +107,8 @@ class StorageConfigPublic(BaseModel):
     account_type: str | None = None
     account_name: str | None = None
     container_name: str | None = None
+    max_requests_per_second: float | None = None
+    max_bytes_per_second: int | None = None
     created_at: datetime
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SettingsError(ValueError):
@@ -95,11 +96,22 @@ class Settings(BaseSettings):
     # Storage endpoints that may resolve to loopback, private or link-local addresses
     # (host names, IP addresses or CIDR networks, e.g. ["127.0.0.1", "10.0.0.0/8"]): none
     # by default, so a storage config cannot make workers call internal services.
-    allowed_private_endpoints: list[str] = Field(default_factory=list)
+    # From the environment: a JSON list or comma separated ("127.0.0.1,10.0.0.0/8").
+    allowed_private_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # API limits: the largest request body (a manifest) in bytes, and requests per API key
     # (a `limits` string such as "600/minute"; empty: no limit).
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     api_rate_limit: str = "1200/minute"
+
+    @field_validator("allowed_private_endpoints", mode="before")
+    @classmethod
+    def _endpoint_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

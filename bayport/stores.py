@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import threading
 
+from bayport.endpoints import EndpointAllowlist, EndpointRefused, check_endpoint
 from bayport.logs import redact
 from bayport.secretbox import SecretBox
 from bayport.settings import Settings
+from bayport.throttle import Cap, Throttle
 from metadata.models import StorageConfig
 from storage_adapters.base import ObjectStore, StorageSpec
+from storage_adapters.errors import ErrorKind, StorageError
 from storage_adapters.registry import open_store
+from storage_adapters.throttled import ThrottledStore
+
+# Providers whose accounts answer "slow down" to the requests of all workers together.
+QUOTA_PROVIDERS = frozenset({"s3", "oss", "azure"})
 
 
 def spec_for_config(config: StorageConfig, box: SecretBox) -> StorageSpec:
@@ -26,26 +33,61 @@ def spec_for_config(config: StorageConfig, box: SecretBox) -> StorageSpec:
     )
 
 
+def check_config_endpoint(config: StorageConfig, allowlist: EndpointAllowlist) -> None:
+    """Refuse to open a store whose endpoint resolves to a loopback, private or link-local
+    address the operator did not allow (a permanent error: the job or its objects fail with
+    the reason). Checked again on every open: a name public when the config was made may
+    resolve elsewhere now."""
+    if not config.endpoint:
+        return  # the provider's default public endpoint
+    try:
+        check_endpoint(config.endpoint, allowlist)
+    except EndpointRefused as exc:
+        raise StorageError(
+            ErrorKind.INVALID_CONFIG,
+            f"storage config {config.name!r}: endpoint refused: {exc}",
+            transient=False,
+        ) from exc
+
+
 class ConfigStores:
     """The StoreResolver of the running service. Stores (and their connection pools) are
     cached by config id and the config's sealed credentials, so a re-created config with
-    new keys gets a new client."""
+    new keys gets a new client. Each store passes the process's Throttle first: its
+    provider account's shared rate (while throttled) and the config's caps."""
 
     def __init__(self, settings: Settings, box: SecretBox) -> None:
         self._settings = settings
         self._box = box
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, bytes], ObjectStore] = {}
+        self._cache: dict[tuple[str, bytes, float | None, int | None], ObjectStore] = {}
         self._default: ObjectStore | None = None
+        self.throttle = Throttle.from_settings(settings)
+        self._allowlist = EndpointAllowlist.parse(settings.allowed_private_endpoints)
 
     def for_config(self, config: StorageConfig) -> ObjectStore:
-        cache_key = (config.id, config.credentials_encrypted)
+        caps = (config.max_requests_per_second, config.max_bytes_per_second)
+        cache_key = (config.id, config.credentials_encrypted, *caps)
         with self._lock:
             store = self._cache.get(cache_key)
             if store is None:
+                check_config_endpoint(config, self._allowlist)
                 store = open_store(
                     spec_for_config(config, self._box), timeout=self._settings.storage_timeout
                 )
+                # In-process stores (a local folder, memory) have no provider quota to
+                # share; their caps still hold.
+                shared = config.provider in QUOTA_PROVIDERS
+                gate = self.throttle.gate(
+                    account=store.account if shared else None,
+                    caps=[Cap(f"config:{config.id}", *caps)],
+                )
+                if gate is not None:
+                    store = ThrottledStore(store, gate)
+                # A config re-sealed (key rotation) or given new caps: its old client goes
+                # (copies still holding it finish with it).
+                for stale in [k for k in self._cache if k[0] == config.id]:
+                    del self._cache[stale]
                 self._cache[cache_key] = store
             return store
 

@@ -251,6 +251,7 @@ def run_bayport(
         overrides=overrides,
         worker_processes=args.workers,
         worker_log=log,
+        allow_endpoints=[servers.s3.endpoint, servers.azure_url],  # our own local servers
     ) as stack:
         _wait_for_worker(stack, log)
         client = BayportClient(stack.url, stack.access_key)

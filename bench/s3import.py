@@ -127,6 +127,7 @@ def run_bayport(s3: S3Server, work: Path, args: argparse.Namespace, console: Con
             overrides=overrides,
             worker_processes=args.workers,
             worker_log=log,
+            allow_endpoints=[s3.endpoint],  # our own local S3 server
         ) as stack:
             _wait_for_worker(stack, log)
             client = BayportClient(stack.url, stack.access_key)

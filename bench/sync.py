@@ -455,6 +455,7 @@ def _run(args: argparse.Namespace, work: Path, console: Console) -> int:
             overrides=overrides,
             worker_processes=args.workers,
             worker_log=log,
+            allow_endpoints=[f"http://127.0.0.1:{port}"],  # our own local S3 server
         ) as stack:
             _wait_for_worker(stack, log)
             db = stack.settings.resolved_database_url.split("://")[0].split("+")[0]

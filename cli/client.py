@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import httpx
+
+# Answers after which a submission is sent again (with the same Idempotency-Key).
+_RESEND = frozenset({429, 502, 503, 504})
+
+
+def _resend_wait(response: httpx.Response | None, attempt: int) -> float:
+    retry_after = response.headers.get("Retry-After") if response is not None else None
+    if retry_after and retry_after.isdigit():
+        return min(float(retry_after), 30.0)
+    return min(0.5 * 2 ** (attempt - 1), 8.0)
+
 
 FINAL_STATES = {"succeeded", "partially_failed", "failed", "cancelled", "needs_review"}
 
@@ -45,8 +57,30 @@ class BayportClient:
             "POST", "/v1/datasets", json={"name": name, "config_name": config_name, **extra}
         )
 
-    def submit(self, manifest: dict[str, Any]) -> Any:
-        return self.request("POST", "/v1/imports", json=manifest)
+    def submit(
+        self, manifest: dict[str, Any], *, idempotency_key: str | None = None, attempts: int = 5
+    ) -> Any:
+        """Submit a manifest. Sent with an Idempotency-Key (a new one unless given), so it
+        is safe to send again: a connection lost, an API restarting or busy (502/503/504,
+        429) is retried with the same key, and however often it arrives, one job is made."""
+        key = idempotency_key or uuid.uuid4().hex
+        for attempt in range(1, attempts + 1):
+            response: httpx.Response | None = None
+            try:
+                response = self.http.post(
+                    "/v1/imports", json=manifest, headers={"Idempotency-Key": key}
+                )
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+            if response is not None and (
+                response.status_code not in _RESEND or attempt == attempts
+            ):
+                if response.status_code >= 400:
+                    raise ApiError(response)
+                return response.json()
+            time.sleep(_resend_wait(response, attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def job(self, job_id: str) -> Any:
         return self.request("GET", f"/v1/imports/{job_id}")

@@ -43,7 +43,11 @@ def run_demo(*, objects: int, data_dir: Path | None, console: Console) -> int:
                 f"sample bucket: {objects} images under data/images/, labels under data/labels/"
             )
 
-            with local_stack(data_dir=root / "bayport", worker_log=root / "worker.log") as stack:
+            with local_stack(
+                data_dir=root / "bayport",
+                worker_log=root / "worker.log",
+                allow_endpoints=[s3.url],  # our own S3 server, on this machine
+            ) as stack:
                 console.print(f"Bayport API at {stack.url}")
                 client = BayportClient(stack.url, stack.access_key)
                 for name, bucket in (("user-bucket", SOURCE_BUCKET), ("datasets", DATASET_BUCKET)):

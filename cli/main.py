@@ -37,6 +37,51 @@ def migrate() -> None:
     console.print("metadata DB is up to date")
 
 
+@app.command("rotate-secrets")
+def rotate_secrets(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be re-sealed; change nothing")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows read per batch")] = 100,
+) -> None:
+    """Re-seal every stored provider credential under the first (newest) key of
+    BAYPORT_SECRET_KEY, while the service runs. Safe to repeat or interrupt. Every process
+    must already open both keys (README: "Rotating the secret key")."""
+    from bayport.rotation import rotate_credentials
+    from bayport.secretbox import SecretBox, SecretKeyError
+    from metadata.db import Database
+
+    settings = get_settings()
+    if settings.secret_key is None:  # (else a development key would be made up here)
+        console.print("[red]set BAYPORT_SECRET_KEY to the new key, then the old ones: new,old[/]")
+        raise typer.Exit(2)
+    try:
+        box = SecretBox(settings.fernet_keys())
+    except SecretKeyError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    db = Database(settings.resolved_database_url)
+    try:
+        report = rotate_credentials(db, box, batch_size=batch_size, dry_run=dry_run)
+    finally:
+        db.dispose()
+    verb = "would re-seal" if dry_run else "re-sealed"
+    console.print(
+        f"{verb} {report.resealed} of {report.examined} storage configs; "
+        f"{report.current} already under the newest key; "
+        f"{report.remaining} remain under old keys"
+    )
+    if report.unreadable:
+        console.print(
+            f"[red]{len(report.unreadable)} cannot be opened by any key in "
+            f"BAYPORT_SECRET_KEY[/] (workspace/name): {', '.join(report.unreadable)}"
+        )
+        raise typer.Exit(1)
+    if report.busy:
+        console.print("[yellow]some configs changed while re-sealing: run it again[/]")
+        raise typer.Exit(1)
+
+
 @app.command()
 def api(
     host: str = "127.0.0.1",
@@ -185,6 +230,13 @@ def submit(
     api_url: ApiOpt = "http://127.0.0.1:8000",
     key: KeyOpt = "",
     watch: bool = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Sent as Idempotency-Key: submitting again with the same key (this command "
+            "run twice, say) gives the same job. Default: a new key, kept across resends."
+        ),
+    ] = None,
 ) -> None:
     """Submit an import manifest; prints the job id."""
     from cli.client import ApiError, BayportClient
@@ -192,7 +244,7 @@ def submit(
     body = yaml.safe_load(manifest.read_text())
     client = BayportClient(api_url, key)
     try:
-        job = client.submit(body)
+        job = client.submit(body, idempotency_key=idempotency_key)
     except ApiError as exc:
         console.print(f"[red]rejected ({exc.status_code}):[/] {json.dumps(exc.body, indent=2)}")
         raise typer.Exit(2) from exc
@@ -215,6 +267,14 @@ def status(
     if watch:
         raise typer.Exit(watch_job(client, job_id))
     print_job(client.job(job_id))
+
+
+@app.command()
+def cancel(job_id: str, api_url: ApiOpt = "http://127.0.0.1:8000", key: KeyOpt = "") -> None:
+    """Cancel a job: no new copy starts; it ends `cancelled` once running copies end."""
+    from cli.client import BayportClient
+
+    print_job(_call(BayportClient(api_url, key).cancel, job_id))
 
 
 def print_job(job: dict[str, Any]) -> None:

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -134,14 +135,23 @@ def local_stack(
     start_workers: bool = True,
     flower_port: int | None = None,
     flower_log: Path | None = None,
+    allow_endpoints: Sequence[str] = (),
 ) -> Iterator[LocalStack]:
     """Start the stack; stop everything it started on exit. With `flower_port`, Flower too,
     behind BAYPORT_FLOWER_BASIC_AUTH (generated when unset, like the access key), without
-    waiting for it: the stack does not need it (`stack.flower` exits if its port is taken)."""
+    waiting for it: the stack does not need it (`stack.flower` exits if its port is taken).
+    `allow_endpoints`: URLs of storage servers the caller started on this machine (a demo's
+    S3 server), added to BAYPORT_ALLOWED_PRIVATE_ENDPOINTS: storage configs may name them
+    though they are loopback addresses."""
     # The stack's configuration is exported into this process's environment (and so its
     # children's) for the stack's lifetime: every process reads the same BAYPORT_ variables.
     saved_env = dict(os.environ)
     os.environ.update(overrides or {})
+    if allow_endpoints:
+        allowed = Settings().allowed_private_endpoints + [
+            urlsplit(url).hostname or url for url in allow_endpoints
+        ]
+        os.environ["BAYPORT_ALLOWED_PRIVATE_ENDPOINTS"] = ",".join(dict.fromkeys(allowed))
     os.environ["BAYPORT_DATA_DIR"] = str(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings()

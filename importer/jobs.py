@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
 
 from importer.context import ImportContext, log
 from importer.errors import Conflict, Invalid, NotFound
@@ -39,8 +44,73 @@ def submit_import(
 ) -> ImportJob:
     """Record a job for `manifest` and enqueue its planning (after the commit). A job a
     schedule starts carries its `schedule_id`."""
+    return submit(ctx, workspace_id=workspace_id, manifest=manifest, schedule_id=schedule_id).job
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: ImportJob
+    # The job an earlier submission with the same idempotency key made: nothing new.
+    replayed: bool = False
+
+
+def request_hash(manifest: ImportManifest) -> str:
+    """The manifest's fingerprint (as validated: spacing and key order do not count)."""
+    canonical = json.dumps(manifest.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def submit(
+    ctx: ImportContext,
+    *,
+    workspace_id: str,
+    manifest: ImportManifest,
+    schedule_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> Submitted:
+    """`submit_import`, once per idempotency key: a submission repeated with the key of an
+    earlier one (a client retrying after a timeout, or an API restart) gets the earlier
+    job back, replayed, and makes no new one; the same key with another manifest is
+    refused. Keys are unique per workspace in the DB, so concurrent duplicates make one
+    job too: the loser of the race finds the winner's."""
+    digest = request_hash(manifest) if idempotency_key is not None else None
+    try:
+        return _submit(ctx, workspace_id, manifest, schedule_id, idempotency_key, digest)
+    except IntegrityError:
+        # A concurrent submission committed first (the same key, or a new segment's
+        # name): decided again, against what it wrote.
+        return _submit(ctx, workspace_id, manifest, schedule_id, idempotency_key, digest)
+
+
+def _replay(job: ImportJob, key: str, digest: str | None) -> Submitted:
+    if job.request_hash != digest:
+        raise Invalid(
+            f"Idempotency-Key {key!r} was already used for another request (import job "
+            f"{job.id}, a different manifest): use a new key for a new import",
+            field="Idempotency-Key",
+        )
+    return Submitted(job, replayed=True)
+
+
+def _submit(
+    ctx: ImportContext,
+    workspace_id: str,
+    manifest: ImportManifest,
+    schedule_id: str | None,
+    idempotency_key: str | None,
+    digest: str | None,
+) -> Submitted:
     with ctx.db.uow() as uow:
         s = uow.session
+        if idempotency_key is not None:
+            earlier = s.exec(
+                select(ImportJob).where(
+                    ImportJob.workspace_id == workspace_id,
+                    ImportJob.idempotency_key == idempotency_key,
+                )
+            ).first()
+            if earlier is not None:
+                return _replay(earlier, idempotency_key, digest)
         dataset = repo.get_dataset(s, workspace_id=workspace_id, name=manifest.dataset)
         if dataset is None:
             raise NotFound(f"dataset {manifest.dataset!r} does not exist", field="dataset")
@@ -54,6 +124,12 @@ def submit_import(
         # One import at a time per segment: the ledger row of an object says which job last
         # touched it, and two jobs racing on one segment would take each other's objects.
         running = repo.running_job_on_segment(s, segment_id=segment.id)
+        if (
+            running is not None
+            and idempotency_key is not None
+            and running.idempotency_key == idempotency_key
+        ):
+            return _replay(running, idempotency_key, digest)  # it committed while we waited
         if running is not None:
             raise Conflict(
                 f"import job {running.id} is still {running.state} on segment "
@@ -80,11 +156,13 @@ def submit_import(
             manifest=manifest.model_dump(mode="json"),
             in_place=in_place,
             schedule_id=schedule_id,
+            idempotency_key=idempotency_key,
+            request_hash=digest,
         )
         s.add(job)
         uow.commit()
     ctx.enqueue.plan_import(job.id)
-    return job
+    return Submitted(job)
 
 
 @dataclass(frozen=True)
@@ -122,10 +200,30 @@ def load_place(s: Any, job: ImportJob) -> JobPlace:
     )
 
 
+def source_store(ctx: ImportContext, place: JobPlace) -> ObjectStore:
+    """Where the job reads, under the job's caps."""
+    return _job_capped(ctx, place, ctx.stores.for_config(place.source_config))
+
+
 def dataset_store(ctx: ImportContext, place: JobPlace) -> ObjectStore:
+    """Where the job writes, under the job's caps."""
     if place.dataset_config is None:
-        return ctx.stores.default_storage()
-    return ctx.stores.for_config(place.dataset_config)
+        return _job_capped(ctx, place, ctx.stores.default_storage())
+    return _job_capped(ctx, place, ctx.stores.for_config(place.dataset_config))
+
+
+def _job_capped(ctx: ImportContext, place: JobPlace, store: ObjectStore) -> ObjectStore:
+    # Every store a job's tasks use comes through here: one scope per job, so the caps hold
+    # for the source and the destination together, in every worker.
+    opts = place.manifest.options
+    if opts.max_requests_per_second is None and opts.max_bytes_per_second is None:
+        return store
+    return ctx.caps.cap(
+        store,
+        scope=f"job:{place.job.id}",
+        requests_per_second=opts.max_requests_per_second,
+        bytes_per_second=opts.max_bytes_per_second,
+    )
 
 
 def coco_file_etag(ctx: ImportContext, source: ObjectStore, coco_file: str | None) -> str | None:
@@ -244,6 +342,7 @@ def retry_import(ctx: ImportContext, *, workspace_id: str, job_id: str) -> Impor
         job.error = None
         job.finished_at = None
         job.finishing_at = None
+        job.heartbeat_at = None  # the last run's planning lease: free for the new run's
         uow.commit()
     ctx.enqueue.plan_import(job_id)
     return job

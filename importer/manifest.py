@@ -7,16 +7,36 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from importer.rules import is_control, key_problem
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
 LABEL_SUFFIXES = {"tensorbay": ".json", "voc": ".xml", "yolo": ".txt", "coco": ".json"}
 
 
 def normalize_prefix(value: str) -> str:
-    """'data/images' and '/data/images/' both become 'data/images/'; '' stays ''."""
+    """'data/images' and '/data/images/' both become 'data/images/'; '' stays ''. A folder
+    with control characters or a '.' or '..' segment is refused (a ValueError)."""
+    if any(is_control(c) for c in value):
+        raise ValueError("must not contain control characters (NUL, C0, DEL or C1)")
     value = value.strip().strip("/")
-    if ".." in value.split("/"):
-        raise ValueError("must not contain '..'")
+    problem = key_problem(value)
+    if problem is not None:
+        raise ValueError(f"must be a folder path: this one {problem}")
     return f"{value}/" if value else ""
+
+
+def normalize_key(value: str) -> str:
+    """An object key named in a manifest: a leading '/' is dropped ('/labels/coco.json' is
+    'labels/coco.json'); an unsafe key is refused (a ValueError)."""
+    if any(is_control(c) for c in value):
+        raise ValueError("must not contain control characters (NUL, C0, DEL or C1)")
+    value = value.strip().lstrip("/")
+    if not value or value.endswith("/"):
+        raise ValueError("must be an object key (not empty, not a folder)")
+    problem = key_problem(value)
+    if problem is not None:
+        raise ValueError(f"must be an object key: this one {problem}")
+    return value
 
 
 class SourceSpec(BaseModel):
@@ -101,15 +121,10 @@ class SourceSpec(BaseModel):
             raise ValueError("needs a time zone (e.g. '2026-01-31T00:00:00Z')")
         return value
 
-    @field_validator("object_list")
+    @field_validator("object_list", "coco_file")
     @classmethod
-    def _object_list(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().lstrip("/")
-        if not value or ".." in value.split("/"):
-            raise ValueError("must be an object key, without '..'")
-        return value
+    def _object_key(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_key(value)
 
     @property
     def list_format(self) -> Literal["csv", "jsonl"]:
@@ -203,6 +218,20 @@ class ImportOptions(BaseModel):
         le=100,
         description="With delete: the same, as a percentage of the objects the segment "
         "holds from this source",
+    )
+    max_requests_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="Cap on the job's storage requests per second (source and destination "
+        "together), held across all workers",
+    )
+    max_bytes_per_second: int | None = Field(
+        default=None,
+        gt=0,
+        le=10**15,  # 1 PB/s
+        description="Cap on the bytes per second the job's requests move (reads, writes; "
+        "a server-side copy counts its object's size), held across all workers",
     )
 
 

@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
+from importer.rules import key_problem
+
 # (line number, (key, label key or None)) or (line number, why the row is refused)
 Row = tuple[int, tuple[str, str | None] | str]
 
@@ -80,16 +82,19 @@ def _csv_row(line: str) -> tuple[str, str | None] | str:
     return key, label_key
 
 
-def object_list_problem(key: str, data_prefix: str) -> str | None:
-    """Why a listed key cannot be imported, or None."""
+def object_list_problem(key: str, data_prefix: str, *, label_key: str | None = None) -> str | None:
+    """Why a listed key (and the label key the row names) cannot be imported, or None."""
     if not key:
         return "empty key"
-    if any(ord(c) < 32 or ord(c) == 127 for c in key):
-        return "control characters in the key"
-    if key.startswith("/") or ".." in key.split("/"):
-        return "an absolute key or one with '..'"
+    problem = key_problem(key)
+    if problem is not None:
+        return f"the key {problem}"
     if key.endswith("/"):
         return "a folder, not an object"
     if not key.startswith(data_prefix) or key == data_prefix:
         return f"not below data_prefix {data_prefix!r}"
+    if label_key is not None:
+        problem = key_problem(label_key) or ("is a folder" if label_key.endswith("/") else None)
+        if problem is not None:
+            return f"the label_key {problem}"
     return None

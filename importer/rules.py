@@ -92,6 +92,38 @@ class KeyFilter:
         return True
 
 
+# Object keys and paths are at most this long (S3's and OSS's limit, in UTF-8 bytes).
+MAX_KEY_BYTES = 1024
+
+
+def is_control(char: str) -> bool:
+    """C0 controls (NUL included), DEL and C1 controls."""
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code <= 0x9F
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` (an object key, a remote path or a folder) is unsafe to read or write, or
+    None. Refused: control characters (a NUL ends a C string, a newline forges log lines),
+    a leading '/' (an absolute path) and '.' or '..' segments (a path leaving its folder
+    once written to a file system; HTTP clients may also fold them into another key).
+    Any other Unicode is fine and kept as is (no normalization: NFC and NFD spellings are
+    different keys)."""
+    if any(is_control(c) for c in key):
+        return "contains control characters (NUL, C0, DEL or C1)"
+    if key.startswith("/"):
+        return "is an absolute path (starts with '/')"
+    if any(segment in (".", "..") for segment in key.split("/")):
+        return "has a '.' or '..' segment"
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    if size > MAX_KEY_BYTES:
+        return f"is longer than {MAX_KEY_BYTES} bytes"
+    return None
+
+
 def remote_path(key: str, data_prefix: str) -> str:
     """The object's name inside its segment: its key below the data prefix."""
     if not key.startswith(data_prefix):

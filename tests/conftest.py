@@ -38,6 +38,9 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "retry_max_wait": 0.05,
         "retry_attempts": 4,
         "metrics_namespace": TEST_METRICS_NAMESPACE,
+        # The test servers (S3, OSS, Azurite) listen on 127.0.0.1, a loopback address
+        # storage configs may name only when the operator allows it.
+        "allowed_private_endpoints": ["127.0.0.1"],
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

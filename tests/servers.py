@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -40,9 +41,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             _unavailable(f"no Redis at {base} and valkey would not start: {exc}")
         assert started is not None
         base = started.url
-    # A database number of its own, so a leftover task of another run finds nothing here.
-    db = 1 + int(uuid.uuid4().int % 14)
+    # A database number of its own, claimed in database 0 so that test sessions running at
+    # once on one Redis never share a queue (a worker of one would take the other's tasks),
+    # and emptied, so a leftover task of an earlier run finds nothing here.
+    import redis
+
+    client = redis.Redis.from_url(urlsplit(base)._replace(path="/0").geturl())
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    numbers = list(range(1, 16))
+    random.shuffle(numbers)
+    db = next(
+        (n for n in numbers if client.set(f"bayport-test:db:{n}", token, nx=True, ex=4 * 3600)),
+        numbers[0],  # all claimed (stale claims expire): share one, as before
+    )
+    redis.Redis.from_url(urlsplit(base)._replace(path=f"/{db}").geturl()).flushdb()
     yield urlsplit(base)._replace(path=f"/{db}").geturl()
+    with contextlib.suppress(redis.RedisError):
+        if client.get(f"bayport-test:db:{db}") == token.encode():
+            client.delete(f"bayport-test:db:{db}")
+    client.close()
     if started:
         started.stop()
 
@@ -154,6 +171,8 @@ def stack_factory(redis_url: str, tmp_path: Path) -> Any:
             "BAYPORT_RETRY_INITIAL_WAIT": "0.05",
             # Each stack counts its own metrics.
             "BAYPORT_METRICS_NAMESPACE": f"bayport-test-{uuid.uuid4().hex[:10]}",
+            # The test servers listen on 127.0.0.1 (see make_settings).
+            "BAYPORT_ALLOWED_PRIVATE_ENDPOINTS": "127.0.0.1",
         }
         if database_url:
             overrides["BAYPORT_DATABASE_URL"] = database_url

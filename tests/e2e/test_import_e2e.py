@@ -163,6 +163,19 @@ def test_cli_submit_and_status(stack_factory, s3_buckets, tmp_path: Path) -> Non
         )
         assert "succeeded" in status.stdout and "copied 10" in status.stdout, status.stdout
 
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "cli.main", *args]
+            return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+        # The same Idempotency-Key twice: one job (the first one, already done).
+        first = cli("submit", str(manifest), "--idempotency-key", "nightly-2026-11-24")
+        again = cli("submit", str(manifest), "--idempotency-key", "nightly-2026-11-24")
+        assert first.returncode == again.returncode == 0, first.stdout + again.stdout
+        assert first.stdout.split()[0] == again.stdout.split()[0] != job_id
+        ended = cli("cancel", job_id)
+        said = " ".join(ended.stdout.split())  # (the console wraps long lines)
+        assert ended.returncode == 2 and "already ended (succeeded)" in said, ended.stdout
+
         bad = tmp_path / "bad.yaml"
         bad.write_text("dataset: Cats\nsource:\n  data_prefix: x\n")
         out = subprocess.run(
