@@ -191,3 +191,15 @@ def stack_factory(redis_url: str, tmp_path: Path) -> Any:
                 raise
 
     return factory
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[str]:
+    """A Redis of this test's own (valkey): no other test's worker takes its tasks or shares
+    its rate limits, and MONITOR sees only this test's traffic."""
+    try:
+        server = local_services.start_valkey(data_dir=tmp_path / "valkey")
+    except Exception as exc:
+        _unavailable(f"valkey would not start: {exc}")
+    with server:
+        yield server.url

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from bayport.secretbox import SecretBox
 from importer import service
@@ -104,3 +107,48 @@ def add_dataset(
         uow.session.add(dataset)
         uow.commit()
     return dataset
+
+
+def wait_until(
+    what: str,
+    check: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.1,
+    ignoring: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """`check()`'s first truthy answer, asked every `interval` s (an error of a type in
+    `ignoring` counts as "not yet"); AssertionError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = check()
+        except ignoring:
+            found = None
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def register_s3_pair(
+    client: Any,
+    s3: dict[str, Any],
+    *,
+    dataset: str = "Cats",
+    dataset_config: str = "datasets",
+    path: str = "",
+) -> None:
+    """Through the API (a cli.client.BayportClient): the configs "user-bucket" and
+    "datasets" on the two buckets `s3` names (as the s3_buckets fixture does:
+    source_bucket, dest_bucket, endpoint and keys), and `dataset` on `dataset_config`."""
+    for name, bucket in (("user-bucket", s3["source_bucket"]), ("datasets", s3["dest_bucket"])):
+        client.create_storage_config(
+            name=name,
+            provider="s3",
+            endpoint=s3["endpoint"],
+            bucket_name=bucket,
+            accesskey_id=s3["access_key"],
+            accesskey_secret=s3["secret_key"],
+        )
+    client.create_dataset(dataset, config_name=dataset_config, path=path)

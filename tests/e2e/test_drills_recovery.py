@@ -34,6 +34,7 @@ from cli.stack import LocalStack, local_stack
 from storage_adapters.base import ObjectInfo, ObjectStore
 from tests.drills import Verdict, verify_import
 from tests.servers import make_bucket, s3_store
+from tests.support import register_s3_pair
 
 N = 2000  # objects (PNG images, with a label file each)
 SHARD_SIZE = 50
@@ -113,16 +114,8 @@ def register(
     stack: LocalStack, s3: dict[str, str], source: dict[str, Any], dest: dict[str, Any]
 ) -> BayportClient:
     client = BayportClient(stack.url, stack.access_key)
-    for name, bucket in (("user-bucket", source["bucket"]), ("datasets", dest["bucket"])):
-        client.create_storage_config(
-            name=name,
-            provider="s3",
-            endpoint=s3["endpoint"],
-            bucket_name=bucket,
-            accesskey_id=s3["access_key"],
-            accesskey_secret=s3["secret_key"],
-        )
-    client.create_dataset("Drill", config_name="datasets")
+    buckets = {"source_bucket": source["bucket"], "dest_bucket": dest["bucket"]}
+    register_s3_pair(client, {**s3, **buckets}, dataset="Drill")
     return client
 
 

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from sqlalchemy import create_engine, text
 from bayport.sample import populate
 from cli.client import BayportClient
 from cli.stack import free_port
+from tests.support import register_s3_pair, wait_until
 
 N, SHARD = 40, 16  # three shards: 16, 16, 8
 
@@ -36,30 +36,6 @@ MANIFEST = {
     },
     "options": {"shard_size": SHARD},
 }
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def _register(client: BayportClient, s3: dict[str, Any]) -> None:
-    for name, bucket in (("user-bucket", s3["source_bucket"]), ("datasets", s3["dest_bucket"])):
-        client.create_storage_config(
-            name=name,
-            provider="s3",
-            endpoint=s3["endpoint"],
-            bucket_name=bucket,
-            accesskey_id=s3["access_key"],
-            accesskey_secret=s3["secret_key"],
-        )
-    client.create_dataset("Cats", config_name="datasets")
 
 
 def _corrupt_credentials(database_url: str, config_name: str) -> None:
@@ -99,11 +75,11 @@ def test_flower_shows_each_task_of_a_job_by_job_and_shard(
             r = httpx.get(f"{url}/workers", params={"json": 1}, auth=auth)
             return any(w.get("status") for w in r.json()["data"])
 
-        _until("Flower to hear the worker", worker_seen, timeout=20)
+        wait_until("Flower to hear the worker", worker_seen, timeout=20, interval=0.2)
 
         populate(s3_buckets["source"], N)
         client = BayportClient(stack.url, stack.access_key)
-        _register(client, s3_buckets)
+        register_s3_pair(client, s3_buckets)
         job_id = client.submit(MANIFEST)["id"]
         done = client.wait(job_id, timeout=30)
         assert done["state"] == "succeeded", done
@@ -119,7 +95,9 @@ def test_flower_shows_each_task_of_a_job_by_job_and_shard(
             return mine if set(mine) == {plan_name, *shard_names} and ended else None
 
         try:
-            tasks = _until("Flower to show the job's tasks succeeded", job_tasks, timeout=30)
+            tasks = wait_until(
+                "Flower to show the job's tasks succeeded", job_tasks, timeout=30, interval=0.2
+            )
         except AssertionError:
             shown = httpx.get(f"{url}/api/tasks", auth=auth).json()
             print(f"Flower showed {shown}\n---- flower log ----\n{flower_log.read_text()[-4000:]}")
@@ -152,7 +130,9 @@ def test_flower_shows_each_task_of_a_job_by_job_and_shard(
             named = f"bayport.plan_import job={failed_id}"
             return next((t for t in r.json().values() if t["name"] == named), None)
 
-        task = _until("Flower to show the failed planning", plan_failed, timeout=30)
+        task = wait_until(
+            "Flower to show the failed planning", plan_failed, timeout=30, interval=0.2
+        )
         assert why in task["exception"], task["exception"]
     assert password not in flower_log.read_text()
     assert password not in (tmp_path / "worker.log").read_text()
@@ -199,7 +179,7 @@ def test_standalone_serves_flower_behind_the_login_it_prints(
             except httpx.TransportError:
                 return False
 
-        _until("Flower to answer", answers, timeout=30)
+        wait_until("Flower to answer", answers, timeout=30, interval=0.2)
         assert httpx.get(f"{url}/api/workers").status_code == 401
         assert httpx.get(f"{url}/api/task/types", auth=(user, password)).status_code == 200
     finally:

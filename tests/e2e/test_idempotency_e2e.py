@@ -21,6 +21,7 @@ from bayport.sample import populate
 from cli.client import BayportClient
 from cli.stack import LocalStack, free_port
 from tests.drills import verify_import
+from tests.support import register_s3_pair
 
 N = 300
 MANIFEST: dict[str, Any] = {
@@ -77,16 +78,7 @@ def test_api_restart_and_duplicate_submissions_make_one_job(
         source, dest = s3_buckets["source"], s3_buckets["dest"]
         populate(source, N)
         client = BayportClient(stack.url, stack.access_key)
-        for name, bucket in (("user-bucket", "source_bucket"), ("datasets", "dest_bucket")):
-            client.create_storage_config(
-                name=name,
-                provider="s3",
-                endpoint=s3_buckets["endpoint"],
-                bucket_name=s3_buckets[bucket],
-                accesskey_id=s3_buckets["access_key"],
-                accesskey_secret=s3_buckets["secret_key"],
-            )
-        client.create_dataset("Cats", config_name="datasets")
+        register_s3_pair(client, s3_buckets)
 
         port, log = free_port(), tmp / "api.log"
         api = _start_api(stack, port, log)

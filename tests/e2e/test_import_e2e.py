@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 from bayport.sample import image_key, label_key, make_label, make_png, populate
 from cli.client import BayportClient
 from storage_adapters.errors import StorageError
+from tests.support import register_s3_pair
 
 N = 60
 
@@ -39,19 +40,6 @@ def _ledger_rows(database_url: str) -> int:
         engine.dispose()
 
 
-def _register(client: BayportClient, s3: dict, *, dataset_config: str, path: str = "") -> None:  # type: ignore[type-arg]
-    for name, bucket in (("user-bucket", s3["source_bucket"]), ("datasets", s3["dest_bucket"])):
-        client.create_storage_config(
-            name=name,
-            provider="s3",
-            endpoint=s3["endpoint"],
-            bucket_name=bucket,
-            accesskey_id=s3["access_key"],
-            accesskey_secret=s3["secret_key"],
-        )
-    client.create_dataset("Cats", config_name=dataset_config, path=path)
-
-
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
 def test_seed_example_end_to_end_and_rerun_copies_nothing(
     db: str, request, stack_factory, s3_buckets
@@ -61,7 +49,7 @@ def test_seed_example_end_to_end_and_rerun_copies_nothing(
         source, dest = s3_buckets["source"], s3_buckets["dest"]
         populate(source, N)
         client = BayportClient(stack.url, stack.access_key)
-        _register(client, s3_buckets, dataset_config="datasets")
+        register_s3_pair(client, s3_buckets, dataset_config="datasets")
 
         job = client.submit(MANIFEST)
         done = client.wait(job["id"], timeout=120)
@@ -92,7 +80,7 @@ def test_in_place_import_registers_without_moving_bytes(stack_factory, s3_bucket
         populate(source, N)
         keys_before = _all_keys(source)
         client = BayportClient(stack.url, stack.access_key)
-        _register(client, s3_buckets, dataset_config="user-bucket", path="data/images/")
+        register_s3_pair(client, s3_buckets, dataset_config="user-bucket", path="data/images/")
         done = client.wait(client.submit(MANIFEST)["id"], timeout=120)
         assert done["state"] == "succeeded", done
         assert done["in_place"] is True
@@ -110,7 +98,7 @@ def test_bad_label_fails_alone_and_retry_after_the_fix_completes(stack_factory, 
         populate(source, N)
         source.put(label_key(7), b"{corrupt")
         client = BayportClient(stack.url, stack.access_key)
-        _register(client, s3_buckets, dataset_config="datasets")
+        register_s3_pair(client, s3_buckets, dataset_config="datasets")
         done = client.wait(client.submit(MANIFEST)["id"], timeout=120)
         assert done["state"] == "partially_failed", done
         assert (done["counts"]["copied"], done["counts"]["failed"]) == (N - 1, 1)
@@ -138,7 +126,7 @@ def test_cli_submit_and_status(stack_factory, s3_buckets, tmp_path: Path) -> Non
     with stack_factory() as stack:
         populate(s3_buckets["source"], 10)
         client = BayportClient(stack.url, stack.access_key)
-        _register(client, s3_buckets, dataset_config="datasets")
+        register_s3_pair(client, s3_buckets, dataset_config="datasets")
         manifest = tmp_path / "manifest.yaml"
         manifest.write_text(
             "dataset: Cats\nsource:\n  config_name: user-bucket\n  data_prefix: data/images\n"

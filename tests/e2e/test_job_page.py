@@ -15,6 +15,7 @@ import pytest
 from bayport.sample import label_key, populate
 from cli.client import BayportClient
 from tests.conftest import unavailable
+from tests.support import register_s3_pair
 
 N = 60
 FLOWER = "http://127.0.0.1:5555"
@@ -92,19 +93,7 @@ def test_job_page_shows_progress_chart_and_failures(  # type: ignore[no-untyped-
         source.delete(label_key(12))  # label_missing
         source.put(label_key(7), b"{corrupt")  # label_invalid
         client = BayportClient(stack.url, stack.access_key)
-        for name, bucket in (
-            ("user-bucket", s3_buckets["source_bucket"]),
-            ("datasets", s3_buckets["dest_bucket"]),
-        ):
-            client.create_storage_config(
-                name=name,
-                provider="s3",
-                endpoint=s3_buckets["endpoint"],
-                bucket_name=bucket,
-                accesskey_id=s3_buckets["access_key"],
-                accesskey_secret=s3_buckets["secret_key"],
-            )
-        client.create_dataset("Cats", config_name="datasets")
+        register_s3_pair(client, s3_buckets)
         job_id = client.submit(MANIFEST)["id"]
 
         # Opened at once: the page follows the running job over the events stream. The key

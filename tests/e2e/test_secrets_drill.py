@@ -32,15 +32,14 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import MetaData, create_engine, select, text
 
-from bayport.local_services import start_valkey
 from bayport.sample import populate
 from bayport.secretbox import SecretBox
 from cli.client import BayportClient
 from cli.stack import free_port
 from metadata.db import migrate
 from tests.azure_fixtures import make_container
-from tests.conftest import unavailable
 from tests.oss_fixtures import make_oss_bucket
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 N, EXTRA = 30, 10  # objects per import; objects added before the sync that fails
@@ -202,20 +201,6 @@ def _spawn(
     return proc
 
 
-def _until(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            found = check()
-        except httpx.TransportError:
-            found = None
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def _reseal(url: str, config: str, fernet_key: str, key_id: str, secret: str) -> None:
     """Replace a stored config's credentials, as if its provider key had been changed."""
     sealed = SecretBox([fernet_key.encode()]).seal(
@@ -246,19 +231,6 @@ def _postgres_rows(url: str) -> bytes:
                 out += b"\n"
     engine.dispose()
     return bytes(out)
-
-
-@pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[str]:
-    """A Redis of this test's own: no other test's worker takes its tasks (concurrent test
-    sessions may draw the same database number on a shared Redis), and MONITOR sees only
-    this test's traffic."""
-    try:
-        server = start_valkey(data_dir=tmp_path / "valkey")
-    except Exception as exc:
-        unavailable(f"valkey would not start: {exc}")
-    with server:
-        yield server.url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -341,12 +313,30 @@ def test_no_secret_reaches_the_db_logs_responses_broker_or_flower(
         worker = _spawn(["worker", "--processes", "2"], env, logs / "worker.log", procs)
         _spawn(["api", "--port", _port(api_url), "--no-migrate"], env, logs / "api.log", procs)
         _spawn(["flower", "--port", _port(flower_url)], env, logs / "flower.log", procs)
-        _until("the API", lambda: httpx.get(f"{api_url}/healthz").status_code == 200, 60)
-        _until("Flower", lambda: httpx.get(f"{flower_url}/healthcheck").status_code == 200, 60)
+        wait_until(
+            "the API",
+            lambda: httpx.get(f"{api_url}/healthz").status_code == 200,
+            60,
+            interval=0.2,
+            ignoring=(httpx.TransportError,),
+        )
+        wait_until(
+            "Flower",
+            lambda: httpx.get(f"{flower_url}/healthcheck").status_code == 200,
+            60,
+            interval=0.2,
+            ignoring=(httpx.TransportError,),
+        )
         flower = httpx.Client(
             base_url=flower_url, auth=("watcher", key["flower"]), event_hooks=record.hooks()
         )
-        _until("Flower to hear the worker", lambda: _worker_seen(flower), 60)
+        wait_until(
+            "Flower to hear the worker",
+            lambda: _worker_seen(flower),
+            60,
+            interval=0.2,
+            ignoring=(httpx.TransportError,),
+        )
         client = BayportClient(api_url, key["access"])
         client.http.event_hooks = record.hooks()
 
@@ -570,7 +560,13 @@ def _visit_flower(flower: httpx.Client, jobs: dict[str, str]) -> None:
         ended = all(t["state"] in ("SUCCESS", "FAILURE") for t in tasks.values())
         return tasks if ended and all(j in names for j in jobs.values()) else None
 
-    tasks = _until("Flower to show every job's tasks", every_job_shown, 30)
+    tasks = wait_until(
+        "Flower to show every job's tasks",
+        every_job_shown,
+        30,
+        interval=0.2,
+        ignoring=(httpx.TransportError,),
+    )
     for task_id in tasks:
         assert flower.get(f"/task/{task_id}").status_code == 200
         assert flower.get(f"/api/task/info/{task_id}").status_code == 200

@@ -8,26 +8,18 @@ every run: these are not games of chance.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import os
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from importer.copier import CopyLimits, copy_object
-from storage_adapters.base import ObjectStore, StorageSpec
 from storage_adapters.errors import ErrorKind
-from storage_adapters.registry import open_store
 from storage_adapters.retry import RetryPolicy
-from tests.azure_fixtures import azure_spec, is_emulator, make_container
-from tests.faultproxy import FAULT_KINDS, FaultPlan, FaultProxy
-from tests.oss_fixtures import make_oss_bucket, oss_spec
-from tests.servers import make_bucket
+from tests.faultproxy import FAULT_KINDS, FaultPlan
+from tests.proxied import Server, new_bucket, proxied
 from tests.unit.test_copier import Recording
 
 MiB = 1024 * 1024
@@ -42,56 +34,9 @@ WRITE_FAULTS = FaultPlan(
 )
 
 
-@dataclass
-class Server:
-    flavor: str
-    endpoint: str
-    spec: Callable[[str], StorageSpec]  # the bucket's spec for an endpoint
-    opts: dict[str, Any]
-
-    def store(self, endpoint: str | None = None) -> ObjectStore:
-        return open_store(self.spec(endpoint or self.endpoint), timeout=10, **self.opts)
-
-
 @pytest.fixture
 def server(request: pytest.FixtureRequest) -> Callable[[str], Server]:
-    def make(flavor: str) -> Server:
-        bucket = f"resume-{uuid.uuid4().hex[:10]}"
-        if flavor == "s3":
-            s3: dict[str, str] = request.getfixturevalue("rclone_s3")
-            make_bucket(s3, bucket)
-            creds = {"accesskey_id": s3["access_key"], "accesskey_secret": s3["secret_key"]}
-            return Server(
-                "s3",
-                s3["endpoint"],
-                lambda endpoint: StorageSpec("s3", bucket, endpoint=endpoint, credentials=creds),
-                {},
-            )
-        if flavor == "oss":
-            oss: dict[str, Any] = request.getfixturevalue("oss_server")
-            make_oss_bucket(oss, bucket)
-            return Server(
-                "oss",
-                oss["endpoint"],
-                lambda endpoint: oss_spec({**oss, "endpoint": endpoint}, bucket),
-                {},
-            )
-        azure: dict[str, str] = request.getfixturevalue("azurite")
-        make_container(azure, bucket)
-        return Server(
-            "azure",
-            azure["endpoint"],
-            lambda endpoint: azure_spec({**azure, "endpoint": endpoint}, bucket),
-            {"multipart_copy": not is_emulator(azure)},
-        )
-
-    return make
-
-
-@contextlib.contextmanager
-def _proxied(server: Server, plan: FaultPlan) -> Iterator[tuple[FaultProxy, ObjectStore]]:
-    with FaultProxy(server.endpoint, flavor=server.flavor, plan=plan) as proxy:  # type: ignore[arg-type]
-        yield proxy, server.store(proxy.endpoint)
+    return lambda flavor: new_bucket(request, flavor, "resume")
 
 
 @pytest.mark.parametrize(("src_flavor", "dst_flavor"), [("s3", "oss"), ("azure", "s3")])
@@ -109,8 +54,8 @@ def test_a_streamed_multipart_copy_gets_through_faults_request_by_request(
         observer=lambda error, _attempt: counted.append(error.kind.value),
     )
     with (
-        _proxied(source, copy.deepcopy(READ_FAULTS)) as (src_proxy, src),
-        _proxied(dest, copy.deepcopy(WRITE_FAULTS)) as (dst_proxy, dst),
+        proxied(source, copy.deepcopy(READ_FAULTS)) as (src_proxy, src),
+        proxied(dest, copy.deepcopy(WRITE_FAULTS)) as (dst_proxy, dst),
     ):
         reads = Recording(src)
         result = copy_object(reads, dst, listed, "copy/big.bin", LIMITS, retry=policy)  # type: ignore[arg-type]

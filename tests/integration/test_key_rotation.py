@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 from sqlmodel import select
 
-from bayport.local_services import start_valkey
 from bayport.rotation import RotationReport, _reseal, rotate_credentials
 from bayport.sample import populate
 from bayport.secretbox import SecretBox, SecretBoxError, SecretKeyError
@@ -32,8 +31,8 @@ from cli.stack import free_port
 from metadata import repository as repo
 from metadata.db import Database, migrate
 from metadata.models import StorageConfig
-from tests.conftest import unavailable
 from tests.drills import verify_import
+from tests.support import register_s3_pair, wait_until
 from workers.celery_app import make_celery
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,18 +40,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _key() -> bytes:
     return Fernet.generate_key()
-
-
-@pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[str]:
-    """A Redis of this test's own: no other test's worker takes its tasks, nor gets its rate
-    limits (concurrent test sessions may draw the same database number on a shared Redis)."""
-    try:
-        server = start_valkey(data_dir=tmp_path / "valkey")
-    except Exception as exc:
-        unavailable(f"valkey would not start: {exc}")
-    with server:
-        yield server.url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -282,8 +269,8 @@ class _Service:
         port = free_port()
         api, _ = self._spawn(["api", "--port", str(port), "--no-migrate"], keys, "api")
         url = f"http://127.0.0.1:{port}"
-        _until("the worker to be ready", lambda: b" ready." in worker_log.read_bytes(), 60)
-        _until("the API to answer", lambda: _answers(url), 60)
+        wait_until("the worker to be ready", lambda: b" ready." in worker_log.read_bytes(), 60)
+        wait_until("the API to answer", lambda: _answers(url), 60)
         self.pace(SHARD_RATE)
         return worker, api, url
 
@@ -317,17 +304,6 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _running(client: BayportClient, job_id: str, step: str) -> dict[str, Any]:
@@ -366,16 +342,7 @@ def test_zero_downtime_rotation_under_a_running_import(
         # The service as it runs today: every process on the old key alone.
         worker, api, api_url = service.start(old)
         client = BayportClient(api_url, access_key)
-        for name, bucket in (("user-bucket", "source_bucket"), ("datasets", "dest_bucket")):
-            client.create_storage_config(
-                name=name,
-                provider="s3",
-                endpoint=s3_buckets["endpoint"],
-                bucket_name=s3_buckets[bucket],
-                accesskey_id=s3_buckets["access_key"],
-                accesskey_secret=s3_buckets["secret_key"],
-            )
-        client.create_dataset("Cats", config_name="datasets")
+        register_s3_pair(client, s3_buckets)
         job_id = client.submit(
             {
                 "dataset": "Cats",
@@ -384,7 +351,7 @@ def test_zero_downtime_rotation_under_a_running_import(
                 "options": {"shard_size": SHARD, "concurrency": 2},
             }
         )["id"]
-        _until("copies to start", lambda: client.job(job_id)["counts"]["copied"] >= SHARD, 30)
+        wait_until("copies to start", lambda: client.job(job_id)["counts"]["copied"] >= SHARD, 30)
 
         # 1. Every process learns the new key, still sealing with the old one.
         worker2, api2, api_url = service.start(f"{old},{new}")

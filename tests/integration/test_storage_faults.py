@@ -8,78 +8,30 @@ back, so the retries our RetryPolicy counts are all the retries there are.
 
 from __future__ import annotations
 
-import contextlib
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from storage_adapters.base import ObjectStore, StorageSpec
+from storage_adapters.base import ObjectStore
 from storage_adapters.errors import ErrorKind, StorageError
-from storage_adapters.registry import open_store
 from storage_adapters.retry import RetryPolicy
-from tests.azure_fixtures import azure_spec, is_emulator, make_container
-from tests.faultproxy import FAULT_KINDS, FaultPlan, FaultProxy
-from tests.oss_fixtures import make_oss_bucket, oss_spec
-from tests.servers import make_bucket
+from tests.faultproxy import FAULT_KINDS, FaultPlan
+from tests.proxied import Server, new_bucket, proxied
 
 BODY = bytes(range(256)) * 40  # 10 KiB: a body worth cutting in half
 QUICK = (0.2, 0.5)  # seconds a slow answer is held back here: slow, yet a short test
 
 
-@dataclass
-class Server:
-    flavor: str
-    endpoint: str
-    spec: Callable[[str], StorageSpec]  # the bucket's spec for an endpoint
-    opts: dict[str, Any]
-
-
 @pytest.fixture(params=["s3", "oss", "azure"])
 def server(request: pytest.FixtureRequest) -> Server:
-    bucket = f"faults-{uuid.uuid4().hex[:10]}"
-    if request.param == "s3":
-        s3: dict[str, str] = request.getfixturevalue("rclone_s3")
-        make_bucket(s3, bucket)
-        creds = {"accesskey_id": s3["access_key"], "accesskey_secret": s3["secret_key"]}
-        return Server(
-            "s3",
-            s3["endpoint"],
-            lambda endpoint: StorageSpec("s3", bucket, endpoint=endpoint, credentials=creds),
-            {},
-        )
-    if request.param == "oss":
-        oss: dict[str, Any] = request.getfixturevalue("oss_server")
-        make_oss_bucket(oss, bucket)
-        return Server(
-            "oss",
-            oss["endpoint"],
-            lambda endpoint: oss_spec({**oss, "endpoint": endpoint}, bucket),
-            {},
-        )
-    azure: dict[str, str] = request.getfixturevalue("azurite")
-    make_container(azure, bucket)
-    return Server(
-        "azure",
-        azure["endpoint"],
-        lambda endpoint: azure_spec({**azure, "endpoint": endpoint}, bucket),
-        {"multipart_copy": not is_emulator(azure)},
-    )
+    return new_bucket(request, request.param, "faults")
 
 
 @pytest.fixture
 def direct(server: Server) -> ObjectStore:
-    store = open_store(server.spec(server.endpoint), **server.opts)
+    store = server.store()
     store.put("k", BODY)
     return store
-
-
-@contextlib.contextmanager
-def _proxied(server: Server, plan: FaultPlan) -> Iterator[tuple[FaultProxy, ObjectStore]]:
-    with FaultProxy(server.endpoint, flavor=server.flavor, plan=plan) as proxy:  # type: ignore[arg-type]
-        yield proxy, open_store(server.spec(proxy.endpoint), timeout=10, **server.opts)
 
 
 def _calls(store: ObjectStore) -> dict[str, Callable[[], object]]:
@@ -114,7 +66,7 @@ def _calls(store: ObjectStore) -> dict[str, Callable[[], object]]:
 def test_every_spoilt_request_is_one_transient_error(
     server: Server, direct: ObjectStore, kind: str
 ) -> None:
-    with _proxied(server, FaultPlan(rate=1.0, kinds=[kind], slow_seconds=QUICK)) as (proxy, store):
+    with proxied(server, FaultPlan(rate=1.0, kinds=[kind], slow_seconds=QUICK)) as (proxy, store):
         calls = _calls(store)
         outcomes: dict[str, str] = {}
         for name, call in calls.items():
@@ -157,7 +109,7 @@ def test_retries_get_through_and_each_is_counted(server: Server, direct: ObjectS
         max_wait=0.01,
         observer=lambda error, _attempt: counted.append(error.kind.value),
     )
-    with _proxied(server, FaultPlan(rate=0.5, seed=3, slow_seconds=QUICK)) as (proxy, store):
+    with proxied(server, FaultPlan(rate=0.5, seed=3, slow_seconds=QUICK)) as (proxy, store):
         calls = _calls(store)
         # A copy whose answer's XML is lost after its head said 200 did happen (see below).
         del calls["copy"]
