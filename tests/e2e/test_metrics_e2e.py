@@ -8,7 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bayport.sample import populate
 from cli.client import BayportClient
-from tests.e2e.test_import_e2e import MANIFEST, _register
+from tests.e2e.test_import_e2e import MANIFEST
+from tests.support import register_s3_pair
 
 N = 40
 
@@ -17,7 +18,7 @@ def test_metrics_after_a_real_import(stack_factory, s3_buckets) -> None:  # type
     with stack_factory() as stack:
         populate(s3_buckets["source"], N)
         client = BayportClient(stack.url, stack.access_key)
-        _register(client, s3_buckets, dataset_config="datasets")
+        register_s3_pair(client, s3_buckets)
         job = client.submit(MANIFEST)
         done = client.wait(job["id"], timeout=120)
         assert done["state"] == "succeeded", done
