@@ -43,9 +43,16 @@ class MetricsSink(Protocol):
 
     def task_finished(self, task: str, seconds: float, *, failed: bool) -> None: ...
 
+    def resent(self, what: str, n: int) -> None:
+        """The recovery sweep sent `n` lost pieces of work again ("shard", "planning",
+        "finish")."""
+
 
 class NullMetrics:
     def retry(self, kind: str) -> None:
+        pass
+
+    def resent(self, what: str, n: int) -> None:
         pass
 
     def task_finished(self, task: str, seconds: float, *, failed: bool) -> None:
@@ -79,6 +86,9 @@ class RedisMetrics:
     def retry(self, kind: str) -> None:
         self._run(lambda p: p.hincrby(f"{self.prefix}:retries", kind, 1))
 
+    def resent(self, what: str, n: int) -> None:
+        self._run(lambda p: p.hincrby(f"{self.prefix}:resent", what, n))
+
     def task_finished(self, task: str, seconds: float, *, failed: bool) -> None:
         def fill(p: Any) -> None:
             p.hincrbyfloat(f"{self.prefix}:task_seconds_sum", task, seconds)
@@ -93,7 +103,14 @@ class RedisMetrics:
 
     def read(self) -> dict[str, dict[str, str]]:
         """Every hash, decoded (for the collector)."""
-        names = ("retries", "task_seconds_sum", "task_count", "task_failures", "task_bucket")
+        names = (
+            "retries",
+            "resent",
+            "task_seconds_sum",
+            "task_count",
+            "task_failures",
+            "task_bucket",
+        )
         pipe = self._client.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(f"{self.prefix}:{name}")
@@ -197,6 +214,14 @@ class BayportCollector(Collector):
         for kind, n in sorted(data["retries"].items()):
             retries.add_metric([kind], float(n))
         yield retries
+        resent = CounterMetricFamily(
+            "bayport_recovery_resends",
+            "Work the recovery sweep sent again (its worker died, its message was lost)",
+            labels=["what"],
+        )
+        for what, n in sorted(data["resent"].items()):
+            resent.add_metric([what], float(n))
+        yield resent
         durations = HistogramMetricFamily(
             "bayport_task_duration_seconds", "Celery task run time", labels=["task"]
         )

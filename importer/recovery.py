@@ -216,6 +216,13 @@ def sweep(
     for job_id in plans + finishes:
         ctx.enqueue.plan_import(job_id)
     report = SweepReport(shards=len(shards), plans=len(plans), finishes=len(finishes))
+    for what, n in (
+        ("shard", report.shards),
+        ("planning", report.plans),
+        ("finish", report.finishes),
+    ):
+        if n:
+            ctx.metrics.resent(what, n)
     if report:
         jobs = sorted({lease.job_id for lease in shards} | set(plans) | set(finishes))
         log.warning("recovery: %s (jobs %s)", report, ", ".join(jobs))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import Engine, create_engine, text
@@ -362,6 +364,11 @@ def test_drill_broker_restarted_with_and_without_its_data(
                 watch.close()
             assert shards == N // SHARD_SIZE
             assert resent > 0  # the queue lost with the broker was sent again
+            scraped = httpx.get(f"{stack.url}/metrics", timeout=10).text
+            counted = re.search(
+                r'^bayport_recovery_resends_total\{what="shard"\} (\S+)$', scraped, re.M
+            )
+            assert counted and float(counted.group(1)) >= 1, scraped  # and counted in /metrics
             check_import(
                 drill="2. broker (Redis) restarted",
                 faults="2 restarts: 1 keeping its data, 1 losing it",

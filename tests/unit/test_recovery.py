@@ -15,6 +15,7 @@ import pytest
 from sqlmodel import select
 
 from bayport.local_services import free_port
+from bayport.metrics import NullMetrics
 from bayport.sample import populate
 from bayport.wiring import Container
 from importer import recovery, service
@@ -229,8 +230,17 @@ def test_messages_lost_with_the_broker_are_resent_once_the_queue_is_empty(
     job_id, shard_ids = planned(ctx, queue, workspace_id)
     lose_messages(queue)
     assert not recovery.sweep(ctx, broker_idle=False, now=later(ctx))  # may still be queued
-    report = recovery.sweep(ctx, broker_idle=True, now=later(ctx))
+    counted: list[tuple[str, int]] = []
+
+    class Counting(NullMetrics):
+        def resent(self, what: str, n: int) -> None:
+            counted.append((what, n))
+
+    report = recovery.sweep(
+        dataclasses.replace(ctx, metrics=Counting()), broker_idle=True, now=later(ctx)
+    )
     assert report.shards == SHARDS and sorted(i for _k, i in queue.tasks) == sorted(shard_ids)
+    assert counted == [("shard", SHARDS)]  # shown at /metrics as bayport_recovery_resends
     # A second worker sweeping at the same moment finds them resent already.
     assert not recovery.sweep(ctx, broker_idle=True, now=later(ctx))
     queue.drain(ctx)
