@@ -195,16 +195,31 @@ def _copy_objects(
             worker.coco_labels = repo.import_labels(
                 uow.session, job_id=place.job.id, names=[remote_path(o.key, prefix) for o in todo]
             )
-    return _run_and_record(ctx, place, worker.run, todo)
+    # An in-place import that needs no request per object (no label file to read, no mask
+    # to look up, sizes from the listing) is bookkeeping only: threads would add nothing but
+    # their own cost, so it runs in this one.
+    inline = place.job.in_place and not worker.needs_requests(todo)
+    return _run_and_record(ctx, place, worker.run, todo, inline=inline)
 
 
 def _run_and_record(
-    ctx: ImportContext, place: JobPlace, fn: Any, todo: list[PlannedObject]
+    ctx: ImportContext,
+    place: JobPlace,
+    fn: Any,
+    todo: list[PlannedObject],
+    *,
+    inline: bool = False,
 ) -> dict[str, int]:
-    """Run `fn` over `todo` concurrently; its ledger rows are written in batches."""
+    """Run `fn` over `todo` concurrently (or, `inline`, one after the other in this thread);
+    its ledger rows are written in batches."""
     tally: dict[str, int] = {}
     batch: list[dict[str, Any]] = []
-    for row in _run_bounded(fn, todo, place.manifest.options.concurrency, ctx, place):
+    rows = (
+        map(fn, todo)
+        if inline
+        else _run_bounded(fn, todo, place.manifest.options.concurrency, ctx, place)
+    )
+    for row in rows:
         if row is None:  # nothing to record
             continue
         batch.append(row)
@@ -423,6 +438,15 @@ class _ObjectImporter:
         self.catalog = Catalog.model_validate(catalog) if catalog else None
         self.coco_labels: dict[str, dict[str, Any] | None] = {}
         self.coco_etag: str | None = None
+
+    def needs_requests(self, todo: list[PlannedObject]) -> bool:
+        """Would importing any of `todo` ask a store something (a label file, a mask, an
+        image's size, an object's size)? Copies aside: this is asked of in-place imports."""
+        spec = self.place.manifest.source
+        if spec.mask_prefix is not None or spec.label_format == "yolo":
+            return True
+        labels_in_files = spec.coco_file is None
+        return any(o.size is None or (labels_in_files and o.label_key) for o in todo)
 
     def run(self, obj: PlannedObject) -> dict[str, Any]:
         attempts = [1]

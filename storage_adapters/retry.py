@@ -34,22 +34,31 @@ def call_with_retries(
     the error's `retry_after` (also capped). The last error is re-raised as it was."""
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, got {attempts}")
+    # The first attempt is made directly: most calls succeed at once, and setting tenacity
+    # up costs more CPU than a small storage request on the lean S3 path. Tenacity makes
+    # the retries, numbered on from the first attempt.
+    try:
+        return fn()
+    except StorageError as error:
+        if not error.transient or attempts == 1:
+            raise
+        if on_retry is not None:
+            on_retry(error, 1)
+        sleep(_wait_after(error, 1, initial_wait=initial_wait, max_wait=max_wait))
 
     def wait(state: RetryCallState) -> float:
-        ceiling = min(max_wait, initial_wait * 2 ** (state.attempt_number - 1))
-        seconds = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, StorageError) and error.retry_after is not None:
-            seconds = max(seconds, min(error.retry_after, max_wait))
-        return seconds
+        return _wait_after(
+            error, state.attempt_number + 1, initial_wait=initial_wait, max_wait=max_wait
+        )
 
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         if on_retry is not None and isinstance(error, StorageError):
-            on_retry(error, state.attempt_number)
+            on_retry(error, state.attempt_number + 1)
 
     retrying = Retrying(
-        stop=stop_after_attempt(attempts),
+        stop=stop_after_attempt(attempts - 1),
         wait=wait,
         retry=retry_if_exception(lambda e: isinstance(e, StorageError) and e.transient),
         before_sleep=before_sleep,
@@ -57,6 +66,18 @@ def call_with_retries(
         reraise=True,
     )
     return retrying(fn)
+
+
+def _wait_after(
+    error: BaseException | None, attempt: int, *, initial_wait: float, max_wait: float
+) -> float:
+    """The wait after failed attempt `attempt` (1-based): exponential with full jitter,
+    capped, and at least the error's Retry-After (also capped)."""
+    ceiling = min(max_wait, initial_wait * 2 ** (attempt - 1))
+    seconds = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
+    if isinstance(error, StorageError) and error.retry_after is not None:
+        seconds = max(seconds, min(error.retry_after, max_wait))
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)

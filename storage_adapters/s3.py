@@ -34,6 +34,7 @@ from storage_adapters.common import (
     strip_etag,
 )
 from storage_adapters.errors import ErrorKind, StorageError, changed
+from storage_adapters.s3_wire import Redirected, S3Wire
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -55,6 +56,7 @@ class S3Store:
         timeout: float = 60,
         max_pool_connections: int = 64,
         multipart_copy: bool = True,
+        wire: bool = True,
     ) -> None:
         if not spec.bucket:
             raise StorageError(ErrorKind.INVALID_CONFIG, "an S3 storage needs a bucket name")
@@ -92,6 +94,22 @@ class S3Store:
             )
         except ValueError as exc:  # botocore's "Invalid endpoint: ..."
             raise StorageError(ErrorKind.INVALID_CONFIG, str(exc)) from exc
+        # The per-object requests take the lean path (s3_wire) unless `wire=False` or an
+        # environment proxy is set; boto3 takes over for good if the server redirects.
+        endpoint_url: str = self._client.meta.endpoint_url
+        self._wire: S3Wire | None = None
+        if wire and S3Wire.usable(endpoint_url):
+            self._wire = S3Wire(
+                endpoint_url=endpoint_url,
+                bucket=self.bucket,
+                region=self._client.meta.region_name,
+                path_style=bool(self._endpoint),
+                access_key=access_key,
+                secret_key=spec.credentials.get("accesskey_secret") or None,
+                session_token=spec.credentials.get("security_token") or None,
+                timeout=timeout,
+                pool_size=max_pool_connections,
+            )
         self.capabilities = Capabilities(
             server_side_copy=True,
             server_side_copy_across_buckets=True,
@@ -125,22 +143,41 @@ class S3Store:
             # StartAfter, not a continuation token: any key resumes a listing, even one saved
             # by another process or after the key itself was deleted.
             params["StartAfter"] = self._root + cursor
+        listed = self._on_wire(
+            prefix,
+            lambda wire: wire.list(
+                params["Prefix"], start_after=params.get("StartAfter"), max_keys=limit
+            ),
+        )
+        if listed is not _BOTO3:
+            return self._page(
+                [(o.key, o.size, o.etag, o.last_modified) for o in listed.objects],
+                truncated=listed.truncated,
+                prefix=prefix,
+            )
         resp = self._call(self._client.list_objects_v2, prefix, **params)
+        items = [
+            (item["Key"], item.get("Size", 0), item.get("ETag"), item.get("LastModified"))
+            for item in resp.get("Contents", ())
+        ]
+        return self._page(items, truncated=bool(resp.get("IsTruncated")), prefix=prefix)
+
+    def _page(
+        self,
+        items: list[tuple[str, int, str | None, datetime | None]],
+        *,
+        truncated: bool,
+        prefix: str,
+    ) -> ListPage:
+        """A listing's page in the store's terms: keys under its root, folder markers out,
+        the last key listed as the cursor when there is more."""
         found: list[ObjectInfo] = []
         last: str | None = None
-        for item in resp.get("Contents", ()):
-            last = item["Key"]
+        for last, size, etag, modified in items:
             if not last.startswith(self._root) or last.endswith("/"):
                 continue
-            found.append(
-                _info(
-                    last[len(self._root) :],
-                    item.get("Size", 0),
-                    item.get("ETag"),
-                    item.get("LastModified"),
-                )
-            )
-        if not resp.get("IsTruncated"):
+            found.append(_info(last[len(self._root) :], size, etag, modified))
+        if not truncated:
             return ListPage(objects=found, cursor=None)
         if last is None:
             raise StorageError(
@@ -149,6 +186,9 @@ class S3Store:
         return ListPage(objects=found, cursor=last[len(self._root) :])
 
     def head(self, key: str) -> ObjectInfo:
+        answer = self._on_wire(key, lambda wire: wire.head(self._root + key))
+        if answer is not _BOTO3:
+            return _info(key, answer.length, answer.etag, answer.last_modified)
         resp = self._call(self._client.head_object, key, Bucket=self.bucket, Key=self._root + key)
         return _info(key, resp["ContentLength"], resp.get("ETag"), resp.get("LastModified"))
 
@@ -166,31 +206,62 @@ class S3Store:
         if etag is not None:
             params["IfMatch"] = f'"{etag}"'
         try:
-            resp = self._call(self._client.get_object, key, **params)
+            started = self._start_read(key, params, chunk_size)
         except StorageError as exc:
             if etag is not None and exc.status == 412:
                 raise changed(key, etag) from exc
             if offset > 0 and exc.status == 416:  # at or past the end
                 return
             raise
-        body = resp["Body"]
+        answer_etag, content_range, chunks = started
         try:
             # Checked here too: a server may ignore If-Match, or a Range.
-            now = strip_etag(resp.get("ETag"))
+            now = strip_etag(answer_etag)
             if etag is not None and now != strip_etag(etag):
                 raise changed(key, etag, now)
             if offset > 0:
-                check_range(key, offset, resp.get("ContentRange"))
-            yield from body.iter_chunks(chunk_size)
+                check_range(key, offset, content_range)
+            yield from chunks
         except Exception as exc:
             raise _translate(exc, key, bucket=self.bucket) from exc
         finally:
-            body.close()
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def _start_read(
+        self, key: str, params: dict[str, Any], chunk_size: int
+    ) -> tuple[str | None, str | None, Iterator[bytes]]:
+        """A GET begun: the answer's ETag and Content-Range, and its body's chunks."""
+        headers = {}
+        if "Range" in params:
+            headers["Range"] = params["Range"]
+        if "IfMatch" in params:
+            headers["If-Match"] = params["IfMatch"]
+        started = self._on_wire(
+            key, lambda wire: wire.get_stream(params["Key"], chunk_size=chunk_size, headers=headers)
+        )
+        if started is not _BOTO3:
+            answer, chunks = started
+            return answer.etag, answer.headers.get("content-range"), chunks
+        resp = self._call(self._client.get_object, key, **params)
+        body = resp["Body"]
+
+        def chunks_of_body() -> Iterator[bytes]:
+            try:
+                yield from body.iter_chunks(chunk_size)
+            finally:
+                body.close()
+
+        return resp.get("ETag"), resp.get("ContentRange"), chunks_of_body()
 
     def get_bytes(self, key: str, *, max_size: int) -> bytes:
         return self.read(key, max_size=max_size).data
 
     def read(self, key: str, *, max_size: int) -> Blob:
+        blob = self._on_wire(key, lambda wire: self._read_on_wire(wire, key, max_size))
+        if blob is not _BOTO3:
+            return blob
         resp = self._call(self._client.get_object, key, Bucket=self.bucket, Key=self._root + key)
         body = resp["Body"]
         try:
@@ -212,6 +283,13 @@ class S3Store:
 
     def put(self, key: str, data: bytes) -> ObjectInfo:
         digest = hashlib.md5(data)
+        content_md5 = base64.b64encode(digest.digest()).decode()
+        answer = self._on_wire(
+            key, lambda wire: wire.put(self._root + key, data, content_md5=content_md5)
+        )
+        if answer is not _BOTO3:
+            etag = strip_etag(answer.etag)
+            return ObjectInfo(key=key, size=len(data), etag=etag, md5=digest.hexdigest())
         resp = self._call(
             self._client.put_object,
             key,
@@ -225,6 +303,8 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         try:
+            if self._on_wire(key, lambda wire: wire.delete(self._root + key)) is not _BOTO3:
+                return
             self._call(self._client.delete_object, key, Bucket=self.bucket, Key=self._root + key)
         except StorageError as exc:
             if exc.kind is not ErrorKind.NOT_FOUND or exc.code == "NoSuchBucket":
@@ -237,6 +317,18 @@ class S3Store:
         self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
     ) -> ObjectInfo:
         src = self._copy_source(source, dst_key)
+        etag = self._copy_object(src, src_key, dst_key)
+        if size is None or etag is None:
+            # CopyObject does not say the size; the HEAD also proves the copy landed.
+            return self.head(dst_key)
+        return _info(dst_key, size, etag, None)
+
+    def _copy_object(self, src: S3Store, src_key: str, dst_key: str) -> str | None:
+        etag = self._on_wire(
+            dst_key, lambda wire: wire.copy(src.bucket, src._root + src_key, self._root + dst_key)
+        )
+        if etag is not _BOTO3:
+            return strip_etag(etag)
         resp = self._call(
             self._client.copy_object,
             dst_key,
@@ -244,11 +336,7 @@ class S3Store:
             Key=self._root + dst_key,
             CopySource={"Bucket": src.bucket, "Key": src._root + src_key},
         )
-        etag = strip_etag(resp.get("CopyObjectResult", {}).get("ETag"))
-        if size is None or etag is None:
-            # CopyObject does not say the size; the HEAD also proves the copy landed.
-            return self.head(dst_key)
-        return _info(dst_key, size, etag, None)
+        return strip_etag(resp.get("CopyObjectResult", {}).get("ETag"))
 
     def create_multipart(self, key: str) -> str:
         resp = self._call(
@@ -343,6 +431,37 @@ class S3Store:
 
     # -- private helpers ---------------------------------------------------------------------
 
+    def _on_wire(self, key: str, request: Callable[[S3Wire], Any]) -> Any:
+        """Make `request` on the lean path, its failures translated as boto3's are; or
+        `_BOTO3` when boto3 must make it: there is no lean path, or the server redirected (a
+        bucket in another region), which hands this store to boto3 for good."""
+        wire = self._wire
+        if wire is None:
+            return _BOTO3
+        try:
+            return request(wire)
+        except Redirected:
+            self._wire = None
+            return _BOTO3
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, key, bucket=self.bucket) from exc
+
+    def _read_on_wire(self, wire: S3Wire, key: str, max_size: int) -> Blob:
+        answer, chunks = wire.get_stream(self._root + key, chunk_size=256 * 1024)
+        try:
+            if answer.length > max_size:  # refused by its size, before reading it
+                raise StorageError(
+                    ErrorKind.PRECONDITION_FAILED,
+                    f"object is {answer.length} bytes, more than the {max_size} allowed",
+                    key=key,
+                )
+            data = b"".join(chunks)
+        finally:
+            chunks.close()
+        return Blob(data=data, info=_info(key, len(data), answer.etag, answer.last_modified))
+
     def _call(self, operation: Callable[..., Any], key: str | None, **params: Any) -> Any:
         try:
             return operation(**params)
@@ -371,6 +490,8 @@ def _new_client(*args: Any, **kwargs: Any) -> Any:
 
 
 _session: boto3.session.Session | None = None
+# Returned by S3Store._on_wire when boto3 is to make the request.
+_BOTO3: Any = object()
 _session_lock = threading.Lock()
 
 
@@ -447,7 +568,9 @@ _NETWORK_ERRORS = (
     boto_errors.HTTPClientError,  # ConnectionClosedError, ReadTimeoutError, ResponseStreaming
     boto_errors.IncompleteReadError,
     urllib3.exceptions.ProtocolError,
-    urllib3.exceptions.ReadTimeoutError,
+    urllib3.exceptions.TimeoutError,  # connect and read timeouts of the lean path (s3_wire)
+    urllib3.exceptions.NewConnectionError,  # refused, unreachable, no such host
+    urllib3.exceptions.ProxyError,
     http.client.IncompleteRead,
     ConnectionError,
     TimeoutError,
@@ -489,7 +612,8 @@ def _translate(exc: BaseException, key: str | None, *, bucket: str | None = None
         if kind is ErrorKind.RATE_LIMITED:
             retry_after = _retry_after(meta.get("HTTPHeaders", {}))
         return StorageError(kind, message, retry_after=retry_after, **facts)
-    if isinstance(exc, boto_errors.SSLError):  # a certificate problem does not heal by itself
+    if isinstance(exc, boto_errors.SSLError | urllib3.exceptions.SSLError):
+        # A certificate problem does not heal by itself.
         return StorageError(ErrorKind.INVALID_CONFIG, str(exc), key=key)
     if isinstance(exc, _NETWORK_ERRORS):
         return StorageError(ErrorKind.UNAVAILABLE, str(exc), key=key, transient=True)

@@ -65,6 +65,7 @@ class ThrottledStore:
         self.inner = inner
         self.gate = gate
         self.capabilities: Capabilities = inner.capabilities
+        self._joined: tuple[Gate, Gate] | None = None  # (a source's gate, joined with ours)
 
     @property
     def account(self) -> str:
@@ -85,7 +86,15 @@ class ThrottledStore:
             raise
 
     def _copy_gate(self, source: ObjectStore) -> Gate:
-        return self.gate.joined(source.gate) if isinstance(source, ThrottledStore) else self.gate
+        if not isinstance(source, ThrottledStore):
+            return self.gate
+        # A shard copies from one source: its joined gate is made once, not per object.
+        cached = self._joined
+        if cached is not None and cached[0] is source.gate:
+            return cached[1]
+        joined = self.gate.joined(source.gate)
+        self._joined = (source.gate, joined)
+        return joined
 
     def list_page(self, prefix: str, *, cursor: str | None = None, limit: int = 1000) -> ListPage:
         return self._call(lambda: self.inner.list_page(prefix, cursor=cursor, limit=limit))

@@ -98,6 +98,8 @@ class S3Contract(StoreContract):
     # Whether the server implements UploadPartCopy; declared to the store as an option, so the
     # contract reads it from the capabilities like any caller would.
     multipart_copy = True
+    # The per-object requests on the lean path (storage_adapters/s3_wire.py), or all on boto3.
+    wire = True
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -111,7 +113,10 @@ class S3Contract(StoreContract):
         self, server: dict[str, str], bucket: str, root: str = "", secret: str = ""
     ) -> S3Store:
         return S3Store(
-            s3_spec(server, bucket, root, secret), timeout=10, multipart_copy=self.multipart_copy
+            s3_spec(server, bucket, root, secret),
+            timeout=10,
+            multipart_copy=self.multipart_copy,
+            wire=self.wire,
         )
 
     @pytest.fixture
@@ -154,9 +159,17 @@ class S3Contract(StoreContract):
         assert not store.can_copy_from(elsewhere)
 
     def test_an_unreachable_endpoint_is_a_transient_unavailable(self) -> None:
-        store = S3Store(StorageSpec("s3", "b", endpoint="http://127.0.0.1:9"), timeout=2)
-        error = expect(ErrorKind.UNAVAILABLE, lambda: store.list_page(""))
-        assert error.transient
+        store = S3Store(
+            StorageSpec("s3", "b", endpoint="http://127.0.0.1:9"), timeout=2, wire=self.wire
+        )
+        for call in (
+            lambda: store.list_page(""),
+            lambda: store.head("k"),
+            lambda: store.read("k", max_size=10),
+            lambda: store.copy_from(store, "k", "k2"),
+        ):
+            error = expect(ErrorKind.UNAVAILABLE, call)
+            assert error.transient
 
 
 @pytest.mark.s3
@@ -187,6 +200,14 @@ class TestS3OnRclone(S3Contract, CredentialsContract):
         )
         assert "multipart_copy=False" in str(error)
         store.abort_multipart("dst", upload_id)
+
+
+@pytest.mark.s3
+class TestS3OnRcloneAllBoto3(TestS3OnRclone):
+    """The same with every request on boto3: the path a store falls back on when the lean
+    one is redirected or an environment proxy is set."""
+
+    wire = False
 
 
 @pytest.mark.s3
