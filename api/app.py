@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from api import (
     routes_datasets,
+    routes_health,
     routes_imports,
     routes_metrics,
     routes_page,
@@ -39,6 +40,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(routes_reports.router)
     app.include_router(routes_metrics.router)
     app.include_router(routes_page.router)
+    app.include_router(routes_health.router)
 
     @app.exception_handler(ImportServiceError)
     async def _service_error(_request: Request, exc: ImportServiceError) -> JSONResponse:
@@ -54,10 +56,6 @@ def create_app(container: Container) -> FastAPI:
         # whole body, secret included. Say what is wrong and where, never what was sent.
         errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     bootstrap = container.settings.bootstrap_access_key
     if bootstrap is not None:

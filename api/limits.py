@@ -23,7 +23,7 @@ from bayport.settings import Settings, SettingsError
 log = logging.getLogger("bayport.api")
 
 # Load balancers' probes are not callers.
-_EXEMPT = frozenset({"/healthz"})
+_EXEMPT = frozenset({"/healthz", "/readyz"})
 
 
 def rate_limit_item(settings: Settings) -> RateLimitItem | None:

@@ -459,6 +459,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, console: Console | None = None) -> int:
     console = console or Console()
+    runs = measure(args, console)
+    render(runs, args, console)
+    return 0 if all(r.problem is None for r in runs) else 1
+
+
+def measure(args: argparse.Namespace, console: Console) -> list[Run]:
+    """Both servers up, the source filled, Bayport's import then rclone copy: their runs."""
     with tempfile.TemporaryDirectory(prefix="bayport-bench-xp-") as tmp:
         work = Path(tmp)
         access_key, secret_key = "bench" + secrets.token_hex(4), secrets.token_hex(16)
@@ -486,8 +493,7 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
             )
             runs = [run_bayport(servers, source, work, args, console)]
             runs.append(run_rclone_copy(servers, source, work, args, console))
-    render(runs, args, console)
-    return 0 if all(r.problem is None for r in runs) else 1
+    return runs
 
 
 if __name__ == "__main__":

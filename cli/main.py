@@ -107,24 +107,77 @@ def api(
 def worker(
     processes: Annotated[int | None, typer.Option(help="Worker processes")] = None,
     loglevel: str = "INFO",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            "-n",
+            help="Node name (Celery's -n; %h is the host name). Default: celery@<host name>. "
+            "Two workers on one machine need two names.",
+        ),
+    ] = None,
 ) -> None:
-    """Run a Celery worker (prefork, task events on) against the configured broker."""
+    """Run a Celery worker (prefork, task events on) against the configured broker. SIGTERM
+    is a warm shutdown: running shards finish, the rest stay queued."""
     from workers.celery_app import TASK_QUEUE
     from workers.celery_app import app as celery_app
+    from workers.health import WorkerHeartbeat
 
     n = processes or get_settings().worker_processes
-    celery_app.worker_main(
-        ["worker", "-Q", TASK_QUEUE, "-E", "--concurrency", str(n), "--loglevel", loglevel]
-    )
+    celery_app.steps["worker"].add(WorkerHeartbeat)  # for `bayport health worker`
+    argv = ["worker", "-Q", TASK_QUEUE, "-E", "--concurrency", str(n), "--loglevel", loglevel]
+    celery_app.worker_main(argv + (["-n", name] if name else []))
 
 
 @app.command()
-def beat(loglevel: str = "INFO") -> None:
+def beat(
+    loglevel: str = "INFO",
+    lock: Annotated[
+        bool,
+        typer.Option(
+            "--lock/--no-lock",
+            help="Schedule only while holding a lock in Redis: a second beat with --lock "
+            "waits (a standby) until the first stops",
+        ),
+    ] = False,
+    lock_ttl: Annotated[
+        float, typer.Option(min=3, help="Seconds the lock outlives a holder that stopped renewing")
+    ] = 60.0,
+) -> None:
     """Run Celery beat on the schedules in the metadata DB. Any number may run: each
-    occurrence is claimed in the DB once, and only the beat that claims it starts the run."""
+    occurrence is claimed in the DB once, and only the beat that claims it starts the run
+    (with --lock, only one of them schedules at all)."""
     from workers.celery_app import app as celery_app
 
-    celery_app.Beat(scheduler="scheduler.beat:DatabaseScheduler", loglevel=loglevel).run()
+    def run_beat() -> None:
+        celery_app.Beat(scheduler="scheduler.beat:DatabaseScheduler", loglevel=loglevel).run()
+
+    if not lock:
+        run_beat()
+        return
+    import os
+    import signal
+
+    from bayport.logs import configure_logging
+    from bayport.settings import SettingsError
+    from scheduler.lock import holding_beat_lock
+    from workers.health import beat_heartbeat_path, touch
+
+    settings = get_settings()
+    configure_logging(settings)
+    heartbeat = beat_heartbeat_path(settings)
+    try:
+        # Lost the lock: SIGTERM ends beat as a shutdown would (it syncs and exits).
+        with holding_beat_lock(
+            settings,
+            ttl=lock_ttl,
+            on_lost=lambda: os.kill(os.getpid(), signal.SIGTERM),
+            while_waiting=lambda: touch(heartbeat),
+        ):
+            run_beat()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
 
 
 @app.command()
@@ -481,6 +534,101 @@ def schedule_runs(
             r["reason"] or r["review_reason"] or "",
         )
     console.print(table)
+
+
+health_app = typer.Typer(
+    no_args_is_help=True,
+    help="Health checks, one per role (the image's HEALTHCHECK runs `bayport health "
+    "$BAYPORT_ROLE`; the Helm chart's probes these or HTTP): exit 0 healthy, 1 not.",
+)
+app.add_typer(health_app, name="health")
+
+
+def _health_verdict(ok: bool, said: str) -> None:
+    console.print(said, highlight=False)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _http_ok(url: str) -> tuple[bool, str]:
+    import httpx
+
+    try:
+        answer = httpx.get(url, timeout=5)
+    except httpx.HTTPError as exc:
+        return False, f"{url}: {type(exc).__name__}"
+    return answer.status_code == 200, f"{url}: {answer.status_code} {answer.text[:200]}"
+
+
+@health_app.command("api")
+def health_api(
+    port: Annotated[int, typer.Option(help="The API's port on this machine")] = 8000,
+    ready: Annotated[
+        bool, typer.Option("--ready", help="/readyz (DB and broker) instead of /healthz")
+    ] = False,
+) -> None:
+    """The API on this machine answers /healthz (or, --ready, /readyz)."""
+    _health_verdict(*_http_ok(f"http://127.0.0.1:{port}/{'readyz' if ready else 'healthz'}"))
+
+
+@health_app.command("worker")
+def health_worker(
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="The worker's node name, as it was started")
+    ] = None,
+    max_age: Annotated[float, typer.Option(help="Oldest heartbeat still alive (s)")] = 60.0,
+    ping: Annotated[
+        bool,
+        typer.Option("--ping", help="Also ask the node through the broker (Celery control ping)"),
+    ] = False,
+) -> None:
+    """This machine's worker touched its heartbeat file lately (its event loop turns); with
+    --ping it also answers a control ping through the broker."""
+    from workers.health import check_heartbeat, node_name, ping_worker, worker_heartbeat_path
+
+    node = node_name(name)
+    ok, said = check_heartbeat(
+        worker_heartbeat_path(get_settings(), node), max_age=max_age, what=f"worker {node}"
+    )
+    if ok and ping:
+        from workers.celery_app import app as celery_app
+
+        try:
+            ok = ping_worker(celery_app, node)
+        except Exception as exc:
+            ok, said = False, f"worker {node}: ping failed ({type(exc).__name__})"
+        else:
+            said += "; answers ping" if ok else "; does not answer a ping"
+    _health_verdict(ok, said)
+
+
+@health_app.command("beat")
+def health_beat(
+    max_age: Annotated[
+        float | None,
+        typer.Option(help="Oldest heartbeat still alive (s). Default: 60, or 3 refreshes"),
+    ] = None,
+) -> None:
+    """This machine's beat turned its scheduling loop lately (or, waiting for the lock as a
+    standby, is still waiting)."""
+    from workers.health import beat_heartbeat_path, check_heartbeat
+
+    settings = get_settings()
+    limit = max_age if max_age is not None else max(60.0, 3 * settings.beat_refresh_seconds)
+    _health_verdict(*check_heartbeat(beat_heartbeat_path(settings), max_age=limit, what="beat"))
+
+
+@health_app.command("flower")
+def health_flower(
+    port: Annotated[int | None, typer.Option(help="Default: BAYPORT_FLOWER_PORT (5555)")] = None,
+) -> None:
+    """Flower on this machine answers /healthcheck (no login needed)."""
+    _health_verdict(*_http_ok(f"http://127.0.0.1:{port or get_settings().flower_port}/healthcheck"))
+
+
+@health_app.command("migrate")
+def health_migrate() -> None:
+    """The one-shot migration has no health to check: always healthy while it runs."""
+    _health_verdict(True, "migrate: a one-shot job")
 
 
 if __name__ == "__main__":

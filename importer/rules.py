@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -102,6 +103,12 @@ def is_control(char: str) -> bool:
     return code < 0x20 or 0x7F <= code <= 0x9F
 
 
+# What is_control accepts, and a "." or ".." between slashes or the key's ends: checked for
+# every listed key, so by one compiled pattern each rather than character by character.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_DOT_SEGMENT = re.compile(r"(?:^|/)\.{1,2}(?:/|$)")
+
+
 def key_problem(key: str) -> str | None:
     """Why `key` (an object key, a remote path or a folder) is unsafe to read or write, or
     None. Refused: control characters (a NUL ends a C string, a newline forges log lines),
@@ -109,11 +116,11 @@ def key_problem(key: str) -> str | None:
     once written to a file system; HTTP clients may also fold them into another key).
     Any other Unicode is fine and kept as is (no normalization: NFC and NFD spellings are
     different keys)."""
-    if any(is_control(c) for c in key):
+    if _CONTROL.search(key):
         return "contains control characters (NUL, C0, DEL or C1)"
     if key.startswith("/"):
         return "is an absolute path (starts with '/')"
-    if any(segment in (".", "..") for segment in key.split("/")):
+    if _DOT_SEGMENT.search(key):
         return "has a '.' or '..' segment"
     try:
         size = len(key.encode("utf-8"))

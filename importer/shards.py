@@ -219,12 +219,15 @@ def _run_and_record(
         if inline
         else _run_bounded(fn, todo, place.manifest.options.concurrency, ctx, place)
     )
+    # Inline work is quick: the shard's rows go in one transaction (fewer commits, and less
+    # time other processes wait for SQLite's write lock).
+    batch_size = len(todo) if inline else ctx.settings.ledger_batch_size
     for row in rows:
         if row is None:  # nothing to record
             continue
         batch.append(row)
         tally[row["outcome"]] = tally.get(row["outcome"], 0) + 1
-        if len(batch) >= ctx.settings.ledger_batch_size:
+        if len(batch) >= batch_size:
             _write_ledger(ctx, _still_ours(batch))
             batch = []
     _write_ledger(ctx, _still_ours(batch))

@@ -681,7 +681,7 @@ def replace_label_facts(
         for t, c in pairs
     ]
     if rows:
-        session.execute(insert(LabelFact), rows)
+        session.execute(insert(LabelFact.__table__), rows)  # type: ignore[attr-defined]
 
 
 _PRESENT = [
@@ -823,7 +823,7 @@ def add_import_labels(
 ) -> None:
     if labels:
         session.execute(
-            insert(ImportLabel),
+            insert(ImportLabel.__table__),  # type: ignore[attr-defined]  # rows are complete
             [{"job_id": job_id, "name": name, "label": label} for name, label in labels],
         )
 

@@ -19,11 +19,13 @@ from typing import Any
 
 from celery.beat import Scheduler
 
+from bayport.settings import get_settings
 from bayport.wiring import get_container
 from metadata.models import Schedule, utcnow
 from scheduler import queries
 from scheduler.cron import CronSchedule
 from scheduler.service import fire_due, floor_of
+from workers.health import beat_heartbeat_path, touch
 
 log = logging.getLogger("bayport.scheduler.beat")
 
@@ -60,6 +62,8 @@ class DatabaseScheduler(Scheduler):
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """Fire what is due; return how long beat may sleep (until the next occurrence, the
         next DB read, or the next static entry, whichever is first)."""
+        # Liveness (`bayport health beat`): this loop turns at least every refresh.
+        touch(beat_heartbeat_path(get_settings()))
         static_wait = float(super().tick(*args, **kwargs))
         try:
             if time.monotonic() >= self._next_read:

@@ -43,10 +43,15 @@ class _Redirecting(BaseHTTPRequestHandler):
         pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client dropping a redirected connection is expected here
+
+
 @pytest.fixture
 def redirecting_server() -> Iterator[str]:
     _Redirecting.agents = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    server = _QuietServer(("127.0.0.1", 0), _Redirecting)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -426,3 +426,38 @@ def test_a_checksum_mismatch_is_tried_once_more_then_fails(
     assert (job.state, job.failed) == ("partially_failed", 1)
     (failed,) = [r for r in ledger_rows(setup) if r.outcome == "failed"]
     assert (failed.error_code, failed.attempts) == ("checksum_mismatch", 2)
+
+
+def test_in_place_bookkeeping_runs_inline_and_label_reads_run_on_threads(
+    container: Container,
+    workspace_id: str,
+    queue: InlineQueue,
+    source_store,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An in-place import with nothing to ask the store per object (no label files) is
+    registered in the task's own thread; one that reads label files uses the copy threads."""
+    from importer import shards
+
+    threaded: list[int] = []
+    real = shards._run_bounded
+
+    def counting(fn, items, *args):  # type: ignore[no-untyped-def]
+        threaded.append(len(items))
+        return real(fn, items, *args)
+
+    monkeypatch.setattr(shards, "_run_bounded", counting)
+    ctx = container.ctx
+    config = add_config(
+        ctx, container.box, workspace_id=workspace_id, name="user-bucket", bucket="user"
+    )
+    add_dataset(ctx, workspace_id=workspace_id, name="Cats", config=config, path="data/images/")
+    bare = manifest().model_copy(
+        update={"source": manifest().source.model_copy(update={"label_prefix": None})}
+    )
+    job = run(ctx, queue, workspace_id, bare.model_copy(update={"segment": "bare"}))
+    assert (job.state, job.registered, job.failed) == ("succeeded", N, 0)
+    assert threaded == []
+    labelled = run(ctx, queue, workspace_id, manifest())
+    assert (labelled.state, labelled.registered) == ("succeeded", N)
+    assert sum(threaded) == N
