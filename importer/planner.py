@@ -746,8 +746,8 @@ def load_coco_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore) -
             uow.commit()
         with CocoIndex.build(lambda: path.open("rb"), Path(tmp) / "coco.db") as index:
             batch: list[tuple[str, dict[str, Any] | None]] = []
-            for name in index.file_names():
-                batch.append((name, index.label_for(name) or None))
+            for name, label in index.labels():
+                batch.append((name, label or None))
                 if len(batch) >= 1000:
                     _store_labels(ctx, place.job.id, batch)
                     batch = []

@@ -57,6 +57,11 @@ _ANNOTATIONS_OF_IMAGE = (
     "SELECT category_id, instance, crowd, bbox, polygon_lengths, polygons, rle"
     " FROM annotations WHERE image_id = ? ORDER BY position"
 )
+_ALL_LABELS = (
+    "SELECT i.file_name, a.category_id, a.instance, a.crowd, a.bbox, a.polygon_lengths,"
+    " a.polygons, a.rle FROM images i LEFT JOIN annotations a ON a.image_id = i.id"
+    " ORDER BY i.rowid, a.position"
+)
 # (index, the query finding a value the unique index refuses, what that value is)
 _UNIQUE_IMAGES = (
     (
@@ -135,6 +140,17 @@ class CocoIndex:
         for stored in self._db.execute(_ANNOTATIONS_OF_IMAGE, (row[0],)):
             _expand(stored, self._categories, label)
         return {kind: entries for kind, entries in label.items() if entries}
+
+    def labels(self) -> Iterator[tuple[str, JsonObject]]:
+        """Every image the file lists, in file order, with its label as `label_for` gives it
+        (`{}` without annotations): one pass over the index instead of a lookup per image."""
+        rows = self._db.execute(_ALL_LABELS)
+        for name, group in itertools.groupby(rows, key=lambda row: row[0]):
+            label: JsonLabel = {"BOX2D": [], "POLYGON": [], "RLE": []}
+            for row in group:
+                if row[1] is not None:  # (an image without annotations: one row of NULLs)
+                    _expand(row[1:], self._categories, label)
+            yield name, {kind: entries for kind, entries in label.items() if entries}
 
     def file_names(self) -> Iterator[str]:
         """Every image the file lists, in file order, annotated or not."""

@@ -123,6 +123,8 @@ def test_coco_lists_every_image_and_tells_unlisted_from_unannotated(index: CocoI
     assert len(index) == 2 and index.annotation_count == 2
     assert index.label_for("empty.jpg") == {}
     assert index.label_for("missing.jpg") is None
+    # The one-pass walk planning uses gives what the lookups give.
+    assert list(index.labels()) == [(n, index.label_for(n)) for n in index.file_names()]
     assert "empty.jpg" in index and "missing.jpg" not in index
 
 
@@ -245,7 +247,15 @@ def test_coco_polygons_and_both_rle_forms(tmp_path: Path) -> None:
         {"id": 3, "image_id": 7, "category_id": 3, "iscrowd": 1,
          "segmentation": {"size": [30, 40], "counts": COMPRESSED}},
     ]  # fmt: skip
-    label = build(tmp_path, coco_doc(images=[image(7, "m.png")], annotations=annotations))
+    label = build(
+        tmp_path,
+        coco_doc(images=[image(9, "before.png"), image(7, "m.png"), image(8, "after.png")],
+                 annotations=annotations),
+    )  # fmt: skip
+    walked = dict(label.labels())
+    assert list(walked) == ["before.png", "m.png", "after.png"]
+    assert walked["before.png"] == walked["after.png"] == {}
+    assert walked["m.png"] == label.label_for("m.png")
     crowd = {"iscrowd": True}
     assert label.label_for("m.png") == {
         "BOX2D": [
