@@ -70,31 +70,38 @@ def mismatch(key: str, what: str) -> StorageError:
 
 
 class _Digest:
-    """MD5 and CRC-64/ECMA of a stream, both computed as the bytes go by."""
+    """MD5 of a stream, and CRC-64/ECMA when `crc64` (a side that states one: OSS), computed
+    as the bytes go by. Each is a pass over every byte under the GIL: the CRC only where
+    there is a CRC to compare it with."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, crc64: bool = True) -> None:
         self.size = 0
         self._md5 = hashlib.md5(usedforsecurity=False)
-        self._crc = Crc64(0)
+        self._crc = Crc64(0) if crc64 else None
+
+    @classmethod
+    def for_copy(cls, source: ObjectInfo, dst: ObjectStore) -> _Digest:
+        return cls(crc64=source.crc64 is not None or dst.capabilities.reports_crc64)
 
     def update(self, chunk: bytes) -> None:
         self.size += len(chunk)
         self._md5.update(chunk)
-        self._crc.update(chunk)
+        if self._crc is not None:
+            self._crc.update(chunk)
 
     @property
     def md5(self) -> str:
         return self._md5.hexdigest()
 
     @property
-    def crc64(self) -> str:
-        return str(self._crc.crc)
+    def crc64(self) -> str | None:
+        return str(self._crc.crc) if self._crc is not None else None
 
     def check(self, key: str, other: ObjectInfo, what: str) -> None:
         """Compare with every checksum `other` states; raise on the first that differs."""
         if other.md5 and other.md5 != self.md5:
             raise mismatch(key, f"{what} has MD5 {other.md5}, the bytes copied {self.md5}")
-        if other.crc64 and other.crc64 != self.crc64:
+        if other.crc64 and self.crc64 is not None and other.crc64 != self.crc64:
             raise mismatch(key, f"{what} has CRC-64 {other.crc64}, the bytes copied {self.crc64}")
 
     def result(self, method: str) -> CopyResult:
@@ -303,7 +310,7 @@ def _assembled(
 def _stream_single(
     call: _Requests, src: ObjectStore, dst: ObjectStore, source: ObjectInfo, dst_key: str
 ) -> CopyResult:
-    digest = _Digest()
+    digest = _Digest.for_copy(source, dst)
     chunks = []
     reader = _Reader(src, source, MiB)
     try:
@@ -332,7 +339,7 @@ def _stream_multipart(
     as it is uploaded: memory is about one part per copy, whatever the object's size. A part
     whose upload fails is sent again from memory; a read that breaks resumes."""
     part_size = part_size_for(dst, source.size, part_size)
-    digest = _Digest()
+    digest = _Digest.for_copy(source, dst)
     reader = _Reader(src, source, min(part_size, MiB))
     upload_id = call(partial(dst.create_multipart, dst_key))
     try:

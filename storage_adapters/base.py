@@ -62,6 +62,9 @@ class Capabilities:
     max_parts: int = 10_000
     # Largest page one listing request returns.
     max_list_page: int = 1000
+    # Answers a write with the stored object's CRC-64/ECMA (OSS): a streamed copy into it
+    # computes that checksum too, to compare. Others are checked by MD5 alone.
+    reports_crc64: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,7 @@ class OssStore:
             multipart_upload=True,
             min_part_size=100 * KiB,
             max_list_page=1000,
+            reports_crc64=True,
         )
 
     @classmethod

@@ -339,3 +339,25 @@ def test_a_streamed_single_copy_retries_its_read_and_its_write_apart() -> None:
     assert src.bytes_read == len(data)
     assert dst.backend.calls["put"] == 2
     assert retries.kinds == ["unavailable"] * 2
+
+
+def test_a_streamed_copy_computes_crc64_only_where_a_side_states_one() -> None:
+    """Each checksum is a pass over every byte: CRC-64 only for a source that lists one
+    (OSS) or a destination that answers writes with one (`reports_crc64`)."""
+    from dataclasses import replace
+
+    from importer.copier import _Digest
+
+    plain = MemoryStore(MemoryBackend())
+    reporting = MemoryStore(MemoryBackend())
+    reporting.capabilities = replace(plain.capabilities, reports_crc64=True)
+    listed = ObjectInfo(key="k", size=3, md5=hashlib.md5(b"abc").hexdigest())
+    oss_listed = replace(listed, crc64="12345")
+    assert _Digest.for_copy(listed, plain).crc64 is None
+    for source, dst in ((oss_listed, plain), (listed, reporting)):
+        digest = _Digest.for_copy(source, dst)
+        digest.update(b"abc")
+        assert digest.crc64 is not None
+        with pytest.raises(StorageError) as caught:  # a CRC that differs is still caught
+            digest.check("k", replace(source, crc64="1"), "the source")
+        assert caught.value.kind is ErrorKind.CHECKSUM_MISMATCH
