@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,14 @@ from typing import TextIO
 from rich.console import Console
 from rich.table import Table
 
-from bench.procstat import MiB, RssSampler, peak_rss_bytes, reset_peak_rss, rss_bytes
+from bench.procstat import (
+    MiB,
+    RssSampler,
+    child_json,
+    peak_rss_bytes,
+    reset_peak_rss,
+    rss_bytes,
+)
 from labels.formats.coco import CocoIndex, encode_rle_counts
 
 SIZES = (10_000, 100_000)
@@ -156,18 +162,15 @@ def measure(annotations: int, workdir: Path) -> CocoResult:
     """Write a COCO file of `annotations` annotations, then index it in a fresh interpreter."""
     coco_path = workdir / f"instances-{annotations}.json"
     write_coco(coco_path, annotations=annotations)
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.coco", "--child", str(coco_path), str(annotations)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
+    result = child_json(
+        "bench.coco",
+        "--child",
+        str(coco_path),
+        str(annotations),
+        what=f"indexing {annotations} annotations",
     )
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"indexing {annotations} annotations failed:\n{proc.stderr}")
     coco_path.unlink()
-    return CocoResult(**json.loads(lines[-1]))
+    return CocoResult(**result)
 
 
 def render(results: list[CocoResult], console: Console) -> None:

@@ -44,6 +44,7 @@ from bench.latency import LatencyProxy
 from bench.procstat import (
     MiB,
     RssSampler,
+    child_json,
     peak_rss_bytes,
     process_cpu_seconds,
     reset_peak_rss,
@@ -912,18 +913,9 @@ def inplace_generated_once(keys: int) -> dict[str, Any]:
 
 
 def measure_inplace_generated(keys: int) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.compare", "--child-inplace", str(keys)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
+    return child_json(
+        "bench.compare", "--child-inplace", str(keys), what=f"in-place import of {keys} keys"
     )
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"in-place import of {keys} keys failed:\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
 
 
 # --- section: large objects cross-provider -------------------------------------------------

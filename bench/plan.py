@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from rich.table import Table
 
 from bayport.settings import Settings
 from bench.generated import KEY_PREFIX, GeneratedListing
-from bench.procstat import RssSampler, peak_rss_bytes, reset_peak_rss, rss_bytes
+from bench.procstat import RssSampler, child_json, peak_rss_bytes, reset_peak_rss, rss_bytes
 from importer import service
 from importer.manifest import ImportManifest, ImportOptions, SourceSpec
 from metadata import repository as repo
@@ -147,17 +146,9 @@ def _config(workspace_id: str, name: str) -> StorageConfig:
 
 def measure(keys: int) -> PlanResult:
     """plan_once(keys) in a fresh interpreter."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.plan", "--child", str(keys)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
+    return PlanResult(
+        **child_json("bench.plan", "--child", str(keys), what=f"planning {keys} keys")
     )
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"planning {keys} keys failed ({proc.returncode}):\n{proc.stderr}")
-    return PlanResult(**json.loads(lines[-1]))
 
 
 def render(results: list[PlanResult], console: Console) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -97,3 +101,21 @@ def descendants(pid: int) -> list[int]:
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds used so far by `pid` and all its descendants, living or reaped."""
     return sum(process_cpu_seconds(p) for p in [pid, *descendants(pid)])
+
+
+def child_json(module: str, *args: str, what: str) -> dict[str, Any]:
+    """Run `python -m module args...` in a fresh interpreter from the repository root (so
+    its peak RSS is its own) and return the JSON object its last line of output holds.
+    Raises RuntimeError naming `what` failed, with the child's error output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{what} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result

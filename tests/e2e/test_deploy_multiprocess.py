@@ -28,21 +28,11 @@ from bayport.sample import populate
 from cli.client import BayportClient
 from cli.stack import free_port
 from tests.drills import verify_import
-from tests.support import register_s3_pair, wait_until
+from tests.support import register_s3_pair, seed_manifest, wait_until
 
 N = 120  # images, each with a label file
 SHARD_SIZE = 6  # -> 20 shards, for two workers to share
-MANIFEST = {
-    "dataset": "Cats",
-    "segment": "default",
-    "source": {
-        "config_name": "user-bucket",
-        "data_prefix": "data/images/",
-        "label_prefix": "data/labels/",
-        "label_type": "classification",
-    },
-    "options": {"shard_size": SHARD_SIZE, "concurrency": 4},
-}
+MANIFEST = seed_manifest(shard_size=SHARD_SIZE, concurrency=4)
 LOCK_TTL = 6  # the beats' lock: renewed every 2 s, a waiting beat polls every 2 s
 RECEIVED_SHARD = re.compile(r"Task bayport\.copy_shard job=(\w+) shard=(\d+)\[[\w-]+\] received")
 

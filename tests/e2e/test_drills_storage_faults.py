@@ -36,6 +36,7 @@ from tests.drills import verify_import
 from tests.faultproxy import FAULT_KINDS, FaultPlan, FaultProxy
 from tests.oss_fixtures import make_oss_bucket, oss_store
 from tests.servers import make_bucket, s3_store
+from tests.support import seed_manifest
 
 RATE = 0.1
 # source provider, destination provider, objects (each with its label). Sized so the four
@@ -50,17 +51,7 @@ DRILLS = {
 # Objects of 12-16 MiB added to a drill's small ones (each copied as 3-4 streamed parts).
 LARGE = {"azure->s3": 4}
 MiB = 1024 * 1024
-MANIFEST = {
-    "dataset": "Cats",
-    "segment": "default",
-    "source": {
-        "config_name": "user-bucket",
-        "data_prefix": "data/images/",
-        "label_prefix": "data/labels/",
-        "label_type": "classification",
-    },
-    "options": {"shard_size": 100, "concurrency": 16},
-}
+MANIFEST = seed_manifest(shard_size=100, concurrency=16)
 
 
 @dataclass
