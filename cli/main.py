@@ -236,6 +236,14 @@ def standalone(
     with_flower: Annotated[
         bool, typer.Option("--flower/--no-flower", help="Serve the Flower dashboard too")
     ] = True,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls/--no-tls",
+            help="Serve the API over HTTPS, with a certificate from a local CA made in the "
+            "data folder (for clients that only speak https, such as the TensorBay SDK)",
+        ),
+    ] = False,
 ) -> None:
     """API + worker + embedded broker + SQLite (+ Flower) in one command; prints the URL and
     key (and Flower's login, when it generated one)."""
@@ -245,7 +253,11 @@ def standalone(
     data_dir = data_dir or settings.data_dir
     flower_at = (flower_port or settings.flower_port) if with_flower else None
     with local_stack(
-        data_dir=data_dir, port=port, flower_port=flower_at, flower_log=data_dir / "flower.log"
+        data_dir=data_dir,
+        port=port,
+        flower_port=flower_at,
+        flower_log=data_dir / "flower.log",
+        tls=tls,
     ) as stack:
         console.print(f"Bayport is running at [bold]{stack.url}[/] (API docs: {stack.url}/docs)")
         console.print(f"access key: [bold]{stack.access_key}[/]")
@@ -262,6 +274,11 @@ def standalone(
                 "(log in as BAYPORT_FLOWER_BASIC_AUTH says)"
             )
         console.print(f"export BAYPORT_API_URL={stack.url} BAYPORT_ACCESS_KEY={stack.access_key}")
+        if stack.ca_file is not None:
+            console.print(
+                f"HTTPS, by a CA made for this folder: export REQUESTS_CA_BUNDLE={stack.ca_file} "
+                f"SSL_CERT_FILE={stack.ca_file}"
+            )
         try:
             while all(w.poll() is None for w in stack.workers):
                 if stack.flower is not None and stack.flower.poll() is not None:

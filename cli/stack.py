@@ -26,6 +26,7 @@ import uvicorn
 from bayport.local_services import RunningService, redis_reachable, start_valkey
 from bayport.settings import Settings
 from bayport.wiring import build_container, set_container
+from cli.tls import local_tls
 from metadata.db import migrate
 
 # The user name of a generated Flower login.
@@ -51,6 +52,8 @@ class LocalStack:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     flower: subprocess.Popen[bytes] | None = None
     flower_url: str | None = None
+    # With TLS: the CA that signed the API's certificate, for clients to trust.
+    ca_file: Path | None = None
 
     def start_worker(
         self, *, processes: int | None = None, log_path: Path | None = None
@@ -136,13 +139,15 @@ def local_stack(
     flower_port: int | None = None,
     flower_log: Path | None = None,
     allow_endpoints: Sequence[str] = (),
+    tls: bool = False,
 ) -> Iterator[LocalStack]:
     """Start the stack; stop everything it started on exit. With `flower_port`, Flower too,
     behind BAYPORT_FLOWER_BASIC_AUTH (generated when unset, like the access key), without
     waiting for it: the stack does not need it (`stack.flower` exits if its port is taken).
     `allow_endpoints`: URLs of storage servers the caller started on this machine (a demo's
     S3 server), added to BAYPORT_ALLOWED_PRIVATE_ENDPOINTS: storage configs may name them
-    though they are loopback addresses."""
+    though they are loopback addresses. `tls`: the API serves HTTPS with a certificate from
+    a CA generated in `data_dir/tls` (`stack.ca_file`; cli/tls.py)."""
     # The stack's configuration is exported into this process's environment (and so its
     # children's) for the stack's lifetime: every process reads the same BAYPORT_ variables.
     saved_env = dict(os.environ)
@@ -173,7 +178,17 @@ def local_stack(
 
     app = create_app(container)
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    certs = local_tls(data_dir / "tls") if tls else None
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            ssl_certfile=str(certs.cert_file) if certs else None,
+            ssl_keyfile=str(certs.key_file) if certs else None,
+        )
+    )
     thread = threading.Thread(target=server.run, name="bayport-api", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -182,12 +197,13 @@ def local_stack(
             raise RuntimeError("the API server did not start")
         time.sleep(0.05)
     stack = LocalStack(
-        url=f"http://127.0.0.1:{port}",
+        url=f"{'https' if certs else 'http'}://127.0.0.1:{port}",
         access_key=settings.bootstrap_access_key.get_secret_value()
         if settings.bootstrap_access_key
         else "",
         settings=settings,
         env=env,
+        ca_file=certs.ca_file if certs else None,
     )
     try:
         if start_workers:
