@@ -8,6 +8,7 @@ import random
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from storage_adapters.base import ObjectStore
 from storage_adapters.retry import RetryPolicy
@@ -67,3 +68,20 @@ def populate(
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(put, range(1, n + 1)))
+
+
+def seed_manifest(**options: Any) -> dict[str, Any]:
+    """The seed's import, as the demo and the e2e tests submit it: `user-bucket`'s
+    `data/images/` with their classification labels in `data/labels/`, into dataset Cats,
+    segment default."""
+    return {
+        "dataset": "Cats",
+        "segment": "default",
+        "source": {
+            "config_name": "user-bucket",
+            "data_prefix": "data/images/",
+            "label_prefix": "data/labels/",
+            "label_type": "classification",
+        },
+        "options": options,
+    }

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bayport.local_services import start_rclone_s3
-from bayport.sample import image_key, label_key, make_label, populate
+from bayport.sample import image_key, label_key, make_label, populate, seed_manifest
 from storage_adapters.base import StorageSpec
 from storage_adapters.registry import open_store
 
@@ -60,16 +60,7 @@ def run_demo(*, objects: int, data_dir: Path | None, console: Console) -> int:
                         accesskey_secret=sk,
                     )
                 client.create_dataset("Cats", config_name="datasets")
-                manifest = {
-                    "dataset": "Cats",
-                    "segment": "default",
-                    "source": {
-                        "config_name": "user-bucket",
-                        "data_prefix": "data/images/",
-                        "label_prefix": "data/labels/",
-                        "label_type": "classification",
-                    },
-                }
+                manifest = seed_manifest()
                 started = time.monotonic()
                 job = client.submit(manifest)
                 code = watch_job(client, job["id"], interval=0.2)

@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from bayport.sample import seed_manifest as seed_manifest  # the e2e tests' manifest
 from bayport.secretbox import SecretBox
 from importer import service
 from importer.service import ImportContext
@@ -152,19 +153,3 @@ def register_s3_pair(
             accesskey_secret=s3["secret_key"],
         )
     client.create_dataset(dataset, config_name=dataset_config, path=path)
-
-
-def seed_manifest(**options: Any) -> dict[str, Any]:
-    """The seed's import, as the e2e tests submit it: `user-bucket`'s `data/images/` with
-    their classification labels in `data/labels/`, into dataset Cats, segment default."""
-    return {
-        "dataset": "Cats",
-        "segment": "default",
-        "source": {
-            "config_name": "user-bucket",
-            "data_prefix": "data/images/",
-            "label_prefix": "data/labels/",
-            "label_type": "classification",
-        },
-        "options": options,
-    }
