@@ -125,10 +125,10 @@ class S3Wire:
     def usable(endpoint_url: str) -> bool:
         """Not behind an HTTP(S) proxy from the environment: boto3 honours one, this path
         would not."""
-        host = urlsplit(endpoint_url).hostname or ""
-        scheme = urlsplit(endpoint_url).scheme
+        parts = urlsplit(endpoint_url)
         proxies = urllib.request.getproxies()
-        return scheme not in proxies or bool(urllib.request.proxy_bypass(host))
+        bypassed = urllib.request.proxy_bypass(parts.hostname or "")
+        return parts.scheme not in proxies or bool(bypassed)
 
     def close(self) -> None:
         self._pool.close()
@@ -190,26 +190,10 @@ class S3Wire:
     # --- plumbing ----------------------------------------------------------------------
 
     def _request(
-        self,
-        operation: str,
-        method: str,
-        key: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        read_body: bool = False,
-        query: Mapping[str, str] | None = None,
-        bucket_level: bool = False,
+        self, operation: str, method: str, key: str, *, read_body: bool = False, **send: Any
     ) -> Answer:
-        response = self._send(
-            operation,
-            method,
-            key,
-            headers=headers,
-            body=body,
-            query=query,
-            bucket_level=bucket_level,
-        )
+        """`_send`, its body read (kept with `read_body`) and its connection released."""
+        response = self._send(operation, method, key, **send)
         data = _read_all(response)
         return Answer(response.status, _lower(response.headers), data if read_body else b"")
 
