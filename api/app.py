@@ -21,6 +21,8 @@ from api.limits import install_limits
 from bayport.wiring import Container
 from importer.errors import Conflict, ImportServiceError, Invalid, NotFound
 from metadata import repository as repo
+from tensorbay_api.app import PREFIX as TENSORBAY_PREFIX
+from tensorbay_api.app import create_tensorbay_app
 
 _STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}
 
@@ -41,6 +43,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(routes_metrics.router)
     app.include_router(routes_page.router)
     app.include_router(routes_health.router)
+    app.mount(TENSORBAY_PREFIX, create_tensorbay_app(container))
 
     @app.exception_handler(ImportServiceError)
     async def _service_error(_request: Request, exc: ImportServiceError) -> JSONResponse:

@@ -32,14 +32,14 @@ def current_workspace(
             headers={"WWW-Authenticate": "Bearer"},
         )
     with container.db.uow() as uow:
-        workspace = repo.workspace_for_key(uow.session, key=credentials.credentials)
-    if workspace is None:
+        workspace_id = repo.workspace_id_for_key(uow.session, key=credentials.credentials)
+    if workspace_id is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "unknown access key",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return workspace.id
+    return workspace_id
 
 
 WorkspaceDep = Annotated[str, Depends(current_workspace)]

@@ -26,6 +26,7 @@ from api.schemas import (
 )
 from importer import jobs as import_jobs
 from importer import progress, service
+from importer.errors import Invalid
 from importer.manifest import ImportManifest
 from importer.planner import DELETE_CANDIDATE, REJECTED_ROW
 from metadata import repository as repo
@@ -148,6 +149,12 @@ def submit_import(
     container: ContainerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
+    if manifest.source.draft is not None:
+        raise Invalid(
+            "source.draft is set by the TensorBay API when it gathers a draft's registered "
+            "objects, not by a submitted manifest",
+            field="source.draft",
+        )
     submitted = import_jobs.submit(
         container.ctx,
         workspace_id=workspace_id,

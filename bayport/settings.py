@@ -59,6 +59,32 @@ class Settings(BaseSettings):
     # Worker process count for `bayport worker` / standalone (Celery prefork pool).
     worker_processes: int = Field(default=2, ge=1)
 
+    # TensorBay-compatible API (/gatewayv2/tensorbay-open-api/v1/).
+    # Parallel requests per shard of the jobs that import a draft's registered objects.
+    draft_import_concurrency: int = Field(default=32, ge=1, le=256)
+    # How long a commit waits for the draft's imports to end before answering 503 with
+    # Retry-After (the SDK retries a POST 3 times, and gives up on a call after 30 s).
+    commit_wait_seconds: float = Field(default=20.0, ge=0, le=25)
+    # How long the file URLs it hands out (signed by the provider, or by Bayport for a
+    # local folder) stay valid.
+    file_url_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    # Account URLs of Azure accounts the SDK's azure configs name (it sends no endpoint):
+    # "account=url,..." for emulators and sovereign clouds; others use account_type's.
+    azure_account_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("azure_account_urls", mode="before")
+    @classmethod
+    def _account_urls(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        urls: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            account, sep, url = item.partition("=")
+            if not sep or not account.strip() or not url.strip():
+                raise ValueError(f"azure_account_urls: {item!r} is not account=url")
+            urls[account.strip()] = url.strip()
+        return urls
+
     # How often `bayport beat` re-reads the schedules from the DB: a schedule made or changed
     # through the API is picked up within this time (beat wakes on each occurrence anyway).
     beat_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
@@ -99,9 +125,12 @@ class Settings(BaseSettings):
     # From the environment: a JSON list or comma separated ("127.0.0.1,10.0.0.0/8").
     allowed_private_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # API limits: the largest request body (a manifest) in bytes, and requests per API key
-    # (a `limits` string such as "600/minute"; empty: no limit).
+    # (a `limits` string such as "600/minute"; empty: no limit). The TensorBay API's
+    # per-object registration calls (`PUT multi/cloud-callback`: the SDK's `upload_dataset`
+    # makes one per object) are counted apart, against api_callback_rate_limit.
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     api_rate_limit: str = "1200/minute"
+    api_callback_rate_limit: str = "60000/minute"
 
     @field_validator("allowed_private_endpoints", mode="before")
     @classmethod

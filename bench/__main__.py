@@ -9,7 +9,7 @@ from types import ModuleType
 
 from rich.console import Console
 
-from bench import coco, compare, crossprovider, plan, s3import, sync
+from bench import coco, compare, crossprovider, plan, s3import, sync, tensorbay
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     coco.add_arguments(commands.add_parser("coco", help=_summary(coco.__doc__)))
     sync.add_arguments(commands.add_parser("sync", help=_summary(sync.__doc__)))
     compare.add_arguments(commands.add_parser("compare", help=_summary(compare.__doc__)))
+    tensorbay.add_arguments(commands.add_parser("tensorbay", help=_summary(tensorbay.__doc__)))
     commands.add_parser("all", help="plan, s3import, crossprovider, then coco, with defaults")
     args = parser.parse_args(argv)
     # A table wider than a pipe's default 80 columns stays readable in logs.
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         return sync.run(args, console)
     if args.command == "compare":
         return compare.run(args, console)
+    if args.command == "tensorbay":
+        return tensorbay.run(args, console)
     status = plan.run(defaults(plan), console)
     status = s3import.run(defaults(s3import), console) or status
     status = crossprovider.run(defaults(crossprovider), console) or status

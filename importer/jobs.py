@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from importer.context import ImportContext, log
 from importer.errors import Conflict, Invalid, NotFound
 from importer.manifest import ImportManifest
 from importer.rules import (
+    PlannedObject,
     destination_key,
     is_in_place,
     remote_path,
@@ -67,19 +69,22 @@ def submit(
     manifest: ImportManifest,
     schedule_id: str | None = None,
     idempotency_key: str | None = None,
+    before_commit: Callable[[Any, ImportJob], None] | None = None,
 ) -> Submitted:
     """`submit_import`, once per idempotency key: a submission repeated with the key of an
     earlier one (a client retrying after a timeout, or an API restart) gets the earlier
     job back, replayed, and makes no new one; the same key with another manifest is
     refused. Keys are unique per workspace in the DB, so concurrent duplicates make one
-    job too: the loser of the race finds the winner's."""
+    job too: the loser of the race finds the winner's. `before_commit` is called with the
+    session and the new job before the job commits: what it writes commits with the job."""
     digest = request_hash(manifest) if idempotency_key is not None else None
+    args = (ctx, workspace_id, manifest, schedule_id, idempotency_key, digest, before_commit)
     try:
-        return _submit(ctx, workspace_id, manifest, schedule_id, idempotency_key, digest)
+        return _submit(*args)
     except IntegrityError:
         # A concurrent submission committed first (the same key, or a new segment's
         # name): decided again, against what it wrote.
-        return _submit(ctx, workspace_id, manifest, schedule_id, idempotency_key, digest)
+        return _submit(*args)
 
 
 def _replay(job: ImportJob, key: str, digest: str | None) -> Submitted:
@@ -99,6 +104,7 @@ def _submit(
     schedule_id: str | None,
     idempotency_key: str | None,
     digest: str | None,
+    before_commit: Callable[[Any, ImportJob], None] | None = None,
 ) -> Submitted:
     with ctx.db.uow() as uow:
         s = uow.session
@@ -160,6 +166,9 @@ def _submit(
             request_hash=digest,
         )
         s.add(job)
+        if before_commit is not None:
+            s.flush()
+            before_commit(s, job)
         uow.commit()
     ctx.enqueue.plan_import(job.id)
     return Submitted(job)
@@ -176,10 +185,17 @@ class JobPlace:
     source_config: StorageConfig
     dataset_config: StorageConfig | None
 
-    def dest_key(self, key: str) -> str:
-        rel = remote_path(key, self.manifest.source.data_prefix)
+    def name_of(self, obj: PlannedObject) -> str:
+        """The object's path in the segment: the name its client gave it, else its key
+        below the data prefix."""
+        if obj.name is not None:
+            return obj.name
+        return remote_path(obj.key, self.manifest.source.data_prefix)
+
+    def dest_key(self, key: str, *, name: str | None = None) -> str:
         if self.job.in_place:
             return key
+        rel = name if name is not None else remote_path(key, self.manifest.source.data_prefix)
         return destination_key(self.dataset.path, self.segment.name, rel)
 
 

@@ -106,6 +106,13 @@ class SourceSpec(BaseModel):
     object_list_format: Literal["csv", "jsonl"] | None = Field(
         default=None, description="Default: by the file's extension (.csv, .jsonl/.ndjson)"
     )
+    draft: int | None = Field(
+        default=None,
+        ge=1,
+        description="Set by the TensorBay-compatible API, not by a submitted manifest: the "
+        "job imports the objects a client registered into this draft of the dataset, each "
+        "under the name the client gave it and with the label it sent",
+    )
 
     @field_validator("include", "exclude")
     @classmethod
@@ -167,6 +174,10 @@ class SourceSpec(BaseModel):
             raise ValueError(f"{self.label_format} label files hold BOX2D labels")
         if self.object_list_format is not None and self.object_list is None:
             raise ValueError("object_list_format goes with object_list")
+        if self.draft is not None and (
+            self.labelled or self.object_list is not None or self.data_prefix
+        ):
+            raise ValueError("a draft's objects carry their own names and labels")
         return self
 
     @field_validator("label_type")
@@ -245,7 +256,9 @@ class ImportManifest(BaseModel):
 
     @model_validator(mode="after")
     def _delete_needs_listing(self) -> ImportManifest:
-        if self.options.delete and self.source.object_list is not None:
+        if self.options.delete and (
+            self.source.object_list is not None or self.source.draft is not None
+        ):
             raise ValueError(
                 "options.delete needs a listing of data_prefix: an object list names what "
                 "to import, not what the source holds"

@@ -102,6 +102,8 @@ def _list_and_shard(ctx: ImportContext, place: JobPlace, *, resuming: bool) -> N
             _plan_from_failures(ctx, place)
         elif place.manifest.source.object_list is not None:
             _plan_from_object_list(ctx, place)
+        elif place.manifest.source.draft is not None:
+            _plan_from_draft(ctx, place)
         else:
             _plan_from_listing(ctx, place)
     except StorageError as exc:
@@ -268,9 +270,15 @@ def _plan_from_failures(ctx: ImportContext, place: JobPlace) -> None:
                 limit=place.manifest.options.shard_size,
             )
             # Sizes and ETags are looked up again: the user may have fixed the object.
+            named = place.manifest.source.draft is not None
             planned = [
                 PlannedObject(
-                    key=r.source_key, size=None, etag=None, md5=None, label_key=r.label_key
+                    key=r.source_key,
+                    size=None,
+                    etag=None,
+                    md5=None,
+                    label_key=r.label_key,
+                    name=r.remote_path if named else None,
                 )
                 for r in rows
             ]
@@ -329,6 +337,35 @@ def _plan_from_object_list(ctx: ImportContext, place: JobPlace) -> None:
                 return
             planned, rejected = [], []
     _write_list_page(ctx, place, planned, rejected, line)
+
+
+def _plan_from_draft(ctx: ImportContext, place: JobPlace) -> None:
+    """Plan the objects a TensorBay client registered (gathered into this job), page by
+    page in the order they came. Their labels were stored with the job when it was made."""
+    after = int(place.job.list_cursor or 0)
+    page_size = ctx.settings.list_page_size
+    while True:
+        with ctx.db.uow() as uow:
+            rows = repo.draft_objects_page(
+                uow.session, job_id=place.job.id, after_id=after, limit=page_size
+            )
+        if not rows:
+            return
+        planned: list[PlannedObject] = []
+        rejected: list[str] = []
+        for row_id, key, name in rows:
+            problem = object_list_problem(key, "")
+            if problem is not None:
+                rejected.append(f"object {row_id}: cloudPath {key!r}: {problem}")
+            else:
+                planned.append(
+                    PlannedObject(
+                        key=key, size=None, etag=None, md5=None, label_key=None, name=name
+                    )
+                )
+        after = rows[-1][0]
+        if not _write_list_page(ctx, place, planned, rejected, after):
+            return
 
 
 def _write_list_page(
@@ -444,11 +481,10 @@ def _fail_unsafe_keys(s: Any, place: JobPlace, todo: list[PlannedObject]) -> lis
     """The objects of `todo` safe to copy. A source may list a key no dataset should hold
     (a '..' segment, control characters: see `key_problem`); each such object fails alone,
     its ledger row saying why, and the job goes on."""
-    prefix = place.manifest.source.data_prefix
     safe: list[PlannedObject] = []
     rows: list[dict[str, Any]] = []
     for obj in todo:
-        rel = remote_path(obj.key, prefix)
+        rel = place.name_of(obj)
         problem = key_problem(rel)
         if problem is None:
             safe.append(obj)
@@ -464,7 +500,7 @@ def _fail_unsafe_keys(s: Any, place: JobPlace, todo: list[PlannedObject]) -> lis
                 "source_config_id": place.source_config.id,
                 "source_key": shown_key,
                 "source_etag": obj.etag,
-                "dest_key": place.dest_key(shown_key),
+                "dest_key": place.dest_key(shown_key, name=obj.name),
                 "size": obj.size or 0,
                 "checksum": None,
                 "label_key": None,

@@ -48,3 +48,8 @@ class Enqueuer(Protocol):
     def run_schedule(self, run_id: str) -> None:
         """Start a claimed schedule run (scheduler.service.run_schedule)."""
         ...
+
+    def gather_draft(self, batch: str, *, delay: float = 0.0) -> None:
+        """Gather a draft segment's registered objects into a job (importer.drafts.gather),
+        `delay` seconds from now at the earliest."""
+        ...

@@ -156,12 +156,14 @@ class SweepReport:
     shards: int = 0  # shards whose holder died, or whose message was lost
     plans: int = 0  # plannings whose holder died, or whose message was lost
     finishes: int = 0  # jobs with every shard done that nothing was finishing
+    gatherings: int = 0  # a draft segment's registered objects whose gathering was lost
 
     def __bool__(self) -> bool:
-        return bool(self.shards or self.plans or self.finishes)
+        return bool(self.shards or self.plans or self.finishes or self.gatherings)
 
     def __str__(self) -> str:
-        return f"resent {self.shards} shards, {self.plans} plannings, {self.finishes} finishes"
+        said = f"resent {self.shards} shards, {self.plans} plannings, {self.finishes} finishes"
+        return said + (f", {self.gatherings} gatherings" if self.gatherings else "")
 
 
 def planning_needs_resend(job: ImportJob, *, stale: datetime, broker_idle: bool) -> bool:
@@ -215,11 +217,21 @@ def sweep(
         uow.commit()
     for job_id in plans + finishes:
         ctx.enqueue.plan_import(job_id)
-    report = SweepReport(shards=len(shards), plans=len(plans), finishes=len(finishes))
+    # A gathering of registered objects queued a lease ago and not heard of since (a busy
+    # segment's gathering touches its batch each time it looks again): its message was lost.
+    with ctx.db.uow() as uow:
+        gatherings = repo.claim_stale_draft_batches(uow.session, stale=stale, now=now)
+        uow.commit()
+    for key in gatherings:
+        ctx.enqueue.gather_draft(key)
+    report = SweepReport(
+        shards=len(shards), plans=len(plans), finishes=len(finishes), gatherings=len(gatherings)
+    )
     for what, n in (
         ("shard", report.shards),
         ("planning", report.plans),
         ("finish", report.finishes),
+        ("gathering", report.gatherings),
     ):
         if n:
             ctx.metrics.resent(what, n)

@@ -30,16 +30,24 @@ class PlannedObject:
     md5: str | None
     label_key: str | None
     action: Action = "copy"
+    # Its path in the segment when the client named it (a TensorBay remotePath); None: the
+    # key below the data prefix.
+    name: str | None = None
 
     def to_item(self) -> list[Any]:
         item = [self.key, self.size, self.etag, self.md5, self.label_key]
+        if self.name is not None:
+            return [*item, self.action, self.name]
         return item if self.action == "copy" else [*item, self.action]
 
     @classmethod
     def from_item(cls, item: Sequence[Any]) -> PlannedObject:
         key, size, etag, md5, label_key = item[:5]
         action: Action = "relabel" if len(item) > 5 and item[5] == "relabel" else "copy"
-        return cls(key=key, size=size, etag=etag, md5=md5, label_key=label_key, action=action)
+        name = item[6] if len(item) > 6 else None
+        return cls(
+            key=key, size=size, etag=etag, md5=md5, label_key=label_key, action=action, name=name
+        )
 
     def relabel(self) -> PlannedObject:
         return replace(self, action="relabel")

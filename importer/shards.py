@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import json
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -95,11 +96,10 @@ def _copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
             return ShardResult()
         place = load_place(s, job)
         items = [PlannedObject.from_item(i) for i in shard.items]
-        prefix = place.manifest.source.data_prefix
         known = repo.ledger_entries_by_path(
             s,
             segment_id=place.segment.id,
-            remote_paths=(remote_path(o.key, prefix) for o in items),
+            remote_paths=(place.name_of(o) for o in items),
         )
         finished = {
             path
@@ -108,7 +108,7 @@ def _copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
         }
         cancelled = job.cancel_requested
         kind = shard.kind
-    todo = [o for o in items if remote_path(o.key, prefix) not in finished]
+    todo = [o for o in items if place.name_of(o) not in finished]
     tally: dict[str, int] = {}
     if not cancelled and todo:
         if kind == "delete":
@@ -157,13 +157,12 @@ def abandon_shard(ctx: ImportContext, shard_id: str, reason: str) -> None:
             return
         place = load_place(s, job)
         items = [PlannedObject.from_item(i) for i in shard.items]
-        prefix = place.manifest.source.data_prefix
         known = repo.ledger_entries_by_path(
-            s, segment_id=place.segment.id, remote_paths=(remote_path(o.key, prefix) for o in items)
+            s, segment_id=place.segment.id, remote_paths=(place.name_of(o) for o in items)
         )
     rows = []
     for obj in items:
-        entry = known.get(remote_path(obj.key, prefix))
+        entry = known.get(place.name_of(obj))
         if entry is None or entry.job_id != job.id or entry.outcome == Outcome.FAILED.value:
             row = _ledger_row(place, obj)
             row.update(
@@ -188,12 +187,13 @@ def _copy_objects(
     source = source_store(ctx, place)
     dest = source if place.job.in_place else dataset_store(ctx, place)
     worker = _ObjectImporter(ctx, place, source, dest, known, check_dest=check_dest)
-    if place.manifest.source.coco_file is not None:
-        worker.coco_etag = coco_file_etag(ctx, source, place.manifest.source.coco_file)
-        prefix = place.manifest.source.data_prefix
+    spec = place.manifest.source
+    if spec.coco_file is not None:
+        worker.coco_etag = coco_file_etag(ctx, source, spec.coco_file)
+    if spec.coco_file is not None or spec.draft is not None:
         with ctx.db.uow() as uow:
             worker.coco_labels = repo.import_labels(
-                uow.session, job_id=place.job.id, names=[remote_path(o.key, prefix) for o in todo]
+                uow.session, job_id=place.job.id, names=[place.name_of(o) for o in todo]
             )
     # An in-place import that needs no request per object (no label file to read, no mask
     # to look up, sizes from the listing) is bookkeeping only: threads would add nothing but
@@ -254,7 +254,6 @@ def _delete_objects(
     becomes a tombstone. A failed delete fails that object alone, with its reason."""
     source = source_store(ctx, place)
     dest = None if place.job.in_place else dataset_store(ctx, place)
-    prefix = place.manifest.source.data_prefix
     masks = "_masks/"
 
     def still_there(key: str) -> bool:
@@ -267,10 +266,14 @@ def _delete_objects(
         return True
 
     def delete(obj: PlannedObject) -> dict[str, Any] | None:
-        entry = known.get(remote_path(obj.key, prefix))
+        entry = known.get(place.name_of(obj))
         if entry is None:  # deleted meanwhile by someone else: nothing to do
             row = _ledger_row(place, obj)
-            row.update(outcome=Outcome.DELETED.value, attempts=1, dest_key=place.dest_key(obj.key))
+            row.update(
+                outcome=Outcome.DELETED.value,
+                attempts=1,
+                dest_key=place.dest_key(obj.key, name=obj.name),
+            )
             return row
         row = _row_from_entry(place, entry)
         attempts = [1]
@@ -386,12 +389,12 @@ def _ledger_row(place: JobPlace, obj: PlannedObject) -> dict[str, Any]:
     return {
         "dataset_id": place.dataset.id,
         "segment_id": place.segment.id,
-        "remote_path": remote_path(obj.key, place.manifest.source.data_prefix),
+        "remote_path": place.name_of(obj),
         "job_id": place.job.id,
         "source_config_id": place.source_config.id,
         "source_key": obj.key,
         "source_etag": obj.etag,
-        "dest_key": place.dest_key(obj.key),
+        "dest_key": place.dest_key(obj.key, name=obj.name),
         "size": obj.size or 0,
         "checksum": None,
         "label_key": obj.label_key,
@@ -483,7 +486,7 @@ class _ObjectImporter:
             row.update(
                 outcome=Outcome.FAILED.value,
                 error_code="label_invalid",
-                error_message=f"{obj.label_key}: {exc}",
+                error_message=f"{obj.label_key}: {exc}" if obj.label_key else str(exc),
             )
         except StorageError as exc:
             row.update(
@@ -503,6 +506,9 @@ class _ObjectImporter:
         spec = self.place.manifest.source
         if spec.coco_file is not None:
             self._coco_label(row)
+            return
+        if spec.draft is not None:
+            self._sent_label(row)
             return
         if obj.label_key is None:
             return
@@ -596,6 +602,19 @@ class _ObjectImporter:
         row["label_key"] = self.place.manifest.source.coco_file
         if label:
             self._keep_label(row, label, where=name)
+
+    def _sent_label(self, row: dict[str, Any]) -> None:
+        """The label a TensorBay client sent with the object (planning stored it by name),
+        checked as a label file's would be."""
+        name = row["remote_path"]
+        label = self.coco_labels.get(name)
+        if not label:
+            return
+        try:
+            parsed = parse_label(json.dumps(label).encode(), label_type=None)
+        except LabelError as exc:
+            raise LabelError(f"the label sent for {name!r}: {exc}") from exc
+        self._keep_label(row, parsed, where=name)
 
     def _image_size(self, obj: PlannedObject, count: Any) -> tuple[int, int] | None:
         """Width and height from the image's first bytes (YOLO boxes are relative)."""

@@ -7,7 +7,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 # Keys compare byte by byte (as providers list them) on PostgreSQL too, so that a sync can
@@ -120,6 +129,10 @@ class Dataset(SQLModel, table=True):
     # TensorBay catalog JSON ({TYPE: {categories, attributes, ...}}); labels are checked
     # against it when present.
     catalog: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # TensorBay notes ({isContinuous, binPointCloudFields}), kept as sent.
+    notes: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The latest commit (a version's name: 32 hex digits), None before the first.
+    head_commit_id: str | None = Field(default=None, max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -129,6 +142,7 @@ class Segment(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     dataset_id: str = Field(foreign_key="dataset.id", index=True, max_length=32)
     name: str = Field(max_length=200)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -325,3 +339,89 @@ class ScheduleRun(SQLModel, table=True):
     job_id: str | None = Field(default=None, max_length=32)
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class DraftStatus(enum.StrEnum):
+    OPEN = "OPEN"
+    COMMITTED = "COMMITTED"
+    CLOSED = "CLOSED"
+
+
+class Draft(SQLModel, table=True):
+    """A TensorBay client's draft of a dataset: objects it registers are imported while the
+    draft is open; a commit closes it once they are."""
+
+    __tablename__ = "draft"
+    __table_args__ = (UniqueConstraint("dataset_id", "number"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    dataset_id: str = Field(foreign_key="dataset.id", index=True, max_length=32)
+    number: int  # 1, 2, ... per dataset
+    title: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    branch_name: str = Field(default="main", max_length=200)
+    status: str = Field(default=DraftStatus.OPEN.value, max_length=16)
+    parent_commit_id: str | None = Field(default=None, max_length=32)
+    commit_id: str | None = Field(default=None, max_length=32)
+    author: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Commit(SQLModel, table=True):
+    """A named version of a dataset, made from a draft."""
+
+    __tablename__ = "dataset_commit"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    dataset_id: str = Field(foreign_key="dataset.id", index=True, max_length=32)
+    draft_number: int
+    parent_commit_id: str | None = Field(default=None, max_length=32)
+    title: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    tag: str | None = Field(default=None, max_length=200)
+    committer: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DraftObject(SQLModel, table=True):
+    """An object a TensorBay client registered into a draft's segment (`multi/cloud-callback`):
+    held here until a worker gathers the segment's waiting objects into one import job."""
+
+    __tablename__ = "draft_object"
+    __table_args__ = (
+        Index("ix_draft_object_waiting", "dataset_id", "draft_number", "segment_name", "job_id"),
+        Index("ix_draft_object_job", "job_id", "id"),
+        # One waiting object per name: registering a name again replaces it (an upsert, so
+        # concurrent registrations of one name leave one). By the name's hash: a path may be
+        # longer than an index entry may.
+        Index(
+            "ux_draft_object_waiting_name",
+            "dataset_id",
+            "draft_number",
+            "segment_name",
+            "name_sha256",
+            unique=True,
+            postgresql_where=text("job_id IS NULL"),
+            sqlite_where=text("job_id IS NULL"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: str = Field(foreign_key="dataset.id", max_length=32)
+    draft_number: int
+    segment_name: str = Field(max_length=200)
+    cloud_path: str = Field(sa_column=Column(Text, nullable=False))
+    remote_path: str = Field(sa_column=Column(Text, nullable=False))
+    name_sha256: str = Field(max_length=64)  # of remote_path
+    label: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    job_id: str | None = Field(default=None, max_length=32)  # None: waiting for a batch
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DraftBatch(SQLModel, table=True):
+    """Whether a gathering task is queued for a draft's segment (one at a time)."""
+
+    __tablename__ = "draft_batch"
+    dataset_id: str = Field(foreign_key="dataset.id", primary_key=True, max_length=32)
+    draft_number: int = Field(primary_key=True)
+    segment_name: str = Field(primary_key=True, max_length=200)
+    queued: bool = False
+    updated_at: datetime = Field(default_factory=utcnow)

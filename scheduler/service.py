@@ -96,6 +96,11 @@ def _check_cron(cron: str, timezone: str) -> tuple[str, str]:
 
 def _check_manifest(s: Session, *, workspace_id: str, manifest: ImportManifest) -> None:
     """What submitting would check first: the dataset and the source config exist."""
+    if manifest.source.draft is not None:
+        raise Invalid(
+            "source.draft is for the TensorBay API's own jobs, not a schedule",
+            field="manifest.source.draft",
+        )
     if repo.get_dataset(s, workspace_id=workspace_id, name=manifest.dataset) is None:
         raise NotFound(f"dataset {manifest.dataset!r} does not exist", field="manifest.dataset")
     if repo.get_config(s, workspace_id=workspace_id, name=manifest.source.config_name) is None:

@@ -48,7 +48,13 @@ from storage_adapters.base import (
     StorageSpec,
     UploadedPart,
 )
-from storage_adapters.common import normalize_root, page_limit, retry_after_seconds, strip_etag
+from storage_adapters.common import (
+    normalize_root,
+    page_limit,
+    presign_seconds,
+    retry_after_seconds,
+    strip_etag,
+)
 from storage_adapters.errors import ErrorKind, StorageError, changed
 
 MiB = 1024 * 1024
@@ -139,6 +145,7 @@ class AzureBlobStore:
             min_part_size=1,  # blocks may be any size up to 4000 MiB
             max_parts=50_000,
             max_list_page=5000,
+            presigned_urls=True,
         )
 
     @classmethod
@@ -376,6 +383,26 @@ class AzureBlobStore:
             gone_or_replaced = (ErrorKind.NOT_FOUND, ErrorKind.PRECONDITION_FAILED)
             if exc.kind not in gone_or_replaced or exc.code == "ContainerNotFound":
                 raise
+
+    def presign_get(self, key: str, *, expires_in: int) -> str:
+        # A service SAS for this one blob, read only, signed with the account key; the store
+        # knows no other credential (no SAS token, no Entra ID), and without a key it is
+        # anonymous: a public container, whose blob URL needs no signature.
+        seconds = presign_seconds(expires_in)
+        url: str = self._blob(key).url
+        if self._key is None:
+            return url
+        sas: str = self._call(
+            generate_blob_sas,
+            key,
+            account_name=self._account_name,
+            container_name=self.container,
+            blob_name=self._root + key,
+            account_key=self._key,
+            permission=BlobSasPermissions(read=True),
+            expiry=datetime.now(UTC) + timedelta(seconds=seconds),
+        )
+        return f"{url}?{sas}"
 
     # -- private helpers ---------------------------------------------------------------------
 

@@ -65,6 +65,8 @@ class Capabilities:
     # Answers a write with the stored object's CRC-64/ECMA (OSS): a streamed copy into it
     # computes that checksum too, to compare. Others are checked by MD5 alone.
     reports_crc64: bool = False
+    # Makes a signed, time-limited GET URL for one object (`presign_get`): S3, OSS, Azure.
+    presigned_urls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +191,17 @@ class ObjectStore(Protocol):
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """Drop an unfinished upload and its parts."""
+        ...
+
+    def presign_get(self, key: str, *, expires_in: int) -> str:
+        """A URL anyone holding it may GET the object at `key` with, for `expires_in`
+        seconds (a signed URL from the provider). StorageError(UNSUPPORTED) where the
+        store cannot make one (a local folder, memory).
+
+        Made locally, without a request: it says nothing of whether the object exists (a GET
+        of a missing one is the provider's 404). An anonymous store (a public bucket) answers
+        the object's plain URL, which needs no signature. `expires_in` below 1, or above the
+        provider's limit (S3: 7 days), is INVALID_CONFIG."""
         ...
 
 

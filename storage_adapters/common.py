@@ -1,4 +1,5 @@
-"""Small rules every adapter applies the same way: roots, page sizes, ETags, Retry-After."""
+"""Small rules every adapter applies the same way: roots, page sizes, ETags, Retry-After,
+URL lifetimes."""
 
 from __future__ import annotations
 
@@ -53,3 +54,14 @@ def check_range(key: str, offset: int, content_range: str | None) -> None:
             key=key,
             transient=False,
         )
+
+
+def presign_seconds(expires_in: int, *, maximum: int | None = None) -> int:
+    """`expires_in` of a presigned URL, checked: at least 1 second, at most `maximum`."""
+    if expires_in < 1 or (maximum is not None and expires_in > maximum):
+        most = f" and at most {maximum}" if maximum is not None else ""
+        raise StorageError(
+            ErrorKind.INVALID_CONFIG,
+            f"a presigned URL lives at least 1 second{most}, not {expires_in}",
+        )
+    return expires_in

@@ -266,6 +266,13 @@ class LocalStore:
             raise
         shutil.rmtree(folder, ignore_errors=True)
 
+    def presign_get(self, key: str, *, expires_in: int) -> str:
+        raise StorageError(
+            ErrorKind.UNSUPPORTED,
+            f"{self.location} is a local folder: it has no server to sign a URL for",
+            key=key,
+        )
+
     # -- private helpers ---------------------------------------------------------------------
 
     def _path(self, key: str) -> Path:

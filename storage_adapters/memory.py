@@ -289,6 +289,13 @@ class MemoryStore:
             self.backend._enter("abort_multipart")
             self.backend._uploads.pop(upload_id, None)
 
+    def presign_get(self, key: str, *, expires_in: int) -> str:
+        raise StorageError(
+            ErrorKind.UNSUPPORTED,
+            f"{self.location} is in this process's memory: no URL reaches it",
+            key=key,
+        )
+
     # -- private helpers ---------------------------------------------------------------------
 
     def _get(self, key: str) -> _Object:

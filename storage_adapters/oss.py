@@ -31,6 +31,7 @@ from storage_adapters.common import (
     check_range,
     normalize_root,
     page_limit,
+    presign_seconds,
     retry_after_seconds,
     strip_etag,
 )
@@ -108,6 +109,7 @@ class OssStore:
             min_part_size=100 * KiB,
             max_list_page=1000,
             reports_crc64=True,
+            presigned_urls=True,
         )
 
     @classmethod
@@ -364,6 +366,20 @@ class OssStore:
         except StorageError as exc:
             if exc.kind is not ErrorKind.NOT_FOUND or exc.code == "NoSuchBucket":
                 raise
+
+    def presign_get(self, key: str, *, expires_in: int) -> str:
+        # A v1 query signature (OSSAccessKeyId, Expires, Signature; STS adds security-token).
+        # Anonymous, oss2 answers the plain URL with a bare '?' after it.
+        seconds = presign_seconds(expires_in)
+        url: str = self._call(
+            self._bucket.sign_url,
+            key,
+            method="GET",
+            key=self._root + key,
+            expires=seconds,
+            slash_safe=True,
+        )
+        return url.removesuffix("?")
 
     # -- private helpers ---------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from storage_adapters.common import (
     check_range,
     normalize_root,
     page_limit,
+    presign_seconds,
     retry_after_seconds,
     strip_etag,
 )
@@ -39,6 +40,8 @@ from storage_adapters.s3_wire import Redirected, S3Wire
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")
+# The longest a SigV4 presigned URL may live (X-Amz-Expires): AWS refuses more than 7 days.
+_MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 
 class S3Store:
@@ -82,6 +85,10 @@ class S3Store:
             options["s3"] = {"addressing_style": "path"}
         if access_key is None:
             options["signature_version"] = UNSIGNED
+        else:
+            # Requests are signed SigV4 either way; named, presigned URLs are too (left
+            # unnamed, botocore presigns S3 with SigV2, which rclone and newer regions refuse).
+            options["signature_version"] = "s3v4"
         try:
             self._client = _new_client(
                 "s3",
@@ -118,6 +125,7 @@ class S3Store:
             multipart_upload=True,
             min_part_size=5 * MiB,
             max_list_page=1000,
+            presigned_urls=True,
         )
 
     @classmethod
@@ -428,6 +436,20 @@ class S3Store:
         except StorageError as exc:
             if exc.kind is not ErrorKind.NOT_FOUND or exc.code == "NoSuchBucket":
                 raise
+
+    def presign_get(self, key: str, *, expires_in: int) -> str:
+        # botocore signs for the client's region (spec.region, else us-east-1): a bucket in
+        # another region needs its region in the spec, as a URL cannot follow a redirect.
+        params = {"Bucket": self.bucket, "Key": self._root + key}
+        seconds = presign_seconds(expires_in, maximum=_MAX_PRESIGN_SECONDS)
+        url: str = self._call(
+            self._client.generate_presigned_url,
+            key,
+            ClientMethod="get_object",
+            Params=params,
+            ExpiresIn=seconds,
+        )
+        return url
 
     # -- private helpers ---------------------------------------------------------------------
 

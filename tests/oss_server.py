@@ -3,9 +3,10 @@
 No OSS emulator exists, and oss2 pointed at an S3 server writes empty copies without a word,
 so the OSS adapter is tested against this: the part of the OSS REST API Bayport uses, with
 OSS's own answers (upper-case hex ETags, `x-oss-hash-crc64ecma`, error XML, `x-oss-err` on
-HEAD errors) and fault switches (`fail_next`, `corrupt_next_get`, `corrupt_next_put`), and a
-quota mode (`set_quota`: at most N requests a second per access key, the rest refused with
-503 QpsLimitExceeded) with the traffic it served counted per second (`traffic`).
+HEAD errors; signed URLs, refused once expired) and fault switches (`fail_next`,
+`corrupt_next_get`, `corrupt_next_put`), and a quota mode (`set_quota`: at most N requests
+a second per access key, the rest refused with 503 QpsLimitExceeded) with the traffic it
+served counted per second (`traffic`).
 
 Addressing: oss2 uses path style (`http://127.0.0.1:PORT/bucket/key`, '/' in the key escaped
 as %2F) whenever the endpoint is an IP address or `localhost`; a Host of `bucket.<domain>` is
@@ -248,8 +249,7 @@ class OssTestServer:
 
     def handle(self, req: Request) -> Response:
         second = int(time.time())
-        auth = req.headers.get("Authorization", "")
-        access_key = auth.removeprefix("OSS ").partition(":")[0]
+        access_key = _access_key_of(req)
         with self._lock:
             if self._quota is not None and self.traffic.served(access_key, second) >= self._quota:
                 self.traffic.refused += 1
@@ -306,16 +306,13 @@ class OssTestServer:
 
     def _authenticate(self, req: Request) -> None:
         auth = req.headers.get("Authorization", "")
+        if not auth and "Signature" in req.query:
+            self._authenticate_url(req)
+            return
         access_key, _, signature = auth.removeprefix("OSS ").partition(":")
         if not auth.startswith("OSS ") or not signature:
             raise OssError(403, "AccessDenied", "You have no right to access this object.")
-        if access_key != self.access_key:
-            raise OssError(
-                403,
-                "InvalidAccessKeyId",
-                "The OSS Access Key Id you provided does not exist in our records.",
-                OSSAccessKeyId=access_key,
-            )
+        self._check_access_key(access_key)
         date = req.headers.get("x-oss-date") or req.headers.get("Date") or ""
         try:
             skew = abs((datetime.now(UTC) - parsedate_to_datetime(date)).total_seconds())
@@ -323,7 +320,38 @@ class OssTestServer:
             raise OssError(403, "AccessDenied", "The Date header is missing or invalid.") from None
         if skew > _MAX_SKEW_SECONDS:
             raise OssError(403, "RequestTimeTooSkewed", "The difference is too large.")
-        to_sign = string_to_sign(req)
+        self._check_signature(access_key, signature, string_to_sign(req))
+
+    def _authenticate_url(self, req: Request) -> None:
+        """A signed URL (oss2's `sign_url`, v1): OSSAccessKeyId, Expires (Unix seconds) and
+        Signature in the query, Expires signed where a request signs its Date. Refused once
+        Expires has passed, as OSS does, whatever the signature."""
+        access_key = req.query.get("OSSAccessKeyId", "")
+        expires = req.query.get("Expires", "")
+        if not access_key or not expires.isdigit():
+            raise OssError(403, "AccessDenied", "A signed URL needs OSSAccessKeyId and Expires.")
+        self._check_access_key(access_key)
+        now = time.time()
+        if int(expires) < now:
+            raise OssError(
+                403,
+                "AccessDenied",
+                "Request has expired.",
+                Expires=_iso(int(expires)),
+                ServerTime=_iso(now),
+            )
+        self._check_signature(access_key, req.query["Signature"], string_to_sign(req, expires))
+
+    def _check_access_key(self, access_key: str) -> None:
+        if access_key != self.access_key:
+            raise OssError(
+                403,
+                "InvalidAccessKeyId",
+                "The OSS Access Key Id you provided does not exist in our records.",
+                OSSAccessKeyId=access_key,
+            )
+
+    def _check_signature(self, access_key: str, signature: str, to_sign: str) -> None:
         expected = hmac.new(self.secret_key.encode(), to_sign.encode(), hashlib.sha1).digest()
         if not hmac.compare_digest(base64.b64encode(expected).decode(), signature):
             raise OssError(
@@ -611,8 +639,17 @@ class OssTestServer:
         return Response(204)
 
 
-def string_to_sign(req: Request) -> str:
-    """OSS v1: verb, Content-MD5, Content-Type, Date, the x-oss- headers, the resource."""
+def _access_key_of(req: Request) -> str:
+    """The access key a request claims: in its Authorization header, or a signed URL's query."""
+    auth = req.headers.get("Authorization", "")
+    if not auth:
+        return req.query.get("OSSAccessKeyId", "")
+    return auth.removeprefix("OSS ").partition(":")[0]
+
+
+def string_to_sign(req: Request, expires: str | None = None) -> str:
+    """OSS v1: verb, Content-MD5, Content-Type, Date, the x-oss- headers, the resource. A
+    signed URL signs its `expires` (Unix seconds) in the Date's place."""
     oss_headers = sorted(
         (name.lower(), value) for name, value in req.headers.items() if name.lower()[:6] == "x-oss-"
     )
@@ -624,6 +661,8 @@ def string_to_sign(req: Request) -> str:
     resource = f"/{req.bucket}/{req.key}" if req.bucket else "/"
     resource += f"?{subresources}" if subresources else ""
     date = req.headers.get("x-oss-date") or req.headers.get("Date") or ""
+    if expires is not None:
+        date = expires
     return "\n".join(
         [
             req.method,

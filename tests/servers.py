@@ -165,7 +165,13 @@ def stack_factory(redis_url: str, tmp_path: Path) -> Any:
     from cli.stack import local_stack
 
     @contextlib.contextmanager
-    def factory(*, database_url: str | None = None, workers: int = 2) -> Iterator[Any]:
+    def factory(
+        *,
+        database_url: str | None = None,
+        workers: int = 2,
+        tls: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> Iterator[Any]:
         overrides = {
             "BAYPORT_BROKER_URL": redis_url,
             "BAYPORT_RETRY_INITIAL_WAIT": "0.05",
@@ -176,11 +182,13 @@ def stack_factory(redis_url: str, tmp_path: Path) -> Any:
         }
         if database_url:
             overrides["BAYPORT_DATABASE_URL"] = database_url
+        overrides.update(env or {})
         with local_stack(
             data_dir=tmp_path / "bayport",
             overrides=overrides,
             worker_processes=workers,
             worker_log=tmp_path / "worker.log",
+            tls=tls,
         ) as stack:
             try:
                 yield stack

@@ -10,7 +10,7 @@ from typing import Any
 
 from bayport.sample import seed_manifest as seed_manifest  # the e2e tests' manifest
 from bayport.secretbox import SecretBox
-from importer import service
+from importer import drafts, service
 from importer.service import ImportContext
 from metadata.models import Dataset, StorageConfig
 from scheduler import service as schedules
@@ -34,6 +34,9 @@ class InlineQueue:
     def run_schedule(self, run_id: str) -> None:
         self.tasks.append(("schedule", run_id))
 
+    def gather_draft(self, batch: str, *, delay: float = 0.0) -> None:
+        self.tasks.append(("gather", batch))
+
     def drain(
         self,
         ctx: ImportContext,
@@ -56,6 +59,8 @@ class InlineQueue:
                 service.plan_import(ctx, ident)
             elif kind == "schedule":
                 schedules.run_schedule(ctx, ident)
+            elif kind == "gather":
+                drafts.gather(ctx, ident)
             else:
                 service.copy_shard(ctx, ident)
             ran += 1

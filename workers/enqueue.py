@@ -56,6 +56,16 @@ class CeleryEnqueuer:
         # Its one argument, the run id, says what it is about; its result names the job.
         self._app.send_task("bayport.run_schedule", args=[run_id])
 
+    def gather_draft(self, batch: str, *, delay: float = 0.0) -> None:
+        title = f"bayport.gather_draft {batch}"
+        try:
+            self._app.send_task(
+                "bayport.gather_draft", args=[batch], shadow=title, countdown=delay or None
+            )
+        except BrokerUnavailable as exc:
+            # The objects wait in the DB: a commit of the draft queues their gathering again.
+            log.warning("%s not sent (the broker: %s)", title, exc)
+
     def _send(self, task: str, ident: str, title: str) -> None:
         try:
             self._app.send_task(task, args=[ident], shadow=title)

@@ -15,7 +15,7 @@ from celery.exceptions import TaskPredicate
 from sqlalchemy.exc import OperationalError
 
 from bayport.wiring import get_container
-from importer import service
+from importer import drafts, service
 from metadata.models import ImportJob, JobState
 from scheduler import service as schedules
 from workers.celery_app import app
@@ -125,3 +125,10 @@ def run_schedule(run_id: str) -> str:
     if run.job_id:
         said += f", job {run.job_id}"
     return said + (f" ({run.reason})" if run.reason else "")
+
+
+@app.task(name="bayport.gather_draft", **_RETRY)
+def gather_draft(batch: str) -> str:
+    """A TensorBay client's registered objects, waiting in a draft's segment, into one job."""
+    with _explained():
+        return drafts.gather(get_container().ctx, batch)

@@ -196,6 +196,44 @@ def test_requests_over_the_rate_get_429_with_retry_after(limited: Settings) -> N
         container.db.dispose()
 
 
+def test_the_tensorbay_api_counts_the_same_key_and_its_callbacks_apart(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """X-Token (the TensorBay SDK's header) is the same key as the Bearer token; the SDK's
+    per-object `PUT multi/cloud-callback` calls have a limit of their own, and a 429 there
+    comes in TensorBay's shape, which the SDK reads."""
+    settings = make_settings(
+        tmp_path / "bayport",
+        broker_url=redis_url,
+        api_rate_limit="3/minute",
+        api_callback_rate_limit="4/minute",
+        metrics_namespace=f"bayport-test-limits-{tmp_path.name}",
+    )
+    container = _container(settings)
+    tb = "/gatewayv2/tensorbay-open-api/v1"
+    try:
+        key = _key(container)
+        client = _client(container, key)
+        sdk = TestClient(create_app(container))
+        sdk.headers["X-Token"] = "ACCESSKEY-" + key
+        callback = f"{tb}/datasets/nope/multi/cloud-callback"
+        body = {"segmentName": "s", "objects": [], "draftNumber": 1}
+        # Five callbacks do not touch the general count; the fifth is over its own limit.
+        codes = [sdk.put(callback, json=body).status_code for _ in range(5)]
+        assert 429 not in codes[:4] and codes[4] == 429, codes
+        over = sdk.put(callback, json=body)
+        assert over.json()["code"] == "TooManyRequests"
+        assert "BAYPORT_API_CALLBACK_RATE_LIMIT" in over.json()["message"]
+        assert int(over.headers["Retry-After"]) >= 1
+        # The general count: one Bearer call and two X-Token calls, then both are held.
+        assert client.get("/v1/datasets").status_code == 200
+        assert [sdk.get(f"{tb}/datasets").status_code for _ in range(2)] == [200, 200]
+        assert sdk.get(f"{tb}/datasets").json()["code"] == "TooManyRequests"
+        assert client.get("/v1/datasets").status_code == 429
+    finally:
+        container.db.dispose()
+
+
 def test_api_processes_share_the_count_in_redis(limited: Settings) -> None:
     one, two = _container(limited), _container(limited)
     try:
@@ -252,6 +290,12 @@ def test_a_bad_rate_is_a_startup_error(tmp_path: Path) -> None:
     container = _container(make_settings(tmp_path / "b", api_rate_limit="lots"))
     try:
         with pytest.raises(SettingsError, match="BAYPORT_API_RATE_LIMIT"):
+            create_app(container)
+    finally:
+        container.db.dispose()
+    container = _container(make_settings(tmp_path / "c", api_callback_rate_limit="often"))
+    try:
+        with pytest.raises(SettingsError, match="BAYPORT_API_CALLBACK_RATE_LIMIT"):
             create_app(container)
     finally:
         container.db.dispose()

@@ -65,6 +65,11 @@ def test_shards_respect_count_and_byte_caps() -> None:
 def test_shard_items_round_trip() -> None:
     obj = PlannedObject("a/b.png", 12, "etag", "md5", "l/b.json")
     assert PlannedObject.from_item(obj.to_item()) == obj
+    assert len(obj.to_item()) == 5  # shards written before names existed read the same
+    named = PlannedObject("a/b.png", None, None, None, None, name="renamed/b.png")
+    assert PlannedObject.from_item(named.to_item()) == named
+    relabel = PlannedObject("a/b.png", 1, None, None, "l/b.json", action="relabel")
+    assert PlannedObject.from_item(relabel.to_item()) == relabel
 
 
 def test_destination_and_in_place() -> None:

@@ -1,0 +1,64 @@
+"""The TensorBay-compatible API as an application of its own, mounted by the main one at
+`/gatewayv2/tensorbay-open-api/v1`: its errors are TensorBay's `{"code", "message"}`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from bayport.wiring import Container
+from importer.errors import Conflict, ImportServiceError, Invalid, NotFound
+from tensorbay_api import PREFIX, files, routes_datasets, routes_storage
+from tensorbay_api.errors import STATUS_CODES, TensorBayError
+
+__all__ = ["PREFIX", "create_tensorbay_app"]
+
+log = logging.getLogger("bayport.tensorbay")
+
+
+def create_tensorbay_app(container: Container) -> FastAPI:
+    app = FastAPI(
+        title="Bayport: TensorBay open API",
+        version="1.24.2",
+        description="What the tensorbay Python SDK 1.24.2 uses of TensorBay's open API. "
+        "Authenticate with `X-Token: ACCESSKEY-<Bayport access key>`.",
+    )
+    app.state.container = container
+    app.include_router(routes_storage.router)
+    app.include_router(routes_datasets.router)
+    app.include_router(files.router)
+
+    @app.exception_handler(TensorBayError)
+    async def _tensorbay_error(_request: Request, exc: TensorBayError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return TensorBayError(exc.status_code, str(exc.detail)).response()
+
+    @app.exception_handler(ImportServiceError)
+    async def _service_error(_request: Request, exc: ImportServiceError) -> JSONResponse:
+        status = {NotFound: 404, Conflict: 409, Invalid: 400}.get(type(exc), 400)
+        return TensorBayError(status, exc.message).response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Name the field and the problem, never the value sent (a secret, maybe).
+        errors = exc.errors()
+        missing = all(e.get("type") == "missing" for e in errors)
+        said = "; ".join(
+            ".".join(str(p) for p in e.get("loc", ()) if p != "body") + f": {e.get('msg')}"
+            for e in errors
+        )
+        code = "RequestParamsMissing" if missing else STATUS_CODES[400]
+        return TensorBayError(400, said, code=code).response()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("TensorBay API: unexpected error")
+        return TensorBayError(500, f"{type(exc).__name__}: internal error").response()
+
+    return app

@@ -1,0 +1,224 @@
+"""`storage-configs` and `cloud/{config}/files`: authorized storage, and what it holds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from api import routes_storage as bayport_storage
+from api.schemas import (
+    AZURE_ENDPOINTS,
+    AzureConfigCreate,
+    LocalConfigCreate,
+    OssConfigCreate,
+    S3ConfigCreate,
+)
+from metadata import repository as repo
+from metadata.models import StorageConfig
+from storage_adapters.errors import StorageError
+from tensorbay_api.deps import ContainerDep, PageDep, WorkspaceDep
+from tensorbay_api.errors import TensorBayError, invalid, not_found
+from tensorbay_api.files import FileUrls
+
+router = APIRouter()
+
+
+class _ConfigBody(BaseModel):
+    """What `create_*_storage_config` sends (a superset: each provider uses some)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str
+    file_path: str = Field(default="", alias="filePath")
+    endpoint: str | None = None
+    accesskey_id: str | None = Field(default=None, alias="accesskeyId")
+    accesskey_secret: SecretStr | None = Field(default=None, alias="accesskeySecret")
+    bucket_name: str | None = Field(default=None, alias="bucketName")
+    container_name: str | None = Field(default=None, alias="containerName")
+    account_type: str | None = Field(default=None, alias="accountType")
+
+
+_REQUIRED = {
+    "oss": ("endpoint", "accesskeyId", "accesskeySecret", "bucketName"),
+    "s3": ("endpoint", "accesskeyId", "accesskeySecret", "bucketName"),
+    "azure": ("accesskeyId", "accesskeySecret", "containerName"),
+    "local": (),
+}
+# Bayport's field names back to the SDK's, for error messages.
+_SDK_FIELD = {
+    "file_path": "filePath",
+    "bucket_name": "bucketName",
+    "accesskey_id": "accesskeyId",
+    "accesskey_secret": "accesskeySecret",
+    "account_name": "accesskeyId",
+    "account_key": "accesskeySecret",
+    "container_name": "containerName",
+    "account_type": "accountType",
+}
+
+
+def _bayport_body(provider: str, body: _ConfigBody, container: Any) -> Any:
+    secret = body.accesskey_secret.get_secret_value() if body.accesskey_secret else ""
+    common: dict[str, Any] = {"name": body.name, "file_path": body.file_path}
+    if provider in ("oss", "s3"):
+        cls = OssConfigCreate if provider == "oss" else S3ConfigCreate
+        return cls(
+            **common,
+            provider=provider,
+            endpoint=body.endpoint,
+            bucket_name=body.bucket_name,
+            accesskey_id=body.accesskey_id,
+            accesskey_secret=secret,
+        )
+    if provider == "azure":
+        account_type = body.account_type or "Global"
+        if account_type not in AZURE_ENDPOINTS:
+            raise invalid(f"accountType must be one of {sorted(AZURE_ENDPOINTS)}")
+        account = body.accesskey_id or ""
+        return AzureConfigCreate(
+            **common,
+            provider="azure",
+            account_type=account_type,
+            account_name=account,
+            account_key=secret,
+            container_name=body.container_name,
+            endpoint=container.settings.azure_account_urls.get(account),
+        )
+    # TensorBay's local storage is a service at `endpoint`; Bayport's is a folder the
+    # workers read: filePath names it (inside the operator's BAYPORT_LOCAL_ROOTS).
+    return LocalConfigCreate(name=body.name, provider="local", bucket_name=body.file_path)
+
+
+@router.post("/storage-configs/{provider}")
+def create_storage_config(
+    provider: str,
+    body: Annotated[_ConfigBody, Body()],
+    workspace_id: WorkspaceDep,
+    container: ContainerDep,
+) -> dict[str, Any]:
+    if provider not in _REQUIRED:
+        raise invalid(f"unknown storage provider {provider!r}: one of oss, s3, azure, local")
+    sent = body.model_dump(by_alias=True)
+    missing = [f for f in _REQUIRED[provider] if not sent.get(f)]
+    if missing:
+        raise TensorBayError(400, f"missing: {', '.join(missing)}", code="RequestParamsMissing")
+    try:
+        bayport_body = _bayport_body(provider, body, container)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_SDK_FIELD.get(str(e['loc'][-1]), e['loc'][-1])}: {e['msg']}" for e in exc.errors()
+        )
+        raise invalid(problems) from exc
+    try:
+        config = bayport_storage.create_storage_config(
+            bayport_body, workspace_id=workspace_id, container=container
+        )
+    except HTTPException as exc:
+        raise _from_bayport(exc) from exc
+    return {"name": config.name}
+
+
+def _from_bayport(exc: HTTPException) -> TensorBayError:
+    """A Bayport route's refusal in TensorBay's words (its field named as the SDK names it)."""
+    if isinstance(exc.detail, list):
+        message = "; ".join(
+            f"{_SDK_FIELD.get(str(d['loc'][-1]), d['loc'][-1])}: {d['msg']}" for d in exc.detail
+        )
+    else:
+        message = str(exc.detail)
+    return TensorBayError(exc.status_code, message)
+
+
+def _public(config: StorageConfig) -> dict[str, Any]:
+    return {
+        "name": config.name,
+        "type": config.provider,
+        "filePath": config.file_path,
+        "isGravitiStorage": False,
+        "accountType": config.account_type,
+        "bucketName": config.bucket_name,
+        "endpoint": config.endpoint,
+        "accesskeyId": config.credentials_hint,  # masked: the secret never comes back
+    }
+
+
+@router.get("/storage-configs")
+def list_storage_configs(
+    workspace_id: WorkspaceDep,
+    container: ContainerDep,
+    page: PageDep,
+    name: Annotated[str | None, Query()] = None,
+) -> dict[str, Any]:
+    offset, limit = page
+    with container.db.uow() as uow:
+        configs = list(repo.list_configs(uow.session, workspace_id=workspace_id))
+    if name is not None:  # exact: the SDK takes the first config it gets
+        configs = [c for c in configs if c.name == name]
+    return {
+        "configs": [_public(c) for c in configs[offset : offset + limit]],
+        "offset": offset,
+        "recordSize": len(configs[offset : offset + limit]),
+        "totalCount": len(configs),
+    }
+
+
+@router.delete("/storage-configs/{name}")
+def delete_storage_config(
+    name: str, workspace_id: WorkspaceDep, container: ContainerDep
+) -> dict[str, Any]:
+    try:
+        bayport_storage.delete_storage_config(name, workspace_id=workspace_id, container=container)
+    except HTTPException as exc:
+        raise _from_bayport(exc) from exc
+    return {}
+
+
+def _config(container: ContainerDep, workspace_id: str, name: str) -> StorageConfig:
+    with container.db.uow() as uow:
+        config = repo.get_config(uow.session, workspace_id=workspace_id, name=name)
+    if config is None:
+        raise not_found(f"storage config {name!r}")
+    return config
+
+
+@router.get("/cloud/{config_name}/files")
+def list_cloud_files(
+    config_name: str,
+    workspace_id: WorkspaceDep,
+    container: ContainerDep,
+    prefix: Annotated[str, Query()] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 128,
+    marker: Annotated[str | None, Query()] = None,
+) -> dict[str, Any]:
+    """One page of the config's files below `prefix` (relative to its filePath, every
+    level), resumed at `marker`: the page's `nextMarker` while `truncated`."""
+    config = _config(container, workspace_id, config_name)
+    store = container.ctx.stores.for_config(config)
+    try:
+        page = container.ctx.retry.call(
+            lambda: store.list_page(prefix.lstrip("/"), cursor=marker or None, limit=limit)
+        )
+    except StorageError as exc:
+        raise TensorBayError(
+            502, f"listing {config_name!r} failed: {exc}", code="InternalServerError"
+        ) from exc
+    files = [o.key for o in page.objects if not o.key.endswith("/")]
+    body: dict[str, Any] = {"cloudFiles": files, "truncated": page.cursor is not None}
+    if page.cursor is not None:
+        body["nextMarker"] = page.cursor
+    return body
+
+
+@router.get("/cloud/{config_name}/files/urls")
+def cloud_file_url(
+    config_name: str,
+    request: Request,
+    workspace_id: WorkspaceDep,
+    container: ContainerDep,
+    file_path: Annotated[str, Query(alias="filePath", min_length=1)],
+) -> dict[str, Any]:
+    """A URL to GET the file with, signed by the provider (or by Bayport for a folder)."""
+    config = _config(container, workspace_id, config_name)
+    return {"url": FileUrls(request, container, config).url(file_path.lstrip("/"))}
