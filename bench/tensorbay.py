@@ -19,25 +19,20 @@ import json
 import os
 import secrets
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
 from bayport.local_services import start_rclone_s3
 from bayport.sample import image_key, make_label, populate
 from cli.client import BayportClient
-from cli.stack import LocalStack, free_port, local_stack
+from cli.stack import local_stack
 from storage_adapters.base import StorageSpec
 from storage_adapters.registry import open_store
 
@@ -65,45 +60,6 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-@contextmanager
-def api_processes(
-    stack: LocalStack, count: int
-) -> Iterator[list[tuple[subprocess.Popen[bytes], str]]]:
-    """`count` `bayport api` processes on the stack's configuration, with their URLs."""
-    procs: list[subprocess.Popen[bytes]] = []
-    urls: list[str] = []
-    try:
-        for _ in range(count):
-            port = free_port()
-            cmd = [sys.executable, "-m", "cli.main", "api", "--port", str(port), "--no-migrate"]
-            procs.append(
-                subprocess.Popen(
-                    cmd, env=stack.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-                )
-            )
-            urls.append(f"http://127.0.0.1:{port}")
-        for proc, url in zip(procs, urls, strict=True):
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"`bayport api` on {url} did not start")
-                time.sleep(0.1)
-        yield list(zip(procs, urls, strict=True))
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
 def run(args: argparse.Namespace, console: Console) -> int:
     import requests
 
@@ -120,15 +76,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
             overrides = {"BAYPORT_BROKER_URL": args.broker_url, "BAYPORT_LOG_LEVEL": "WARNING"}
             if args.database_url:
                 overrides["BAYPORT_DATABASE_URL"] = args.database_url
-            with (
-                local_stack(
-                    data_dir=root / "bayport",
-                    overrides=overrides,
-                    worker_processes=args.workers,
-                    allow_endpoints=[s3.url],
-                ) as stack,
-                api_processes(stack, args.api_processes) as apis,
-            ):
+            with local_stack(
+                data_dir=root / "bayport",
+                overrides=overrides,
+                worker_processes=args.workers,
+                allow_endpoints=[s3.url],
+            ) as stack:
+                apis = [stack.start_api() for _ in range(args.api_processes)]
                 api_urls = [url for _, url in apis]
                 session = requests.Session()
                 session.headers["X-Token"] = "ACCESSKEY-" + stack.access_key

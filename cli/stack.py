@@ -50,6 +50,9 @@ class LocalStack:
     settings: Settings
     env: dict[str, str]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # More API processes (`bayport api`, plain HTTP) beside the stack's own, as a deployment
+    # runs several: `start_api`.
+    apis: list[subprocess.Popen[bytes]] = field(default_factory=list)
     flower: subprocess.Popen[bytes] | None = None
     flower_url: str | None = None
     # With TLS: the CA that signed the API's certificate, for clients to trust.
@@ -68,6 +71,29 @@ class LocalStack:
         )
         self.workers.append(proc)
         return proc
+
+    def start_api(self, *, log_path: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+        """Start another API process on the stack's configuration; it and its URL, once it
+        answers /healthz. Stopped with the stack."""
+        port = free_port()
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "api", "--port", str(port), "--no-migrate"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.apis.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    return proc, url
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"`bayport api` did not start on port {port}")
 
     def start_flower(
         self,
@@ -116,15 +142,23 @@ class LocalStack:
                 proc.wait()
 
     def stop_workers(self) -> None:
-        for proc in self.workers:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.workers:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.workers.clear()
+        _stop_all(self.workers, timeout=20)
+
+    def stop_apis(self) -> None:
+        _stop_all(self.apis, timeout=10)
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]], *, timeout: float) -> None:
+    """SIGTERM them all, then wait for each (SIGKILL after `timeout`); the list is emptied."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    procs.clear()
 
 
 @contextlib.contextmanager
@@ -213,6 +247,7 @@ def local_stack(
         yield stack
     finally:
         stack.stop_flower()
+        stack.stop_apis()
         stack.stop_workers()
         server.should_exit = True
         thread.join(timeout=10)

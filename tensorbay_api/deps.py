@@ -1,23 +1,16 @@
-"""Request dependencies: the container, the caller's workspace (from `X-Token`), paging."""
+"""Request dependencies: the caller's workspace (from `X-Token`), paging; the container's is
+the main API's (the sub-application holds the same container in its state)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Query
 
-from bayport.wiring import Container
+from api.deps import ContainerDep
 from metadata import repository as repo
 from tensorbay_api import KEY_PREFIXES
 from tensorbay_api.errors import TensorBayError, invalid
-
-
-def get_container(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
-
-
-ContainerDep = Annotated[Container, Depends(get_container)]
 
 
 def current_workspace(

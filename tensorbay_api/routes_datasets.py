@@ -10,14 +10,16 @@ Reads at the head commit or at an open draft see it; a read at an older commit i
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
+from bayport.wiring import Container
 from importer import drafts
 from importer.manifest import NAME_PATTERN
 from importer.rules import key_problem
@@ -172,13 +174,31 @@ def _draft(
     return draft
 
 
-def _read_version(
-    s: Session, dataset: Dataset, commit: str | None, draft_number: int | None
-) -> None:
-    """Refuse a read of a version other than the one Bayport holds (see the docstring)."""
-    if draft_number is not None:
-        _draft(s, dataset, draft_number, open_only=False)
-        return
+@dataclass(frozen=True)
+class Version:
+    """The version a read names: a commit (or the branch `main`), or a draft."""
+
+    commit: str | None
+    draft_number: int | None
+
+
+def version_query(
+    commit: Annotated[str | None, Query()] = None,
+    draft_number: Annotated[int | None, Query(alias="draftNumber")] = None,
+) -> Version:
+    return Version(commit, draft_number)
+
+
+VersionDep = Annotated[Version, Depends(version_query)]
+
+
+def _dataset_at(s: Session, workspace_id: str, dataset_id: str, version: Version) -> Dataset:
+    """The dataset, if it is read at the version Bayport holds (see the docstring)."""
+    dataset = _dataset(s, workspace_id, dataset_id)
+    if version.draft_number is not None:
+        _draft(s, dataset, version.draft_number, open_only=False)
+        return dataset
+    commit = version.commit
     head = dataset.head_commit_id or ROOT_COMMIT_ID
     if commit is not None and commit not in (head, MAIN):
         known = s.get(Commit, commit)
@@ -188,6 +208,7 @@ def _read_version(
             f"commit {commit!r} is not the latest of dataset {dataset.name!r} ({head}): "
             "Bayport keeps a dataset's latest version only"
         )
+    return dataset
 
 
 def _draft_public(s: Session, draft: Draft) -> dict[str, Any]:
@@ -458,14 +479,12 @@ def list_segments(
     workspace_id: WorkspaceDep,
     container: ContainerDep,
     page: PageDep,
-    commit: Annotated[str | None, Query()] = None,
-    draft_number: Annotated[int | None, Query(alias="draftNumber")] = None,
+    version: VersionDep,
 ) -> dict[str, Any]:
     offset, limit = page
     with container.db.uow() as uow:
         s = uow.session
-        dataset = _dataset(s, workspace_id, dataset_id)
-        _read_version(s, dataset, commit, draft_number)
+        dataset = _dataset_at(s, workspace_id, dataset_id, version)
         found = s.exec(
             select(Segment).where(Segment.dataset_id == dataset.id).order_by(col(Segment.name))
         ).all()
@@ -541,13 +560,11 @@ def get_catalog(
     dataset_id: str,
     workspace_id: WorkspaceDep,
     container: ContainerDep,
-    commit: Annotated[str | None, Query()] = None,
-    draft_number: Annotated[int | None, Query(alias="draftNumber")] = None,
+    version: VersionDep,
 ) -> dict[str, Any]:
     with container.db.uow() as uow:
         s = uow.session
-        dataset = _dataset(s, workspace_id, dataset_id)
-        _read_version(s, dataset, commit, draft_number)
+        dataset = _dataset_at(s, workspace_id, dataset_id, version)
         return {"catalog": dataset.catalog or {}}
 
 
@@ -586,13 +603,11 @@ def get_notes(
     dataset_id: str,
     workspace_id: WorkspaceDep,
     container: ContainerDep,
-    commit: Annotated[str | None, Query()] = None,
-    draft_number: Annotated[int | None, Query(alias="draftNumber")] = None,
+    version: VersionDep,
 ) -> dict[str, Any]:
     with container.db.uow() as uow:
         s = uow.session
-        dataset = _dataset(s, workspace_id, dataset_id)
-        _read_version(s, dataset, commit, draft_number)
+        dataset = _dataset_at(s, workspace_id, dataset_id, version)
         return {"isContinuous": False, "binPointCloudFields": None, **(dataset.notes or {})}
 
 
@@ -669,22 +684,6 @@ def cloud_callback(
 # --- reading data back ------------------------------------------------------------------
 
 
-def _segment_for_read(
-    s: Session,
-    workspace_id: str,
-    dataset_id: str,
-    segment_name: str,
-    commit: str | None,
-    draft_number: int | None,
-) -> tuple[Dataset, Segment]:
-    dataset = _dataset(s, workspace_id, dataset_id)
-    _read_version(s, dataset, commit, draft_number)
-    segment = repo.get_segment(s, dataset_id=dataset.id, name=segment_name)
-    if segment is None:
-        raise not_found(f"segment {segment_name!r} of dataset {dataset.name!r}")
-    return dataset, segment
-
-
 def _entries(
     s: Session, segment: Segment, remote_path: str | None, offset: int, limit: int
 ) -> tuple[list[LedgerEntry], int]:
@@ -701,8 +700,39 @@ def _entries(
     return rows, repo.count_segment_data(s, segment_id=segment.id)
 
 
-def _dataset_config(s: Session, dataset: Dataset) -> StorageConfig | None:
-    return s.get(StorageConfig, dataset.config_id) if dataset.config_id else None
+@dataclass(frozen=True)
+class DataQuery:
+    """Which data a read asks for: a segment (one path of it), at a version."""
+
+    segment_name: str
+    remote_path: str | None
+    version: Version
+
+
+def data_query(
+    segment_name: Annotated[str, Query(alias="segmentName")],
+    version: VersionDep,
+    remote_path: Annotated[str | None, Query(alias="remotePath")] = None,
+) -> DataQuery:
+    return DataQuery(segment_name, remote_path, version)
+
+
+DataQueryDep = Annotated[DataQuery, Depends(data_query)]
+
+
+def _read_data(
+    container: Container, workspace_id: str, dataset_id: str, q: DataQuery, page: tuple[int, int]
+) -> tuple[list[LedgerEntry], int, StorageConfig | None]:
+    """A page of the segment's present entries, their total, and the dataset's config."""
+    with container.db.uow() as uow:
+        s = uow.session
+        dataset = _dataset_at(s, workspace_id, dataset_id, q.version)
+        segment = repo.get_segment(s, dataset_id=dataset.id, name=q.segment_name)
+        if segment is None:
+            raise not_found(f"segment {q.segment_name!r} of dataset {dataset.name!r}")
+        rows, total = _entries(s, segment, q.remote_path, *page)
+        config = s.get(StorageConfig, dataset.config_id) if dataset.config_id else None
+    return rows, total, config
 
 
 @router.get("/datasets/{dataset_id}/data/details")
@@ -712,26 +742,16 @@ def data_details(
     workspace_id: WorkspaceDep,
     container: ContainerDep,
     page: PageDep,
-    segment_name: Annotated[str, Query(alias="segmentName")],
-    remote_path: Annotated[str | None, Query(alias="remotePath")] = None,
-    commit: Annotated[str | None, Query()] = None,
-    draft_number: Annotated[int | None, Query(alias="draftNumber")] = None,
+    q: DataQueryDep,
 ) -> dict[str, Any]:
     """The segment's data with their labels and a URL each, in path order."""
-    offset, limit = page
-    with container.db.uow() as uow:
-        s = uow.session
-        dataset, segment = _segment_for_read(
-            s, workspace_id, dataset_id, segment_name, commit, draft_number
-        )
-        rows, total = _entries(s, segment, remote_path, offset, limit)
-        config = _dataset_config(s, dataset)
+    rows, total, config = _read_data(container, workspace_id, dataset_id, q, page)
     urls = FileUrls(request, container, config)
     items = [
         {"remotePath": r.remote_path, "url": urls.url(r.dest_key), "label": r.label or {}}
         for r in rows
     ]
-    return _paged("dataDetails", items, total, offset)
+    return _paged("dataDetails", items, total, page[0])
 
 
 @router.get("/datasets/{dataset_id}/data/urls")
@@ -741,22 +761,12 @@ def data_urls(
     workspace_id: WorkspaceDep,
     container: ContainerDep,
     page: PageDep,
-    segment_name: Annotated[str, Query(alias="segmentName")],
-    remote_path: Annotated[str | None, Query(alias="remotePath")] = None,
-    commit: Annotated[str | None, Query()] = None,
-    draft_number: Annotated[int | None, Query(alias="draftNumber")] = None,
+    q: DataQueryDep,
 ) -> dict[str, Any]:
-    offset, limit = page
-    with container.db.uow() as uow:
-        s = uow.session
-        dataset, segment = _segment_for_read(
-            s, workspace_id, dataset_id, segment_name, commit, draft_number
-        )
-        rows, total = _entries(s, segment, remote_path, offset, limit)
-        config = _dataset_config(s, dataset)
+    rows, total, config = _read_data(container, workspace_id, dataset_id, q, page)
     urls = FileUrls(request, container, config)
     items = [{"remotePath": r.remote_path, "url": urls.url(r.dest_key)} for r in rows]
-    return _paged("urls", items, total, offset)
+    return _paged("urls", items, total, page[0])
 
 
 @router.get("/datasets/{dataset_id}/data")
@@ -765,20 +775,10 @@ def data_paths(
     workspace_id: WorkspaceDep,
     container: ContainerDep,
     page: PageDep,
-    segment_name: Annotated[str, Query(alias="segmentName")],
-    remote_path: Annotated[str | None, Query(alias="remotePath")] = None,
-    commit: Annotated[str | None, Query()] = None,
-    draft_number: Annotated[int | None, Query(alias="draftNumber")] = None,
+    q: DataQueryDep,
 ) -> dict[str, Any]:
-    offset, limit = page
-    with container.db.uow() as uow:
-        s = uow.session
-        _, segment = _segment_for_read(
-            s, workspace_id, dataset_id, segment_name, commit, draft_number
-        )
-        rows, total = _entries(s, segment, remote_path, offset, limit)
-        items = [{"remotePath": r.remote_path} for r in rows]
-    return _paged("data", items, total, offset)
+    rows, total, _ = _read_data(container, workspace_id, dataset_id, q, page)
+    return _paged("data", [{"remotePath": r.remote_path} for r in rows], total, page[0])
 
 
 @router.get("/datasets/{dataset_id}/labels/statistics")
@@ -786,14 +786,12 @@ def label_statistics(
     dataset_id: str,
     workspace_id: WorkspaceDep,
     container: ContainerDep,
-    commit: Annotated[str | None, Query()] = None,
-    draft_number: Annotated[int | None, Query(alias="draftNumber")] = None,
+    version: VersionDep,
 ) -> dict[str, Any]:
     """Annotations per type and category over the dataset's data, as TensorBay counts them."""
     with container.db.uow() as uow:
         s = uow.session
-        dataset = _dataset(s, workspace_id, dataset_id)
-        _read_version(s, dataset, commit, draft_number)
+        dataset = _dataset_at(s, workspace_id, dataset_id, version)
         ids = list(s.exec(select(Segment.id).where(Segment.dataset_id == dataset.id)).all())
         rows = repo.label_statistics(s, segment_ids=ids)
     stats: dict[str, Any] = {}

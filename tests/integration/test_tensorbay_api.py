@@ -123,33 +123,17 @@ def test_errors_are_tensorbay_codes(tb: TestClient, container: Container) -> Non
     message = _error(tb.post(f"{BASE}/datasets", json={"type": 0}), 400, "RequestParamsMissing")
     assert "name" in message
     secret = "very-secret-value-123"
-    message = _error(
-        tb.post(
-            f"{BASE}/storage-configs/s3",
-            json={
-                "name": "s3",
-                "filePath": "",
-                "endpoint": "http://127.0.0.1:9",
-                "accesskeyId": "AKID",
-                "accesskeySecret": secret,
-            },
-        ),
-        400,
-        "RequestParamsMissing",
-    )
+    s3 = {
+        "name": "s3",
+        "filePath": "",
+        "endpoint": "http://127.0.0.1:9",
+        "accesskeyId": "AKID",
+        "accesskeySecret": secret,
+    }
+    message = _error(tb.post(f"{BASE}/storage-configs/s3", json=s3), 400, "RequestParamsMissing")
     assert "bucketName" in message and secret not in message
     message = _error(
-        tb.post(
-            f"{BASE}/storage-configs/s3",
-            json={
-                "name": "s3",
-                "filePath": "",
-                "endpoint": "http://127.0.0.1:9",
-                "accesskeyId": "AKID",
-                "accesskeySecret": secret,
-                "bucketName": "x",
-            },
-        ),
+        tb.post(f"{BASE}/storage-configs/s3", json={**s3, "bucketName": "x"}),
         400,
         "InvalidParamsValue",
     )
