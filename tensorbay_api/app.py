@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bayport.wiring import Container
 from importer.errors import Conflict, ImportServiceError, Invalid, NotFound
@@ -35,8 +36,17 @@ def create_tensorbay_app(container: Container) -> FastAPI:
     async def _tensorbay_error(_request: Request, exc: TensorBayError) -> JSONResponse:
         return exc.response()
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's and routing's (404, 405)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        unrouted = exc.status_code == 404 and request.scope.get("route") is None
+        if exc.status_code == 405 or unrouted:
+            # A request the SDK makes that Bayport does not serve (docs/tensorbay-compat.md).
+            return TensorBayError(
+                exc.status_code,
+                f"Bayport does not serve {request.method} {request.url.path} of TensorBay's "
+                "open API (see docs/tensorbay-compat.md)",
+                code="InvalidParamsValue" if exc.status_code == 405 else None,
+            ).response()
         return TensorBayError(exc.status_code, str(exc.detail)).response()
 
     @app.exception_handler(ImportServiceError)

@@ -115,6 +115,13 @@ def test_errors_are_tensorbay_codes(tb: TestClient, container: Container) -> Non
         "Unauthorized",
     )
     _error(tb.get(f"{BASE}/datasets/nope"), 404, "ResourceNotExist")
+    # What the SDK can ask that Bayport does not serve is said so, in TensorBay's shape.
+    for method, path, status, code in (
+        ("DELETE", "/datasets/nope", 405, "InvalidParamsValue"),  # gas.delete_dataset
+        ("GET", "/no/such/thing", 404, "ResourceNotExist"),
+    ):
+        message = _error(tb.request(method, BASE + path), status, code)
+        assert message.startswith(f"Bayport does not serve {method} {BASE}{path}")
     _error(
         tb.post(f"{BASE}/datasets", json={"name": "X", "configName": "nope"}),
         404,
