@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from importer.context import ImportContext, log
 from importer.errors import Conflict, Invalid, NotFound
@@ -163,15 +163,9 @@ def progress(ctx: ImportContext, *, dataset_id: str, draft_number: int) -> Draft
         s = uow.session
         waiting = repo.waiting_draft_objects(s, dataset_id=dataset_id, draft_number=draft_number)
         job_ids = repo.draft_job_ids(s, dataset_id=dataset_id, draft_number=draft_number)
-        running = failed = 0
-        for job_id in job_ids:
-            job = s.get(ImportJob, job_id)
-            if job is None:
-                continue
-            if not JobState(job.state).is_final:
-                running += 1
-            else:
-                failed += job.failed
+        jobs = s.exec(select(ImportJob).where(col(ImportJob.id).in_(job_ids))).all()
+        running = sum(1 for j in jobs if not JobState(j.state).is_final)
+        failed = sum(j.failed for j in jobs if JobState(j.state).is_final)
     return DraftProgress(waiting=waiting, running_jobs=running, jobs=len(job_ids), failed=failed)
 
 

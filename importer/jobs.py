@@ -186,17 +186,17 @@ class JobPlace:
     dataset_config: StorageConfig | None
 
     def name_of(self, obj: PlannedObject) -> str:
-        """The object's path in the segment: the name its client gave it, else its key
-        below the data prefix."""
-        if obj.name is not None:
-            return obj.name
-        return remote_path(obj.key, self.manifest.source.data_prefix)
+        return self._name(obj.key, obj.name)
 
     def dest_key(self, key: str, *, name: str | None = None) -> str:
         if self.job.in_place:
             return key
-        rel = name if name is not None else remote_path(key, self.manifest.source.data_prefix)
-        return destination_key(self.dataset.path, self.segment.name, rel)
+        return destination_key(self.dataset.path, self.segment.name, self._name(key, name))
+
+    def _name(self, key: str, name: str | None) -> str:
+        """A path in the segment: the name a client gave the object, else its key below
+        the data prefix."""
+        return name if name is not None else remote_path(key, self.manifest.source.data_prefix)
 
 
 def load_place(s: Any, job: ImportJob) -> JobPlace:

@@ -217,8 +217,9 @@ def sweep(
         uow.commit()
     for job_id in plans + finishes:
         ctx.enqueue.plan_import(job_id)
-    # A gathering of registered objects queued a lease ago and not heard of since (a busy
-    # segment's gathering touches its batch each time it looks again): its message was lost.
+    # A gathering of registered objects queued a lease ago and not heard of since (one that
+    # finds its segment busy marks it queued anew when it sends itself again): its message
+    # was lost.
     with ctx.db.uow() as uow:
         gatherings = repo.claim_stale_draft_batches(uow.session, stale=stale, now=now)
         uow.commit()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import json
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from importer.rules import (
 from labels.catalog import Catalog, label_facts, validate_label
 from labels.formats.voc import parse_voc
 from labels.formats.yolo import image_size, parse_yolo
-from labels.parse import LabelError, parse_label
+from labels.parse import LabelError, parse_label, parse_label_doc
 from metadata import repository as repo
 from metadata.models import (
     ImportJob,
@@ -191,8 +190,10 @@ def _copy_objects(
     if spec.coco_file is not None:
         worker.coco_etag = coco_file_etag(ctx, source, spec.coco_file)
     if spec.coco_file is not None or spec.draft is not None:
+        # Labels kept for the job by name: read out of its COCO file, or sent by a client.
+        lookup = repo.draft_labels if spec.draft is not None else repo.import_labels
         with ctx.db.uow() as uow:
-            worker.coco_labels = repo.import_labels(
+            worker.stored_labels = lookup(
                 uow.session, job_id=place.job.id, names=[place.name_of(o) for o in todo]
             )
     # An in-place import that needs no request per object (no label file to read, no mask
@@ -442,7 +443,7 @@ class _ObjectImporter:
         self.limits = ctx.copy_limits
         catalog = place.dataset.catalog
         self.catalog = Catalog.model_validate(catalog) if catalog else None
-        self.coco_labels: dict[str, dict[str, Any] | None] = {}
+        self.stored_labels: dict[str, dict[str, Any] | None] = {}
         self.coco_etag: str | None = None
 
     def needs_requests(self, todo: list[PlannedObject]) -> bool:
@@ -594,24 +595,24 @@ class _ObjectImporter:
         list the image (missing), {} when it lists it without annotations."""
         name = row["remote_path"]
         row["label_etag"] = self.coco_etag  # the file was read, listing the image or not
-        if name not in self.coco_labels:
+        if name not in self.stored_labels:
             if self.place.manifest.options.missing_label == "fail":
                 raise _LabelMissing(f"{name}: the COCO file does not list this image")
             return
-        label = self.coco_labels[name] or {}
+        label = self.stored_labels[name] or {}
         row["label_key"] = self.place.manifest.source.coco_file
         if label:
             self._keep_label(row, label, where=name)
 
     def _sent_label(self, row: dict[str, Any]) -> None:
-        """The label a TensorBay client sent with the object (planning stored it by name),
-        checked as a label file's would be."""
+        """The label a TensorBay client sent with the object (held with it by name), checked
+        as a label file's would be."""
         name = row["remote_path"]
-        label = self.coco_labels.get(name)
+        label = self.stored_labels.get(name)
         if not label:
             return
         try:
-            parsed = parse_label(json.dumps(label).encode(), label_type=None)
+            parsed = parse_label_doc(label)
         except LabelError as exc:
             raise LabelError(f"the label sent for {name!r}: {exc}") from exc
         self._keep_label(row, parsed, where=name)

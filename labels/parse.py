@@ -51,6 +51,12 @@ def parse_label(raw: bytes, *, label_type: str | None) -> JsonObject:
         raise LabelError("not valid JSON: nested too deeply") from exc
     if label_type is not None:
         doc = {_type_name(label_type): doc}
+    return parse_label_doc(doc)
+
+
+def parse_label_doc(doc: Any) -> JsonObject:
+    """`parse_label` of a label already decoded from JSON (`{TYPE: value}`), as a client
+    sends it inside a request."""
     if not isinstance(doc, dict):
         fail("the label", f" must be a JSON object, not {show(doc)}")
     if not doc:

@@ -390,6 +390,7 @@ class DraftObject(SQLModel, table=True):
     __table_args__ = (
         Index("ix_draft_object_waiting", "dataset_id", "draft_number", "segment_name", "job_id"),
         Index("ix_draft_object_job", "job_id", "id"),
+        Index("ix_draft_object_job_name", "job_id", "name_sha256"),
         # One waiting object per name: registering a name again replaces it (an upsert, so
         # concurrent registrations of one name leave one). By the name's hash: a path may be
         # longer than an index entry may.

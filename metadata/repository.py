@@ -1098,29 +1098,26 @@ def waiting_draft_segments(session: Session, *, dataset_id: str, draft_number: i
 def assign_draft_objects(
     session: Session, *, dataset_id: str, draft_number: int, segment_name: str, job_id: str
 ) -> int:
-    """Give the segment's waiting objects to `job_id` (the latest registration of a name
-    wins) and store their labels for it, by name. Returns how many it took."""
+    """Give the segment's waiting objects (one per name: the unique index sees to that) to
+    `job_id`; their labels stay with them (`draft_labels`). Returns how many it took."""
     table = DraftObject.__table__  # type: ignore[attr-defined]
     where = _waiting(dataset_id, draft_number, segment_name)
-    latest = (
-        sa_select(func.max(table.c.id))
-        .where(*where)
-        .group_by(table.c.remote_path)
-        .scalar_subquery()
-    )
-    session.execute(delete(table).where(*where, table.c.id.not_in(latest)))
     result: Any = session.execute(update(table).where(*where).values(job_id=job_id))
-    taken = result.rowcount
-    labels = ImportLabel.__table__  # type: ignore[attr-defined]
-    session.execute(
-        insert(labels).from_select(
-            ["job_id", "name", "label"],
-            sa_select(literal(job_id), table.c.remote_path, table.c.label).where(
-                table.c.job_id == job_id
-            ),
+    return int(result.rowcount or 0)
+
+
+def draft_labels(
+    session: Session, *, job_id: str, names: Sequence[str]
+) -> dict[str, dict[str, Any] | None]:
+    """The labels sent with a job's registered objects, by name (as `import_labels`)."""
+    table = DraftObject.__table__  # type: ignore[attr-defined]
+    hashes = [hashlib.sha256(n.encode()).hexdigest() for n in names]
+    rows = session.execute(
+        sa_select(table.c.remote_path, table.c.label).where(
+            table.c.job_id == job_id, table.c.name_sha256.in_(hashes)
         )
-    )
-    return int(taken or 0)
+    ).all()
+    return {str(name): dict(label) if label is not None else None for name, label in rows}
 
 
 def draft_objects_page(

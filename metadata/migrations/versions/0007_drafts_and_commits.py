@@ -90,6 +90,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_draft_object_job", "draft_object", ["job_id", "id"], unique=False)
     op.create_index(
+        "ix_draft_object_job_name", "draft_object", ["job_id", "name_sha256"], unique=False
+    )
+    op.create_index(
         "ux_draft_object_waiting_name",
         "draft_object",
         ["dataset_id", "draft_number", "segment_name", "name_sha256"],
@@ -112,6 +115,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("draft_batch")
     op.drop_index("ux_draft_object_waiting_name", table_name="draft_object")
+    op.drop_index("ix_draft_object_job_name", table_name="draft_object")
     op.drop_index("ix_draft_object_job", table_name="draft_object")
     op.drop_index("ix_draft_object_waiting", table_name="draft_object")
     op.drop_table("draft_object")
