@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from importer.manifest import NAME_PATTERN, normalize_prefix
 
@@ -63,6 +65,17 @@ AZURE_ENDPOINTS = {
 }
 
 
+def _is_address(host: str) -> bool:
+    """An IP address or localhost: an emulator's host, which names no account."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class AzureConfigCreate(_ConfigCommon):
     provider: Literal["azure"]
     account_type: Literal["China", "Global"] = "Global"
@@ -74,8 +87,37 @@ class AzureConfigCreate(_ConfigCommon):
     endpoint: str | None = Field(
         default=None,
         max_length=2000,
-        description="Override of the account URL (emulators, sovereign clouds)",
+        description="Override of the account URL (emulators, sovereign clouds): the "
+        "account's own URL, e.g. http://127.0.0.1:10000/devstoreaccount1 for Azurite",
     )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _account_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """An Azure endpoint is an account's URL: the account in the host name
+        (`https://acct.blob.core.windows.net`) or, for emulators, as the path's first
+        segment (`http://127.0.0.1:10000/acct`). A service root without the account only
+        answers "the specified resource does not exist" later: refused here, saying what
+        the endpoint must be."""
+        if value is None:
+            return None
+        account = info.data.get("account_name")
+        if not account:
+            return value
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        path = [p for p in parts.path.split("/") if p]
+        if path or not _is_address(parts.hostname):
+            # The account in the path, or a host name (the account's, or a custom domain
+            # mapped to it): the account URL as given.
+            return value.rstrip("/")
+        root = f"{parts.scheme}://{parts.netloc}"
+        raise ValueError(
+            f"{value!r} is not the URL of account {account!r}: the endpoint must be the "
+            f"account URL, e.g. {root}/{account} (an emulator such as Azurite) or "
+            f"https://{account}.blob.core.windows.net"
+        )
 
     def account_url(self) -> str:
         return self.endpoint or AZURE_ENDPOINTS[self.account_type].format(account=self.account_name)
@@ -157,6 +199,9 @@ class JobCounts(BaseModel):
     relabel_planned: int = 0
     delete_planned: int = 0
     rejected_rows: int = 0  # object-list rows refused (see /v1/imports/{id}/rejected)
+    # Listed keys that are not objects of the import, by reason: label_files, mask_files,
+    # dataset_output (the dataset's own folder below the data prefix), filtered.
+    left_out: dict[str, int] = Field(default_factory=dict)
 
 
 class ThroughputPoint(BaseModel):
@@ -212,6 +257,9 @@ class JobPublic(BaseModel):
     error: str | None
     # Set when deletions were held back (the job then ends needs_review): why.
     review_reason: str | None = None
+    # Set on a finished job for what the user should know that is not an error: why it
+    # imported nothing, what it left out of the listing.
+    notice: str | None = None
     schedule_id: str | None = None
     manifest: dict[str, Any]
     created_at: datetime

@@ -19,14 +19,16 @@ from storage_adapters.throttled import ThrottledStore
 QUOTA_PROVIDERS = frozenset({"s3", "oss", "azure"})
 
 
-def spec_for_config(config: StorageConfig, box: SecretBox) -> StorageSpec:
+def spec_for_config(
+    config: StorageConfig, box: SecretBox, *, at_bucket_root: bool = False
+) -> StorageSpec:
     credentials = box.open(config.credentials_encrypted)
     # Decrypted secrets exist in memory only; logs mask them wherever they would appear.
     redact(*(v for k, v in credentials.items() if not k.endswith(("_id", "_name"))))
     return StorageSpec(
         provider=config.provider,
         bucket=config.bucket_name,
-        root=config.file_path,
+        root="" if at_bucket_root else config.file_path,
         endpoint=config.endpoint,
         region=config.region,
         credentials=credentials,
@@ -60,20 +62,21 @@ class ConfigStores:
         self._settings = settings
         self._box = box
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, bytes, float | None, int | None], ObjectStore] = {}
+        self._cache: dict[tuple[str, bytes, float | None, int | None, bool], ObjectStore] = {}
         self._default: ObjectStore | None = None
         self.throttle = Throttle.from_settings(settings)
         self._allowlist = EndpointAllowlist.parse(settings.allowed_private_endpoints)
 
-    def for_config(self, config: StorageConfig) -> ObjectStore:
+    def for_config(self, config: StorageConfig, *, at_bucket_root: bool = False) -> ObjectStore:
         caps = (config.max_requests_per_second, config.max_bytes_per_second)
-        cache_key = (config.id, config.credentials_encrypted, *caps)
+        cache_key = (config.id, config.credentials_encrypted, *caps, at_bucket_root)
         with self._lock:
             store = self._cache.get(cache_key)
             if store is None:
                 check_config_endpoint(config, self._allowlist)
                 store = open_store(
-                    spec_for_config(config, self._box), timeout=self._settings.storage_timeout
+                    spec_for_config(config, self._box, at_bucket_root=at_bucket_root),
+                    timeout=self._settings.storage_timeout,
                 )
                 # In-process stores (a local folder, memory) have no provider quota to
                 # share; their caps still hold.
@@ -86,7 +89,9 @@ class ConfigStores:
                     store = ThrottledStore(store, gate)
                 # A config re-sealed (key rotation) or given new caps: its old client goes
                 # (copies still holding it finish with it).
-                for stale in [k for k in self._cache if k[0] == config.id]:
+                for stale in [
+                    k for k in self._cache if k[0] == config.id and k[1:4] != cache_key[1:4]
+                ]:
                     del self._cache[stale]
                 self._cache[cache_key] = store
             return store

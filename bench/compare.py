@@ -872,7 +872,7 @@ def inplace_generated_once(keys: int) -> dict[str, Any]:
         listing = GeneratedListing(keys)
 
         class Stores:
-            def for_config(self, config: Any) -> ObjectStore:
+            def for_config(self, config: Any, **_: object) -> ObjectStore:
                 return listing
 
             def default_storage(self) -> ObjectStore:

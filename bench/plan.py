@@ -92,7 +92,7 @@ def plan_once(keys: int) -> PlanResult:
         listing, dataset_store = GeneratedListing(keys), MemoryStore()
 
         class Stores:
-            def for_config(self, config: StorageConfig) -> ObjectStore:
+            def for_config(self, config: StorageConfig, **_: object) -> ObjectStore:
                 return listing if config.id == source.id else dataset_store
 
             def default_storage(self) -> ObjectStore:

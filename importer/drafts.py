@@ -7,8 +7,8 @@ gathering of the draft's segment. The gathering (`gather`, a worker task) makes 
 job of every object waiting in that segment: while a job runs on the segment, newly
 registered objects wait, and the next gathering takes them all at once. So a call stays one
 short transaction however many come, and jobs grow with the rate objects arrive. The job
-imports each object under the name the client gave it, with the label it sent; in place
-when the dataset's storage config holds it.
+imports each object under the name the client gave it, with the label it sent: copied into
+the dataset's storage path, or registered where it is when it lies there already.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from importer.context import ImportContext, log
 from importer.errors import Conflict, Invalid, NotFound
 from importer.jobs import submit
+from importer.locations import folder_of
 from importer.manifest import ImportManifest, ImportOptions, SourceSpec
 from metadata import repository as repo
 from metadata.models import Dataset, Draft, DraftStatus, ImportJob, JobState, StorageConfig
@@ -108,6 +109,7 @@ def gather(ctx: ImportContext, key: str) -> str:
         if dataset is None or config is None or waiting == 0:
             return nothing
         workspace_id, dataset_name, config_name = dataset.workspace_id, dataset.name, config.name
+        storage_path = folder_of(config, dataset.path).prefix  # the cloud paths' bucket keys
     manifest = ImportManifest(
         dataset=dataset_name,
         segment=segment_name,
@@ -120,6 +122,9 @@ def gather(ctx: ImportContext, key: str) -> str:
         taken[0] = repo.assign_draft_objects(s, **where, job_id=job.id)
         if taken[0] == 0:  # a concurrent gathering took them
             raise _NothingWaiting
+        # Each object is placed by where it lies (JobPlace.registers); a job all of whose
+        # objects lie in the dataset's storage path already is an in-place job.
+        job.in_place = repo.draft_objects_outside(s, job_id=job.id, prefix=storage_path) == 0
 
     try:
         job = submit(ctx, workspace_id=workspace_id, manifest=manifest, before_commit=take).job

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +15,15 @@ from sqlmodel import select
 
 from importer.context import ImportContext, log
 from importer.errors import Conflict, Invalid, NotFound
+from importer.locations import Bucket, Place, config_root, folder_of, is_in_place
 from importer.manifest import ImportManifest
 from importer.rules import (
+    DATASET_OUTPUT,
+    FILTERED,
+    LABEL_FILE,
+    MASK_FILE,
     PlannedObject,
     destination_key,
-    is_in_place,
     remote_path,
 )
 from metadata import repository as repo
@@ -142,11 +147,11 @@ def _submit(
                 f"{manifest.segment!r} of {manifest.dataset!r}: wait for it or cancel it",
                 field="segment",
             )
-        in_place = is_in_place(
-            source_config_id=config.id,
-            data_prefix=manifest.source.data_prefix,
-            dataset_config_id=dataset.config_id,
-            dataset_path=dataset.path,
+        dataset_config = s.get(StorageConfig, dataset.config_id) if dataset.config_id else None
+        # A draft's objects are placed one by one (JobPlace.registers): each where it is
+        # when it lies inside the dataset's storage path, else copied into it.
+        in_place = manifest.source.draft is None and is_in_place(
+            config, manifest.source.data_prefix, dataset_config, dataset.path
         )
         if in_place and manifest.options.move:
             raise Invalid(
@@ -188,10 +193,69 @@ class JobPlace:
     def name_of(self, obj: PlannedObject) -> str:
         return self._name(obj.key, obj.name)
 
+    @property
+    def bucket_keys(self) -> bool:
+        """Are the job's source keys bucket keys (a TensorBay client's cloud paths) rather
+        than keys relative to the source config's file_path?"""
+        return self.manifest.source.draft is not None
+
+    def in_place_key(self, key: str) -> str | None:
+        """The source object `key` as a key of the dataset's storage config, when it lies
+        inside the dataset's storage path (same bucket, by location); else None."""
+        bucket_key = self._source_root + key
+        where = self._dataset_folder
+        if where is None or not where.holds_key(self._source_bucket, bucket_key):
+            return None
+        return bucket_key[len(self._dataset_root) :]
+
+    def registers(self, key: str) -> bool:
+        """Is the object registered where it is, not copied? Every object of an in-place
+        job is; of another job, the objects that already lie inside the dataset's storage
+        path (a TensorBay client's cloud paths, a source folder wider than the dataset's)."""
+        return self.job.in_place or self.in_place_key(key) is not None
+
     def dest_key(self, key: str, *, name: str | None = None) -> str:
-        if self.job.in_place:
-            return key
+        """The object's key in the dataset's storage: where it is (in place), or where its
+        copy lands, `<dataset path><segment>/<name>`."""
+        if self.registers(key):
+            return self.in_place_key(key) or key
         return destination_key(self.dataset.path, self.segment.name, self._name(key, name))
+
+    def own_folders(self, segments: Iterable[str]) -> list[str]:
+        """The folders a copying import writes to (the dataset's segment folders, given the
+        names of its segments), as source key prefixes, where the source folder holds them
+        (a dataset below its data prefix): what imports wrote there is the dataset's own
+        output, never listed as source (each run would import the last one's copies one
+        level deeper)."""
+        if self.job.in_place or self._dataset_folder is None or self.bucket_keys:
+            return []
+        source = folder_of(self.source_config, self.manifest.source.data_prefix)
+        folders = []
+        for name in segments:
+            out = Place(
+                self._dataset_folder.bucket, destination_key(self._dataset_folder.prefix, name, "")
+            )
+            if source.contains(out):
+                folders.append(out.prefix[len(self._source_root) :])
+        return folders
+
+    @functools.cached_property
+    def _source_root(self) -> str:
+        return "" if self.bucket_keys else config_root(self.source_config)
+
+    @functools.cached_property
+    def _source_bucket(self) -> Bucket:
+        return Bucket.of(self.source_config)
+
+    @functools.cached_property
+    def _dataset_root(self) -> str:
+        return config_root(self.dataset_config) if self.dataset_config else ""
+
+    @functools.cached_property
+    def _dataset_folder(self) -> Place | None:
+        if self.dataset_config is None:
+            return None
+        return folder_of(self.dataset_config, self.dataset.path)
 
     def _name(self, key: str, name: str | None) -> str:
         """A path in the segment: the name a client gave the object, else its key below
@@ -217,8 +281,10 @@ def load_place(s: Any, job: ImportJob) -> JobPlace:
 
 
 def source_store(ctx: ImportContext, place: JobPlace) -> ObjectStore:
-    """Where the job reads, under the job's caps."""
-    return _job_capped(ctx, place, ctx.stores.for_config(place.source_config))
+    """Where the job reads, under the job's caps (at the bucket's root for a job whose keys
+    are bucket keys)."""
+    store = ctx.stores.for_config(place.source_config, at_bucket_root=place.bucket_keys)
+    return _job_capped(ctx, place, store)
 
 
 def dataset_store(ctx: ImportContext, place: JobPlace) -> ObjectStore:
@@ -276,6 +342,9 @@ def finalize_job(s: Any, job: ImportJob) -> None:
         source = job.manifest.get("source", {})
         if any(source.get(k) is not None for k in ("label_prefix", "coco_file", "mask_prefix")):
             job.unlabelled = repo.count_unlabelled(s, job_id=job.id)
+    nothing, job.notice = left_out_notice(job)
+    if nothing and job.error is None and not job.cancel_requested:
+        job.error = job.notice  # listed N, planned 0, and not by the user's own filters
     done = job.copied + job.registered + job.skipped + job.relabelled + job.deleted
     if job.cancel_requested:
         state = JobState.CANCELLED
@@ -300,6 +369,31 @@ def finalize_job(s: Any, job: ImportJob) -> None:
         job.deleted,
         job.failed,
     )
+
+
+_LEFT_OUT_WORDS = {
+    LABEL_FILE: "label files",
+    MASK_FILE: "mask files",
+    DATASET_OUTPUT: "in the dataset's own folder (copies an import made)",
+    FILTERED: "left out by include, exclude or modified_since",
+}
+
+
+def left_out_notice(job: ImportJob) -> tuple[bool, str | None]:
+    """What to tell of the listed keys the job left out, and whether that is everything it
+    listed for a reason other than the user's own filters (then the job fails saying why:
+    a job that lists N objects and imports none never reports success silently)."""
+    left_out = {k: v for k, v in (job.left_out or {}).items() if v}
+    parts = ", ".join(f"{n} {_LEFT_OUT_WORDS.get(why, why)}" for why, n in left_out.items())
+    considered = job.planned + job.unchanged + job.relabel_planned + job.delete_planned
+    if job.listed > 0 and considered == 0:
+        prefix = job.manifest.get("source", {}).get("data_prefix", "")
+        why = parts or "none of them was an object to import"
+        message = f"listed {job.listed} keys under {prefix!r} but imported none: {why}"
+        return set(left_out) != {FILTERED}, message
+    if parts:
+        return False, f"left out of the listing: {parts}"
+    return False, None
 
 
 def abandon_planning(ctx: ImportContext, job_id: str, reason: str) -> None:

@@ -5,11 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from importer.rules import is_control, key_problem
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
+# TensorBay's default segment is named '' (the SDK's `create_segment()`): its objects lie in
+# the dataset's folder itself. Only the TensorBay API makes it.
+SEGMENT_PATTERN = r"^(?:[A-Za-z0-9][A-Za-z0-9_.\-]{0,199})?$"
 LABEL_SUFFIXES = {"tensorbay": ".json", "voc": ".xml", "yolo": ".txt", "coco": ".json"}
 
 
@@ -47,7 +57,10 @@ class SourceSpec(BaseModel):
         default="", description="Folder of the objects, relative to the config's file_path"
     )
     label_prefix: str | None = Field(
-        default=None, description="Folder of the label files, mirrored from data_prefix"
+        default=None,
+        description="Folder of the label files, mirrored from data_prefix (labels/a/1.json "
+        "for images/a/1.png); equal to data_prefix: each label file beside its object "
+        "(images/a/1.png with images/a/1.json)",
     )
     label_format: Literal["tensorbay", "voc", "yolo", "coco"] = Field(
         default="tensorbay",
@@ -155,6 +168,31 @@ class SourceSpec(BaseModel):
     def _prefix(cls, value: str | None) -> str | None:
         return None if value is None else normalize_prefix(value)
 
+    @field_validator("label_prefix")
+    @classmethod
+    def _label_folder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        data = info.data.get("data_prefix")
+        if value is not None and data is not None and value != data and data.startswith(value):
+            raise ValueError(
+                f"{value!r} holds data_prefix {data!r}, so every object would be listed as "
+                "a label file: name the label folder itself (e.g. 'data/labels/'), or "
+                "data_prefix for label files beside their objects"
+            )
+        return value
+
+    @field_validator("mask_prefix")
+    @classmethod
+    def _mask_folder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        data, labels = info.data.get("data_prefix"), info.data.get("label_prefix")
+        if value is not None and data is not None and data.startswith(value):
+            raise ValueError(
+                f"{value!r} is or holds data_prefix {data!r}: a mask pairs with its object "
+                "by stem, so the masks need a folder of their own (e.g. 'data/masks/')"
+            )
+        if value is not None and value == labels:
+            raise ValueError(f"{value!r} is also label_prefix: masks need a folder of their own")
+        return value
+
     @property
     def suffix(self) -> str:
         """The label files' extension, as given or as the format's."""
@@ -250,12 +288,17 @@ class ImportManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str = Field(min_length=1, max_length=200)
-    segment: str = Field(default="default", pattern=NAME_PATTERN)
+    segment: str = Field(default="default", pattern=SEGMENT_PATTERN)
     source: SourceSpec
     options: ImportOptions = Field(default_factory=ImportOptions)
 
     @model_validator(mode="after")
     def _delete_needs_listing(self) -> ImportManifest:
+        if not self.segment and self.source.draft is None:
+            raise ValueError(
+                "segment must be a name (TensorBay's default segment '' is "
+                "made by the TensorBay API only)"
+            )
         if self.options.delete and (
             self.source.object_list is not None or self.source.draft is not None
         ):

@@ -28,6 +28,7 @@ from importer.jobs import (
 from importer.object_list import object_list_problem, read_object_list
 from importer.rules import (
     KeyFilter,
+    NotData,
     PlannedObject,
     destination_key,
     key_problem,
@@ -135,18 +136,36 @@ def _plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
     limit = min(ctx.settings.list_page_size, source.capabilities.max_list_page)
     key_filter = _key_filter(manifest)
     coco_etag = coco_file_etag(ctx, source, manifest.source.coco_file)
+    spec = manifest.source
+    not_data = NotData.of(
+        data_prefix=spec.data_prefix,
+        label_prefix=spec.label_prefix,
+        label_suffix=spec.suffix,
+        mask_prefix=spec.mask_prefix,
+        files=(spec.coco_file,),
+        own_folders=place.own_folders(_segment_names(ctx, place)),
+    )
     pages = _pages_ahead(ctx, source, manifest.source.data_prefix, walk.cursor, limit)
     for page in pages:
+        left_out: dict[str, int] = {}
         planned = plan_page(
             page.objects,
-            data_prefix=manifest.source.data_prefix,
-            label_prefix=manifest.source.label_prefix,
-            label_suffix=manifest.source.suffix,
+            data_prefix=spec.data_prefix,
+            label_prefix=spec.label_prefix,
+            label_suffix=spec.suffix,
             key_filter=key_filter,
+            not_data=not_data,
+            left_out=left_out,
         )
         walk = walk.advance(page.objects, manifest.source.data_prefix, page.cursor)
         if not _write_page(
-            ctx, place, planned, listed=page.objects, walk=walk, coco_etag=coco_etag
+            ctx,
+            place,
+            planned,
+            listed=page.objects,
+            walk=walk,
+            coco_etag=coco_etag,
+            left_out=left_out,
         ):
             pages.close()
             return  # cancelled
@@ -210,6 +229,11 @@ def _start_listing(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> 
         and not opts.move
     ):
         _note_changed_labels(ctx, place, source)
+
+
+def _segment_names(ctx: ImportContext, place: JobPlace) -> list[str]:
+    with ctx.db.uow() as uow:
+        return repo.segment_names(uow.session, dataset_id=place.dataset.id)
 
 
 def _key_filter(manifest: Any) -> KeyFilter | None:
@@ -305,6 +329,7 @@ def _plan_from_object_list(ctx: ImportContext, place: JobPlace) -> None:
             load_coco_labels(ctx, place, source)
     page_size = ctx.settings.list_page_size
     key_filter = _key_filter(place.manifest)
+    own = tuple(place.own_folders(_segment_names(ctx, place)))
     rows = read_object_list(
         lambda: source.open(spec.object_list or ""), spec.list_format, skip=done
     )
@@ -317,6 +342,8 @@ def _plan_from_object_list(ctx: ImportContext, place: JobPlace) -> None:
         else:
             key, label_key = row
             problem = object_list_problem(key, spec.data_prefix, label_key=label_key)
+            if problem is None and own and key.startswith(own):
+                problem = "lies in a folder the dataset's copies go to: not a source object"
             if problem is not None:
                 rejected.append(f"line {line}: {key!r}: {problem}")
             else:
@@ -394,6 +421,7 @@ def _write_page(
     listed: Sequence[ObjectInfo],
     walk: _Walk,
     coco_etag: str | None = None,
+    left_out: dict[str, int] | None = None,
 ) -> bool:
     """Compare one listing page with the ledger (skip what it holds unchanged, relabel
     what only changed its label, note what is gone) and write the rest as shards, with the
@@ -418,10 +446,20 @@ def _write_page(
         job.relabel_planned += len(verdict.to_relabel)
         job.listed += len(listed)
         job.bytes_listed += sum(o.size for o in listed)
+        if left_out:
+            add_left_out(job, left_out)
 
     return _write_shards(
         ctx, place, lambda: verdict.to_copy + verdict.to_relabel, cursor=walk.encode(), count=count
     )
+
+
+def add_left_out(job: ImportJob, counts: dict[str, int]) -> None:
+    """Add `counts` (listed keys left out, by reason) to the job's."""
+    merged = dict(job.left_out or {})
+    for why, n in counts.items():
+        merged[why] = merged.get(why, 0) + n
+    job.left_out = merged  # a new value: the JSON column sees the change
 
 
 def _write_shards(

@@ -10,8 +10,10 @@ from storage_adapters.base import ObjectStore
 
 
 class StoreResolver(Protocol):
-    def for_config(self, config: StorageConfig) -> ObjectStore:
-        """The store of an authorized storage config (credentials decrypted in memory)."""
+    def for_config(self, config: StorageConfig, *, at_bucket_root: bool = False) -> ObjectStore:
+        """The store of an authorized storage config (credentials decrypted in memory): its
+        keys relative to the config's file_path, or (`at_bucket_root`) bucket keys, as the
+        TensorBay API's cloud paths are."""
         ...
 
     def default_storage(self) -> ObjectStore:

@@ -155,16 +155,60 @@ def label_key_for(key: str, *, data_prefix: str, label_prefix: str, label_suffix
 
 
 def destination_key(dataset_path: str, segment: str, rel: str) -> str:
-    """Where a copied object lands, relative to the dataset storage's root."""
-    return f"{dataset_path}{segment}/{rel}"
+    """Where a copied object lands, relative to the dataset storage's root. TensorBay's
+    default segment (named '') is the dataset's folder itself."""
+    return f"{dataset_path}{segment}/{rel}" if segment else f"{dataset_path}{rel}"
 
 
-def is_in_place(
-    *, source_config_id: str, data_prefix: str, dataset_config_id: str | None, dataset_path: str
-) -> bool:
-    """True when the source folder already lies inside the dataset's storage location:
-    the import registers the objects where they are and moves no bytes."""
-    return dataset_config_id == source_config_id and data_prefix.startswith(dataset_path)
+# Why a listed key is not one of the import's objects (JobCounts' `left_out`).
+LABEL_FILE = "label_files"
+MASK_FILE = "mask_files"
+DATASET_OUTPUT = "dataset_output"
+FILTERED = "filtered"
+
+
+@dataclass(frozen=True)
+class NotData:
+    """The keys a data listing yields that are not data: label and mask files kept in or
+    beside the data folder, the COCO file, and the folders the dataset's copies go to when
+    they lie below the data prefix (what earlier runs copied there)."""
+
+    folders: tuple[tuple[str, str], ...] = ()  # (key prefix, reason)
+    keys: frozenset[str] = frozenset()  # single files (a COCO file, an object list)
+    beside: str | None = None  # labels beside their objects: files with this suffix
+
+    def reason(self, key: str) -> str | None:
+        for prefix, why in self.folders:
+            if key.startswith(prefix):
+                return why
+        if key in self.keys or (self.beside is not None and key.endswith(self.beside)):
+            return LABEL_FILE
+        return None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        data_prefix: str,
+        label_prefix: str | None,
+        label_suffix: str,
+        mask_prefix: str | None = None,
+        files: Iterable[str | None] = (),
+        own_folders: Iterable[str] = (),
+    ) -> NotData:
+        folders: list[tuple[str, str]] = [(f, DATASET_OUTPUT) for f in own_folders]
+        beside = None
+        if label_prefix is not None and label_prefix == data_prefix:
+            beside = label_suffix
+        elif label_prefix is not None and label_prefix.startswith(data_prefix):
+            folders.append((label_prefix, LABEL_FILE))
+        if mask_prefix is not None and mask_prefix.startswith(data_prefix):
+            folders.append((mask_prefix, MASK_FILE))
+        return cls(
+            folders=tuple(folders),
+            keys=frozenset(k for k in files if k is not None and k.startswith(data_prefix)),
+            beside=beside,
+        )
 
 
 def plan_page(
@@ -174,17 +218,28 @@ def plan_page(
     label_prefix: str | None,
     label_suffix: str,
     key_filter: KeyFilter | None = None,
+    not_data: NotData | None = None,
+    left_out: dict[str, int] | None = None,
 ) -> list[PlannedObject]:
     """The objects of one listing page to import (label files below the data prefix are
     not data; the filter leaves some out), each with the key of its label file when labels
-    are paired."""
+    are paired. `left_out` counts, by reason, the listed keys that are not planned."""
+    if not_data is None:
+        not_data = NotData.of(
+            data_prefix=data_prefix, label_prefix=label_prefix, label_suffix=label_suffix
+        )
     planned = []
     for obj in objects:
-        if label_prefix is not None and obj.key.startswith(label_prefix):
-            continue
-        if key_filter is not None and not key_filter.accepts(
-            remote_path(obj.key, data_prefix), obj.last_modified
+        why = not_data.reason(obj.key)
+        if (
+            why is None
+            and key_filter is not None
+            and not key_filter.accepts(remote_path(obj.key, data_prefix), obj.last_modified)
         ):
+            why = FILTERED
+        if why is not None:
+            if left_out is not None:
+                left_out[why] = left_out.get(why, 0) + 1
             continue
         label_key = (
             label_key_for(

@@ -184,7 +184,7 @@ def _copy_objects(
     check_dest: bool,
 ) -> dict[str, int]:
     source = source_store(ctx, place)
-    dest = source if place.job.in_place else dataset_store(ctx, place)
+    dest = dataset_store(ctx, place)  # in place: only a mask outside the dataset is copied
     worker = _ObjectImporter(ctx, place, source, dest, known, check_dest=check_dest)
     spec = place.manifest.source
     if spec.coco_file is not None:
@@ -288,7 +288,7 @@ def _delete_objects(
             if still_there(entry.source_key):
                 log.warning("job %s: %s is back in the source: kept", place.job.id, obj.key)
                 return None
-            if dest is not None:
+            if dest is not None and not place.registers(entry.source_key):
                 ctx.retry.call(lambda: dest.delete(entry.dest_key), on_retry=count)
                 for value in (entry.label or {}).values():
                     path = value.get("remotePath") if isinstance(value, dict) else None
@@ -569,8 +569,9 @@ class _ObjectImporter:
             if self.place.manifest.options.missing_label == "fail":
                 raise _LabelMissing(f"{mask_key}: mask file is missing") from exc
             return
-        if self.place.job.in_place:
-            remote = mask_key
+        in_place = self.place.in_place_key(mask_key)
+        if in_place is not None:
+            remote = in_place
         else:
             place = self.place
             remote = destination_key(
@@ -641,7 +642,7 @@ class _ObjectImporter:
     def _transfer(
         self, info: ObjectInfo, row: dict[str, Any], count: Any, entry: LedgerEntry | None
     ) -> Outcome:
-        if self.place.job.in_place:
+        if self.place.registers(info.key):
             row["checksum"] = checksum_of(info)
             return Outcome.REGISTERED
         dst_key = row["dest_key"]

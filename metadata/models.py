@@ -200,6 +200,11 @@ class ImportJob(SQLModel, table=True):
     deleted: int = 0
     unlabelled: int = 0  # imported without a label file (missing_label: import)
     labels_without_object: int = 0  # label files no listed object pairs with
+    # Listed keys that are not the job's objects, by reason (importer.rules.NotData).
+    left_out: dict[str, int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # What the user should know of a finished job that is not an error (why it imported
+    # nothing, what it left out).
+    notice: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     bytes_copied: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)

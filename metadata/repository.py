@@ -135,6 +135,10 @@ def running_job_on_segment(session: Session, *, segment_id: str) -> ImportJob | 
     ).first()
 
 
+def segment_names(session: Session, *, dataset_id: str) -> list[str]:
+    return list(session.exec(select(Segment.name).where(Segment.dataset_id == dataset_id)))
+
+
 def get_segment(session: Session, *, dataset_id: str, name: str) -> Segment | None:
     return session.exec(
         select(Segment).where(Segment.dataset_id == dataset_id, Segment.name == name)
@@ -1104,6 +1108,16 @@ def assign_draft_objects(
     where = _waiting(dataset_id, draft_number, segment_name)
     result: Any = session.execute(update(table).where(*where).values(job_id=job_id))
     return int(result.rowcount or 0)
+
+
+def draft_objects_outside(session: Session, *, job_id: str, prefix: str) -> int:
+    """How many of a job's registered objects have a cloud path outside `prefix`."""
+    table = DraftObject.__table__  # type: ignore[attr-defined]
+    outside = func.substr(table.c.cloud_path, 1, len(prefix)) != prefix
+    count = session.execute(
+        sa_select(func.count()).select_from(table).where(table.c.job_id == job_id, outside)
+    ).scalar_one()
+    return int(count)
 
 
 def draft_labels(

@@ -25,10 +25,18 @@ class FileUrls:
     """Makes URLs for the keys of one store (a storage config's, or Bayport's own when
     `config` is None), valid for the settings' `file_url_expiry_seconds`."""
 
-    def __init__(self, request: Request, container: Container, config: StorageConfig | None):
+    def __init__(
+        self,
+        request: Request,
+        container: Container,
+        config: StorageConfig | None,
+        *,
+        at_bucket_root: bool = False,
+    ):
         self._request = request
         self._container = container
         self._config = config
+        self._at_bucket_root = at_bucket_root
         self._expires_in = container.settings.file_url_expiry_seconds
         self._store: ObjectStore | None = None
         self._signs = True
@@ -38,7 +46,9 @@ class FileUrls:
         if self._store is None:
             stores = self._container.ctx.stores
             self._store = (
-                stores.for_config(self._config) if self._config else stores.default_storage()
+                stores.for_config(self._config, at_bucket_root=self._at_bucket_root)
+                if self._config
+                else stores.default_storage()
             )
         return self._store
 
@@ -53,6 +63,7 @@ class FileUrls:
         token = self._container.box.seal(
             {
                 "config": self._config.id if self._config else "",
+                "root": "bucket" if self._at_bucket_root else "",
                 "key": key,
                 "expires": str(int(time.time()) + self._expires_in),
             }
@@ -78,7 +89,12 @@ def download(
         if config is None:
             raise TensorBayError(404, "the storage config of this file no longer exists")
     stores = container.ctx.stores
-    store = stores.for_config(config) if config else stores.default_storage()
+    at_bucket_root = claims.get("root") == "bucket"
+    store = (
+        stores.for_config(config, at_bucket_root=at_bucket_root)
+        if config
+        else stores.default_storage()
+    )
     key = claims["key"]
     try:
         info = store.head(key)

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, func, select
 
 from bayport.wiring import Container
 from importer import drafts
-from importer.manifest import NAME_PATTERN
+from importer.manifest import NAME_PATTERN, SEGMENT_PATTERN
 from importer.rules import key_problem
 from labels.catalog import Catalog
 from metadata import repository as repo
@@ -88,9 +88,10 @@ def _dataset_public(s: Session, dataset: Dataset) -> dict[str, Any]:
 def create_dataset(
     body: Annotated[DatasetBody, Body()], workspace_id: WorkspaceDep, container: ContainerDep
 ) -> dict[str, Any]:
-    """A dataset on `configName`'s storage (the SDK's authorized storage): the objects its
-    drafts register stay where they are (an in-place import). Without `configName`, the
-    dataset lives in Bayport's storage."""
+    """A dataset on `configName`'s storage (the SDK's authorized storage): it lives at the
+    config's filePath, where its drafts' objects are copied (or registered in place when
+    they lie there already). Without `configName`, the dataset lives in Bayport's
+    storage."""
     if body.type != 0:
         raise invalid("fusion datasets (type 1) are not supported: only type 0")
     with container.db.uow() as uow:
@@ -497,7 +498,7 @@ def list_segments(
 class SegmentBody(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=SEGMENT_PATTERN)  # '' is the SDK's default segment
     draft_number: int = Field(alias="draftNumber", ge=1)
     description: str = ""
 
@@ -625,7 +626,7 @@ class CloudObject(BaseModel):
 class CloudCallbackBody(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    segment_name: str = Field(alias="segmentName", pattern=NAME_PATTERN)
+    segment_name: str = Field(alias="segmentName", pattern=SEGMENT_PATTERN)
     objects: list[CloudObject] = Field(min_length=1, max_length=MAX_OBJECTS_PER_CALL)
     delete_source: bool = Field(default=False, alias="deleteSource")
     draft_number: int = Field(alias="draftNumber", ge=1)
@@ -638,11 +639,13 @@ def cloud_callback(
     workspace_id: WorkspaceDep,
     container: ContainerDep,
 ) -> dict[str, Any]:
-    """Register files of the dataset's storage config into a draft's segment. The call
-    only stores them: a worker gathers the segment's waiting objects into one import job
+    """Register files of the dataset's storage config into a draft's segment: each
+    `cloudPath` a key of the config's bucket (as `list_auth_data` lists it), copied into
+    the dataset's storage path unless it lies there already. The call only stores them:
+    a worker gathers the segment's waiting objects into one import job
     (importer/drafts.py). A bad object or label fails that object alone, in its job."""
     if body.delete_source:
-        raise invalid("deleteSource: Bayport registers files where they are and deletes none")
+        raise invalid("deleteSource: Bayport never deletes the files a client registers")
     objects: list[tuple[str, str, dict[str, Any] | None]] = []
     seen: dict[str, int] = {}
     for i, obj in enumerate(body.objects):

@@ -15,6 +15,7 @@ from api.schemas import (
     OssConfigCreate,
     S3ConfigCreate,
 )
+from importer.rules import key_problem
 from metadata import repository as repo
 from metadata.models import StorageConfig
 from storage_adapters.errors import StorageError
@@ -192,13 +193,17 @@ def list_cloud_files(
     limit: Annotated[int, Query(ge=1, le=1000)] = 128,
     marker: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
-    """One page of the config's files below `prefix` (relative to its filePath, every
-    level), resumed at `marker`: the page's `nextMarker` while `truncated`."""
+    """One page of the files below `prefix`, a path in the config's bucket (every level:
+    the seed's `list_auth_data("data/images/")` lists `data/images/...` whatever the config's
+    filePath, which is where its datasets live), resumed at `marker`: the page's
+    `nextMarker` while `truncated`. The paths returned are bucket keys, as `cloudPath`s
+    are."""
     config = _config(container, workspace_id, config_name)
-    store = container.ctx.stores.for_config(config)
+    prefix = _bucket_path(prefix, field="prefix", folder=True)
+    store = container.ctx.stores.for_config(config, at_bucket_root=True)
     try:
         page = container.ctx.retry.call(
-            lambda: store.list_page(prefix.lstrip("/"), cursor=marker or None, limit=limit)
+            lambda: store.list_page(prefix, cursor=marker or None, limit=limit)
         )
     except StorageError as exc:
         raise TensorBayError(
@@ -219,6 +224,21 @@ def cloud_file_url(
     container: ContainerDep,
     file_path: Annotated[str, Query(alias="filePath", min_length=1)],
 ) -> dict[str, Any]:
-    """A URL to GET the file with, signed by the provider (or by Bayport for a folder)."""
+    """A URL to GET the file with (`filePath` a bucket key, as listed), signed by the
+    provider (or by Bayport for a folder)."""
     config = _config(container, workspace_id, config_name)
-    return {"url": FileUrls(request, container, config).url(file_path.lstrip("/"))}
+    key = _bucket_path(file_path, field="filePath", folder=False)
+    return {"url": FileUrls(request, container, config, at_bucket_root=True).url(key)}
+
+
+def _bucket_path(value: str, *, field: str, folder: bool) -> str:
+    """A path in the bucket as the SDK sends it (a leading '/' dropped). One that would
+    leave the bucket ('..', an absolute path after all) or break a key is refused, naming
+    it: no such object can exist in the config's bucket."""
+    path = value.lstrip("/")
+    problem = key_problem(path)
+    if problem is None and not folder and (not path or path.endswith("/")):
+        problem = "is a folder, not a file"
+    if problem is not None:
+        raise invalid(f"{field} {value!r} {problem}: no object of the bucket has that path")
+    return path

@@ -100,6 +100,9 @@ class FaultProxy:
         self.enabled = enabled
         self.requests = 0  # requests seen while enabled
         self.injected: Counter[str] = Counter()
+        # Every request seen, faults on or off, by method ("COPY" for a PUT naming a copy
+        # source: S3's x-amz-copy-source, OSS's x-oss-copy-source, Azure's x-ms-copy-source).
+        self.seen: Counter[str] = Counter()
         self._upstream_addr = (parts.hostname, parts.port)
         self._upstream_path = parts.path.rstrip("/")
         self._lock = threading.Lock()
@@ -190,6 +193,7 @@ class FaultProxy:
                 request = await _next_event(down, reader)
                 if not isinstance(request, h11.Request):
                     return
+                self._see(request)
                 fault = self._draw()
                 keep_going = await self._exchange(request, fault, down, reader, writer, upstream)
                 if not keep_going:
@@ -205,6 +209,18 @@ class FaultProxy:
             upstream.close()
             _close(writer)
             self._connections.discard(task)
+
+    def writes(self) -> int:
+        """Requests seen so far that write or delete (PUT, POST, DELETE, copies)."""
+        with self._lock:
+            return sum(n for method, n in self.seen.items() if method not in ("GET", "HEAD"))
+
+    def _see(self, request: h11.Request) -> None:
+        method = request.method.decode()
+        if method == "PUT" and any(name.endswith(b"-copy-source") for name, _ in request.headers):
+            method = "COPY"
+        with self._lock:
+            self.seen[method] += 1
 
     def _draw(self) -> str | None:
         if not self.enabled:

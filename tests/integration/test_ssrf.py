@@ -124,7 +124,7 @@ def test_api_refuses_private_endpoints_naming_the_field(
             "account_name": "acct",
             "account_key": "a2V5",
             "container_name": "photos",
-            "endpoint": endpoint,
+            "endpoint": endpoint + "/acct",  # an emulator-style account URL
         },
     ):
         body.pop("region", None)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
+from importer.locations import is_in_place
 from importer.rules import (
     PlannedObject,
     destination_key,
-    is_in_place,
     label_key_for,
     plan_page,
     split_into_shards,
@@ -75,33 +77,33 @@ def test_shard_items_round_trip() -> None:
 def test_destination_and_in_place() -> None:
     assert destination_key("ds/", "default", "a/1.png") == "ds/default/a/1.png"
     assert destination_key("", "train", "1.png") == "train/1.png"
-    assert is_in_place(
-        source_config_id="c",
-        data_prefix="data/images/",
-        dataset_config_id="c",
-        dataset_path="data/images/",
-    )
-    assert is_in_place(
-        source_config_id="c",
-        data_prefix="data/images/",
-        dataset_config_id="c",
-        dataset_path="data/",
-    )
-    assert not is_in_place(
-        source_config_id="c",
-        data_prefix="data/images/",
-        dataset_config_id="c",
-        dataset_path="datasets/cats/",
-    )
-    assert not is_in_place(
-        source_config_id="c",
-        data_prefix="data/images/",
-        dataset_config_id="other",
-        dataset_path="data/images/",
-    )
-    assert not is_in_place(
-        source_config_id="c", data_prefix="data/images/", dataset_config_id=None, dataset_path=""
-    )
+    assert destination_key("ds/", "", "1.png") == "ds/1.png"  # TensorBay's default segment
+    bucket = Cfg("s3", "https://s3.example.com", "photos")
+    assert is_in_place(bucket, "data/images/", bucket, "data/images/")
+    assert is_in_place(bucket, "data/images/", bucket, "data/")
+    assert not is_in_place(bucket, "data/images/", bucket, "datasets/cats/")
+    assert not is_in_place(bucket, "data/", bucket, "data/images/")  # the dataset is below
+    assert not is_in_place(bucket, "data/images/", None, "")
+    # Another config on the same bucket is the same storage, by location: its file_path
+    # counts, its id does not.
+    reader = Cfg("s3", "HTTPS://S3.Example.com:443/", "photos")
+    at_images = Cfg("s3", "https://s3.example.com", "photos", file_path="data/images")
+    assert is_in_place(reader, "data/images/", at_images, "")
+    assert is_in_place(at_images, "", reader, "data/")
+    assert not is_in_place(reader, "data/", at_images, "")
+    assert not is_in_place(bucket, "data/images/", Cfg("s3", "https://other", "photos"), "")
+    assert not is_in_place(bucket, "data/images/", Cfg("oss", bucket.endpoint, "photos"), "")
+    # AWS without an endpoint: bucket names are global.
+    assert is_in_place(Cfg("s3", None, "b", region="eu"), "x/", Cfg("s3", None, "b"), "x/")
+
+
+@dataclass
+class Cfg:
+    provider: str
+    endpoint: str | None
+    bucket_name: str
+    file_path: str = ""
+    region: str | None = None
 
 
 @pytest.mark.parametrize(
