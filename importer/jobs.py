@@ -444,6 +444,14 @@ def retry_import(ctx: ImportContext, *, workspace_id: str, job_id: str) -> Impor
             raise Conflict(f"import job {job_id} was a dry run: submit it again instead")
         if repo.job_counts(uow.session, job_id=job_id).failed == 0:
             raise Conflict(f"import job {job_id} has no failed objects to retry")
+        # One import at a time per segment, as for a submission: a retry is a job running.
+        running = repo.running_job_on_segment(uow.session, segment_id=job.segment_id)
+        if running is not None and running.id != job.id:
+            raise Conflict(
+                f"import job {running.id} is still {running.state} on this segment: wait "
+                f"for it or cancel it before retrying job {job_id}",
+                field="segment",
+            )
         job.run += 1
         job.state = JobState.QUEUED.value
         job.listing_done = False

@@ -308,4 +308,12 @@ class ImportManifest(BaseModel):
             )
         if self.options.delete and self.options.move:
             raise ValueError("options.delete and options.move do not go together")
+        if self.options.delete and self.options.overwrite == "always":
+            # Deletions are found by walking the ledger beside the listing, which an
+            # overwrite-always import does not do: it would delete nothing, silently.
+            raise ValueError(
+                "options.delete needs options.overwrite 'skip_existing': an import that "
+                "copies everything again does not compare the source with the ledger, so "
+                "it cannot tell what is gone"
+            )
         return self

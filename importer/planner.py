@@ -131,6 +131,11 @@ def _plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
     source = source_store(ctx, place)
     manifest = place.manifest
     walk = _Walk.decode(place.job.list_cursor)
+    if walk.done:
+        # Redelivered after the last page committed: listing again would put every object
+        # in a second shard (and note every deletion twice). Only the deletions may be left.
+        _plan_deletions(ctx, place)
+        return
     if walk.fresh:
         _start_listing(ctx, place, source)
     limit = min(ctx.settings.list_page_size, source.capabilities.max_list_page)
@@ -253,16 +258,19 @@ class _Walk:
     ordered: bool = True
     upto: str | None = None  # this page's last remote path; None on the last page
     fresh: bool = True
+    done: bool = False  # the last page is planned: the listing is over
 
     @classmethod
     def decode(cls, raw: str | None) -> _Walk:
         if raw is None:
             return cls()
-        cursor, last, ordered = json.loads(raw)
-        return cls(cursor=cursor, last=last, ordered=ordered, fresh=False)
+        cursor, last, ordered, *rest = json.loads(raw)
+        return cls(
+            cursor=cursor, last=last, ordered=ordered, fresh=False, done=bool(rest[:1] == [True])
+        )
 
     def encode(self) -> str:
-        return json.dumps([self.cursor, self.upto, self.ordered])
+        return json.dumps([self.cursor, self.upto, self.ordered, self.done])
 
     def next(self) -> _Walk:
         """The walk for the page after this one."""
@@ -280,6 +288,7 @@ class _Walk:
             ordered=ordered,
             upto=upto if cursor is not None else None,
             fresh=False,
+            done=cursor is None,
         )
 
 

@@ -15,6 +15,8 @@ the sweep read, so two workers sweeping at once send each thing once.
 from __future__ import annotations
 
 import contextvars
+import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,22 +103,70 @@ def _interval(ctx: ImportContext) -> float:
     return ctx.settings.lease_seconds / 3
 
 
+_HOST = socket.gethostname()[:16]
+
+
+def holder(owner: str) -> str:
+    """Who holds a lease: the task (its id: a redelivered message keeps it) and the process
+    running it (host and pid), so that a redelivery can tell its own earlier run, still
+    alive, from one that died."""
+    return f"{owner}@{_HOST}:{os.getpid()}"
+
+
+def _process_gone(lease_owner: str) -> bool:
+    """Has the process that holds this lease ended? Known only for this host's processes:
+    another host's holder is taken to be alive until its heartbeat goes stale."""
+    _, _, where = lease_owner.rpartition("@")
+    host, _, pid = where.rpartition(":")
+    if host != _HOST or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, as another user's
+        return False
+    return False
+
+
 def claim_shard(ctx: ImportContext, shard_id: str, owner: str) -> bool:
     """Take the shard's lease for `owner` (a task id) in a transaction of its own; False
-    when another live task holds it."""
+    when another live task holds it. The same message delivered again (Redis redelivers a
+    task running longer than its visibility timeout, under the same id) leaves too while
+    its first run lives: it takes the lease over only once that run's process has ended
+    (a worker killed) or its heartbeat has gone stale."""
     now = utcnow()
+    mine, stale = holder(owner), now - _lease(ctx)
     with ctx.db.uow() as uow:
-        claimed = repo.claim_shard(
-            uow.session, shard_id=shard_id, owner=owner, now=now, stale=now - _lease(ctx)
-        )
+        s = uow.session
+        claimed = repo.claim_shard(s, shard_id=shard_id, owner=mine, now=now, stale=stale)
+        if not claimed:
+            current = repo.shard_lease_owner(s, shard_id=shard_id)
+            if current is not None and current.startswith(owner + "@") and _process_gone(current):
+                claimed = repo.claim_shard(
+                    s, shard_id=shard_id, owner=mine, now=now, stale=stale, take_over=current
+                )
         uow.commit()
     return claimed
 
 
+def release_shard(ctx: ImportContext, shard_id: str, owner: str) -> None:
+    """Give the lease up (the task has ended): a retry of the same message may take it at
+    once. A failure to release is logged: the lease then goes stale by itself."""
+    try:
+        with ctx.db.uow() as uow:
+            repo.release_shard(uow.session, shard_id=shard_id, owner=holder(owner))
+            uow.commit()
+    except Exception as exc:
+        log.warning("shard %s: releasing its lease failed (%s)", shard_id, _short(exc))
+
+
 def shard_heartbeat(ctx: ImportContext, shard_id: str, owner: str) -> Heartbeat:
+    mine = holder(owner)
+
     def beat() -> bool:
         with ctx.db.uow() as uow:
-            held = repo.beat_shard(uow.session, shard_id=shard_id, owner=owner, now=utcnow())
+            held = repo.beat_shard(uow.session, shard_id=shard_id, owner=mine, now=utcnow())
             uow.commit()
         return held
 

@@ -77,8 +77,11 @@ def copy_shard(ctx: ImportContext, shard_id: str, *, lease_owner: str | None = N
         if not recovery.claim_shard(ctx, shard_id, owner):
             log.info("shard %s is held by another live task: this delivery leaves it", shard_id)
             return ShardResult(held_elsewhere=True)
-        with recovery.shard_heartbeat(ctx, shard_id, owner):
-            return _copy_shard(ctx, shard_id)
+        try:
+            with recovery.shard_heartbeat(ctx, shard_id, owner):
+                return _copy_shard(ctx, shard_id)
+        finally:
+            recovery.release_shard(ctx, shard_id, owner)
 
 
 def _copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
@@ -87,8 +90,16 @@ def _copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
         shard = s.get(Shard, shard_id)
         if shard is None:
             return ShardResult()
-        if shard.done:  # redelivered: only the job's finishing may be left
-            finish_if_ready(ctx, shard.job_id)
+        finished_job = shard.job_id if shard.done else None
+    if finished_job is not None:
+        # Redelivered: only the job's finishing may be left. Outside the unit of work above:
+        # on SQLite its read transaction would keep the finishing's writes waiting.
+        finish_if_ready(ctx, finished_job)
+        return ShardResult()
+    with ctx.db.uow() as uow:
+        s = uow.session
+        shard = s.get(Shard, shard_id)
+        if shard is None or shard.done:
             return ShardResult()
         job = s.get(ImportJob, shard.job_id)
         if job is None:

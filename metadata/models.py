@@ -247,6 +247,7 @@ class LedgerEntry(SQLModel, table=True):
         Index("ix_ledger_job_outcome", "job_id", "outcome"),
         Index("ix_ledger_label_key", "segment_id", "label_key"),
         Index("ix_ledger_job_id", "job_id", "id"),  # a job's rows in order (its report)
+        Index("ix_ledger_failed_job", "failed_job_id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     dataset_id: str = Field(foreign_key="dataset.id", index=True, max_length=32)
@@ -260,6 +261,12 @@ class LedgerEntry(SQLModel, table=True):
     dest_key: str = Field(sa_column=Column(Text, nullable=False))
     size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     checksum: str | None = Field(default=None, max_length=200)  # "md5:<hex>" or "etag:<etag>"
+    # Which check proved the copy equal to its source: "md5" (both sides' MD5s), "crc64"
+    # (both sides' CRC-64s), "size" (no checksum both sides state); None when not copied.
+    verified_by: str | None = Field(default=None, max_length=16)
+    # A later job that failed on this object while it stayed as `job_id` left it: the
+    # failure is recorded beside the last good state (error_code, error_message).
+    failed_job_id: str | None = Field(default=None, max_length=32)
     label_key: str | None = Field(default=None, sa_column=Column(KeyText, nullable=True))
     # The label file's ETag when it was read: a sync re-parses the label when it changes.
     label_etag: str | None = Field(default=None, max_length=200)

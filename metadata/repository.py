@@ -10,7 +10,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import case, delete, func, insert, literal, or_, tuple_, update
+from sqlalchemy import (
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    null,
+    or_,
+    tuple_,
+    update,
+)
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
@@ -208,25 +220,39 @@ def _changed(result: Any) -> bool:
 
 
 def claim_shard(
-    session: Session, *, shard_id: str, owner: str, now: datetime, stale: datetime
+    session: Session,
+    *,
+    shard_id: str,
+    owner: str,
+    now: datetime,
+    stale: datetime,
+    take_over: str | None = None,
 ) -> bool:
     """Take the shard's lease for `owner` unless another live task holds it: free, stale
-    (last heartbeat before `stale`), or already `owner`'s (the same message redelivered
-    or retried: the earlier attempt has ended). Counts the delivery."""
+    (last heartbeat before `stale`), or held by `take_over` (a holder known to have died).
+    Counts the delivery."""
+    free = [col(Shard.heartbeat_at).is_(None), col(Shard.heartbeat_at) < stale]
+    if take_over is not None:
+        free.append(col(Shard.lease_owner) == take_over)
     result = session.execute(
         update(Shard)
-        .where(
-            col(Shard.id) == shard_id,
-            col(Shard.done) == False,  # noqa: E712
-            or_(
-                col(Shard.heartbeat_at).is_(None),
-                col(Shard.heartbeat_at) < stale,
-                col(Shard.lease_owner) == owner,
-            ),
-        )
+        .where(col(Shard.id) == shard_id, col(Shard.done) == False, or_(*free))  # noqa: E712
         .values(lease_owner=owner, heartbeat_at=now, deliveries=col(Shard.deliveries) + 1)
     )
     return _changed(result)
+
+
+def shard_lease_owner(session: Session, *, shard_id: str) -> str | None:
+    return session.exec(select(Shard.lease_owner).where(Shard.id == shard_id)).first()
+
+
+def release_shard(session: Session, *, shard_id: str, owner: str) -> None:
+    """Give up `owner`'s lease on the shard (its task has ended)."""
+    session.execute(
+        update(Shard)
+        .where(col(Shard.id) == shard_id, col(Shard.lease_owner) == owner)
+        .values(heartbeat_at=None)
+    )
 
 
 def beat_shard(session: Session, *, shard_id: str, owner: str, now: datetime) -> bool:
@@ -387,11 +413,14 @@ def job_counts(session: Session, *, job_id: str) -> JobCounts:
         .group_by(col(LedgerEntry.outcome))
     ).all()
     by = {outcome: (int(n), int(size)) for outcome, n, size in rows}
+    failed_beside = session.exec(
+        select(func.count()).where(LedgerEntry.failed_job_id == job_id)
+    ).one()
     return JobCounts(
         copied=by.get(Outcome.COPIED, (0, 0))[0],
         registered=by.get(Outcome.REGISTERED, (0, 0))[0],
         skipped=by.get(Outcome.SKIPPED, (0, 0))[0],
-        failed=by.get(Outcome.FAILED, (0, 0))[0],
+        failed=by.get(Outcome.FAILED, (0, 0))[0] + int(failed_beside),
         bytes_copied=by.get(Outcome.COPIED, (0, 0))[1],
         relabelled=by.get(Outcome.RELABELLED, (0, 0))[0],
         deleted=by.get(Outcome.DELETED, (0, 0))[0],
@@ -578,16 +607,21 @@ def report_page(
     return [tuple(row) for row in session.execute(query).all()]
 
 
+def _failed_by(job_id: str) -> Any:
+    """The entries `job_id` failed on: its own failed rows, and the present entries of an
+    earlier job it failed on (recorded beside them)."""
+    return or_(
+        and_(col(LedgerEntry.job_id) == job_id, col(LedgerEntry.outcome) == Outcome.FAILED.value),
+        col(LedgerEntry.failed_job_id) == job_id,
+    )
+
+
 def failed_entries_page(
     session: Session, *, job_id: str, after_id: int, limit: int
 ) -> Sequence[LedgerEntry]:
     return session.exec(
         select(LedgerEntry)
-        .where(
-            LedgerEntry.job_id == job_id,
-            LedgerEntry.outcome == Outcome.FAILED.value,
-            col(LedgerEntry.id) > after_id,
-        )
+        .where(_failed_by(job_id), col(LedgerEntry.id) > after_id)
         .order_by(col(LedgerEntry.id))
         .limit(limit)
     ).all()
@@ -602,6 +636,7 @@ _UPSERT_UPDATES = (
     "dest_key",
     "size",
     "checksum",
+    "verified_by",
     "label_key",
     "label_etag",
     "label_type",
@@ -620,9 +655,25 @@ def _ledger_upsert(dialect: str) -> Any:
     # On the table, not the ORM entity: the rows come complete, and the ORM's bulk path
     # would spend more CPU per row than the database does.
     stmt = insert(LedgerEntry.__table__)  # type: ignore[attr-defined]
-    updates: dict[str, Any] = {name: stmt.excluded[name] for name in _UPSERT_UPDATES}
-    # Attempts add up across the runs of one job (a retry), and start over for a new job.
     table = LedgerEntry.__table__.c  # type: ignore[attr-defined]
+    new = stmt.excluded
+    # A failure never replaces a present entry: the object stays in the dataset as it was
+    # (a duplicate delivery's failure of an object the same job copied is no failure at
+    # all; another job's is recorded beside the entry, and counted as that job's).
+    # Constants in the SQL text: an executemany takes no expanding IN parameters.
+    present = or_(*(table.outcome == literal_column(f"'{v}'") for v in _PRESENT))
+    keep = and_(new.outcome == literal_column(f"'{Outcome.FAILED.value}'"), present)
+    same_job = and_(keep, table.job_id == new.job_id)
+    updates: dict[str, Any] = {
+        name: case((keep, table[name]), else_=new[name]) for name in _UPSERT_UPDATES
+    }
+    for name in ("error_code", "error_message"):
+        updates[name] = case((same_job, table[name]), else_=new[name])
+    updates["updated_at"] = new.updated_at
+    updates["failed_job_id"] = case(
+        (same_job, table.failed_job_id), (keep, new.job_id), else_=null()
+    )
+    # Attempts add up across the runs of one job (a retry), and start over for a new job.
     updates["attempts"] = case(
         (table.job_id == stmt.excluded.job_id, table.attempts + stmt.excluded.attempts),
         else_=stmt.excluded.attempts,
@@ -678,7 +729,7 @@ def job_failures(
 ) -> Sequence[LedgerEntry]:
     return session.exec(
         select(LedgerEntry)
-        .where(LedgerEntry.job_id == job_id, LedgerEntry.outcome == Outcome.FAILED.value)
+        .where(_failed_by(job_id))
         .order_by(col(LedgerEntry.id))
         .offset(offset)
         .limit(limit)

@@ -424,8 +424,13 @@ def test_a_checksum_mismatch_is_tried_once_more_then_fails(
     backend.fail_next("copy_from", mismatch("x", "copy has MD5 0, source 1"), times=2)
     job = run(setup, queue, workspace_id, manifest(concurrency=1, overwrite="always"))
     assert (job.state, job.failed) == ("partially_failed", 1)
-    (failed,) = [r for r in ledger_rows(setup) if r.outcome == "failed"]
-    assert (failed.error_code, failed.attempts) == ("checksum_mismatch", 2)
+    # The object stays as the first job copied it; the failure is recorded beside it.
+    (failed,) = [r for r in ledger_rows(setup) if r.failed_job_id == job.id]
+    assert (failed.outcome, failed.error_code, failed.attempts) == (
+        "copied",
+        "checksum_mismatch",
+        2,
+    )
 
 
 def test_in_place_bookkeeping_runs_inline_and_label_reads_run_on_threads(

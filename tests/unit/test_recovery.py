@@ -5,6 +5,7 @@ broker lost its messages."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -105,24 +106,59 @@ def ledger_count(ctx: ImportContext) -> int:
 # --- leases -----------------------------------------------------------------------------
 
 
-def test_a_live_shard_lease_keeps_other_tasks_out_but_not_its_own_redelivery(
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def held_by_dead_process(ctx: ImportContext, shard_id: str, owner: str) -> None:
+    """As if `owner`'s task had run in a worker process that was killed since."""
+    with ctx.db.uow() as uow:
+        found = uow.session.get(Shard, shard_id)
+        assert found is not None and found.lease_owner == recovery.holder(owner)
+        found.lease_owner = found.lease_owner.rsplit(":", 1)[0] + f":{dead_pid()}"
+        uow.commit()
+
+
+def test_a_live_shard_lease_keeps_other_tasks_out_and_its_own_live_redelivery(
     ctx: ImportContext, queue: InlineQueue, workspace_id: str
 ) -> None:
     _job_id, (first, *_rest) = planned(ctx, queue, workspace_id)
     assert recovery.claim_shard(ctx, first, "task-a")
     assert not recovery.claim_shard(ctx, first, "task-b")  # a duplicate message: leaves
-    assert recovery.claim_shard(ctx, first, "task-a")  # the same message again: takes over
+    # The same message again while its first run still heartbeats (Redis redelivers a task
+    # running past its visibility timeout under the same id): it leaves too.
+    assert not recovery.claim_shard(ctx, first, "task-a")
+    held_by_dead_process(ctx, first, "task-a")  # its worker was killed: taken over
+    assert recovery.claim_shard(ctx, first, "task-a")
+    a, b = recovery.holder("task-a"), recovery.holder("task-b")
     now = utcnow()
     with ctx.db.uow() as uow:
-        assert repo.beat_shard(uow.session, shard_id=first, owner="task-a", now=now)
-        assert not repo.beat_shard(uow.session, shard_id=first, owner="task-b", now=now)
+        assert repo.beat_shard(uow.session, shard_id=first, owner=a, now=now)
+        assert not repo.beat_shard(uow.session, shard_id=first, owner=b, now=now)
         uow.commit()
     backdate(ctx, first, ctx.settings.lease_seconds + 1)  # task-a stopped beating
     assert recovery.claim_shard(ctx, first, "task-b")
     with ctx.db.uow() as uow:
-        assert not repo.beat_shard(uow.session, shard_id=first, owner="task-a", now=utcnow())
+        assert not repo.beat_shard(uow.session, shard_id=first, owner=a, now=utcnow())
     found = shard(ctx, first)
-    assert (found.lease_owner, found.deliveries) == ("task-b", 3)
+    assert (found.lease_owner, found.deliveries) == (b, 3)
+
+
+def test_item5_a_same_id_redelivery_leaves_while_the_first_run_heartbeats(
+    ctx: ImportContext, queue: InlineQueue, workspace_id: str
+) -> None:
+    """Issue 19 item 5: before, `claim_shard` let the same task id in again, and two runs
+    held one lease. A task that ended releases its lease: a retry takes it at once."""
+    _job_id, (first, *_rest) = planned(ctx, queue, workspace_id)
+    assert recovery.claim_shard(ctx, first, "same-id")
+    result = service.copy_shard(ctx, first, lease_owner="same-id")
+    assert result.held_elsewhere and ledger_count(ctx) == 0
+    recovery.release_shard(ctx, first, "same-id")  # the first run ended (say, it raised)
+    result = service.copy_shard(ctx, first, lease_owner="same-id")  # Celery's retry
+    assert (result.copied, shard(ctx, first).done) == (N // SHARDS, True)
 
 
 def test_a_duplicate_delivery_of_a_held_shard_copies_nothing(
@@ -133,6 +169,7 @@ def test_a_duplicate_delivery_of_a_held_shard_copies_nothing(
     result = service.copy_shard(ctx, first, lease_owner="duplicate")
     assert result.held_elsewhere and str(result).startswith("another task")
     assert ledger_count(ctx) == 0 and not shard(ctx, first).done
+    held_by_dead_process(ctx, first, "busy-elsewhere")
     result = service.copy_shard(ctx, first, lease_owner="busy-elsewhere")  # redelivered
     assert (result.copied, shard(ctx, first).done) == (N // SHARDS, True)
 

@@ -173,11 +173,16 @@ def test_changed_image_is_copied_again_and_a_removed_label_fails_its_object(
     entries = ledger(ctx)
     assert entries["00005.png"].outcome == Outcome.COPIED
     assert dest_store.get_bytes("default/00005.png", max_size=1 << 20) == make_png(5, side=20)
+    # The failed sync keeps the object as the ledger had it (issue 19 item 10: it must not
+    # drop out of the dataset), its failure recorded beside it.
     assert entries["00006.png"].error_code == "label_missing"
-    # With missing_label: import, the object stays, unlabelled; its label coming back is
-    # noticed by the next sync.
+    assert entries["00006.png"].outcome == Outcome.COPIED
+    assert entries["00006.png"].failed_job_id == sync.id
+    # With missing_label: import, the object stays, unlabelled (its label file gone: only
+    # relabelled, not copied again); its label coming back is noticed by the next sync.
     sync2 = run(ctx, queue, workspace_id, manifest(missing_label="import"))
-    assert (sync2.relabelled, sync2.copied, sync2.failed) == (0, 1, 0)  # the failed one
+    assert (sync2.relabelled, sync2.copied, sync2.failed) == (1, 0, 0)
+    assert ledger(ctx)["00006.png"].failed_job_id is None
     assert ledger(ctx)["00006.png"].label is None
     write_label(source_store, 6, {"category": "back"})
     sync3 = run(ctx, queue, workspace_id, manifest(missing_label="import"))
