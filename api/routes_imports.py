@@ -28,7 +28,7 @@ from importer import jobs as import_jobs
 from importer import progress, service
 from importer.errors import Invalid
 from importer.manifest import ImportManifest
-from importer.planner import DELETE_CANDIDATE, REJECTED_ROW
+from importer.planner import DELETE_CANDIDATE, REJECTED_ROW, UNIMPORTED_KEY
 from metadata import repository as repo
 from metadata.models import Dataset, ImportJob, JobState, Segment
 
@@ -327,6 +327,15 @@ def import_rejected(
 ) -> Page[NoteItem]:
     """Object-list rows that were refused, each with its line number and reason."""
     return _notes(container, workspace_id, job_id, REJECTED_ROW, page)
+
+
+@router.get("/{job_id}/unimported", response_model=Page[NoteItem])
+def import_unimported(
+    job_id: str, workspace_id: WorkspaceDep, container: ContainerDep, page: PageDep
+) -> Page[NoteItem]:
+    """Listed keys the job did not import as objects of their own, each with why: keys
+    ending in '/' that hold data, and objects that share one label file with another."""
+    return _notes(container, workspace_id, job_id, UNIMPORTED_KEY, page)
 
 
 def _notes(

@@ -24,6 +24,7 @@ COLUMNS = (
     "state",
     "size",
     "checksum",
+    "verified_by",
     "attempts",
     "error_code",
     "error_message",
@@ -42,7 +43,8 @@ def import_report(
     format: Annotated[Literal["csv", "json"], Query(description="csv or json")] = "csv",
 ) -> StreamingResponse:
     """Every object this job copied, registered, skipped after a check, relabelled, deleted or
-    failed: source key, destination, state, size, checksum, attempts, error code and message.
+    failed: source key, destination, state, size, checksum, the check that verified the copy
+    (md5, crc64 or size), attempts, error code and message.
     Objects a sync found unchanged are not rows (they are counted as `unchanged`)."""
     with container.db.uow() as uow:
         job = repo.get_job(uow.session, workspace_id=workspace_id, job_id=job_id)

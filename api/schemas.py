@@ -281,6 +281,9 @@ class DataItem(BaseModel):
     remote_path: str
     size: int
     checksum: str | None
+    # How the copy was proved equal to its source: md5, crc64 or size (null: registered in
+    # place, or imported before Bayport recorded it).
+    verified_by: str | None = None
     label: dict[str, Any] | None
     source: str
 

@@ -74,17 +74,23 @@ class GeneratedListing:
     def read(self, key: str, *, max_size: int) -> Blob:
         raise _unsupported("read")
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
+    def put(self, key: str, data: bytes | bytearray) -> ObjectInfo:
         raise _unsupported("put")
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
         raise _unsupported("delete")
 
     def can_copy_from(self, source: ObjectStore) -> bool:
         return False
 
     def copy_from(
-        self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
+        self,
+        source: ObjectStore,
+        src_key: str,
+        dst_key: str,
+        *,
+        size: int | None = None,
+        etag: str | None = None,
     ) -> ObjectInfo:
         raise _unsupported("copy_from")
 
@@ -102,6 +108,8 @@ class GeneratedListing:
         upload_id: str,
         number: int,
         byte_range: tuple[int, int],
+        *,
+        etag: str | None = None,
     ) -> UploadedPart:
         raise _unsupported("copy_part")
 

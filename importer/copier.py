@@ -41,6 +41,9 @@ class CopyResult:
     size: int
     checksum: str | None
     method: str  # "server", "server_multipart", "stream", "stream_multipart"
+    # The check that proved the copy equal to its source: "md5" or "crc64" (both sides
+    # stated one, and they agreed), or "size" (no checksum both sides state).
+    verified_by: str = "size"
 
 
 def checksum_of(info: ObjectInfo) -> str | None:
@@ -104,8 +107,15 @@ class _Digest:
         if other.crc64 and self.crc64 is not None and other.crc64 != self.crc64:
             raise mismatch(key, f"{what} has CRC-64 {other.crc64}, the bytes copied {self.crc64}")
 
-    def result(self, method: str) -> CopyResult:
-        return CopyResult(size=self.size, checksum=f"md5:{self.md5}", method=method)
+    def result(self, method: str, source: ObjectInfo) -> CopyResult:
+        """What `check` against `source` proved. The MD5 of the bytes read is the copy's
+        checksum only when the source stated one to compare with: otherwise it would claim
+        an end-to-end check that was never made."""
+        if source.md5:
+            return CopyResult(self.size, f"md5:{self.md5}", method, verified_by="md5")
+        if source.crc64 and self.crc64 is not None:
+            return CopyResult(self.size, f"crc64:{self.crc64}", method, verified_by="crc64")
+        return CopyResult(self.size, checksum_of(source), method, verified_by="size")
 
 
 def copy_object(
@@ -127,7 +137,9 @@ def copy_object(
             limits.max_single_copy_size, dst.capabilities.max_single_copy_size or 2**63
         )
         if source.size <= max_single:
-            info = call(partial(dst.copy_from, src, source.key, dst_key, size=source.size))
+            info = call(
+                partial(dst.copy_from, src, source.key, dst_key, size=source.size, etag=source.etag)
+            )
             return _verify_server_copy(call, dst, source, dst_key, info, "server")
         if dst.capabilities.multipart_copy:
             try:
@@ -211,14 +223,20 @@ def _verify_server_copy(
     if source.md5 and info.md5:
         if source.md5 != info.md5:
             raise mismatch(dst_key, f"copy has MD5 {info.md5}, source {source.md5}")
-        return CopyResult(size=source.size, checksum=f"md5:{info.md5}", method=method)
+        return CopyResult(source.size, f"md5:{info.md5}", method, verified_by="md5")
     # No comparable content hash in the copy's answer: check what the copy reports.
     landed = call(partial(dst.head, dst_key))
     if landed.size != source.size:
         raise mismatch(dst_key, f"copy has {landed.size} bytes, source {source.size}")
-    if source.crc64 and landed.crc64 and source.crc64 != landed.crc64:
-        raise mismatch(dst_key, f"copy has CRC-64 {landed.crc64}, source {source.crc64}")
-    return CopyResult(size=landed.size, checksum=checksum_of(landed), method=method)
+    if source.md5 and landed.md5:  # Azure's Content-MD5, kept by the copy
+        if source.md5 != landed.md5:
+            raise mismatch(dst_key, f"copy has MD5 {landed.md5}, source {source.md5}")
+        return CopyResult(landed.size, f"md5:{landed.md5}", method, verified_by="md5")
+    if source.crc64 and landed.crc64:
+        if source.crc64 != landed.crc64:
+            raise mismatch(dst_key, f"copy has CRC-64 {landed.crc64}, source {source.crc64}")
+        return CopyResult(landed.size, f"crc64:{landed.crc64}", method, verified_by="crc64")
+    return CopyResult(landed.size, checksum_of(landed), method, verified_by="size")
 
 
 def part_size_for(dst: ObjectStore, size: int, wanted: int) -> int:
@@ -243,19 +261,27 @@ def _multipart_server_copy(
         for number, start in enumerate(range(0, source.size, part_size), start=1):
             end = min(start + part_size, source.size) - 1
             copy_part = partial(
-                dst.copy_part, src, source.key, dst_key, upload_id, number, (start, end)
+                dst.copy_part,
+                src,
+                source.key,
+                dst_key,
+                upload_id,
+                number,
+                (start, end),
+                etag=source.etag,
             )
             parts.append(call(copy_part))
+        # Each part was pinned to the version listed, but not every server honours that: the
+        # source must still be that version before the parts become the object, else the
+        # upload is dropped and the destination keeps what it held (never pieces of two).
+        if source.etag is not None:
+            now = call(partial(src.head, source.key)).etag
+            if now != source.etag:
+                raise changed(source.key, source.etag, now)
         info = _complete(call, dst, dst_key, upload_id, parts, size=source.size)
     except BaseException:
         _abort_quietly(call, dst, dst_key, upload_id)
         raise
-    # The parts were copied one by one from whatever the source was at each moment: it must
-    # still be the version listed, else the copy may hold pieces of two.
-    if source.etag is not None:
-        now = call(partial(src.head, source.key)).etag
-        if now != source.etag:
-            raise changed(source.key, source.etag, now)
     return info
 
 
@@ -311,20 +337,27 @@ def _stream_single(
     call: _Requests, src: ObjectStore, dst: ObjectStore, source: ObjectInfo, dst_key: str
 ) -> CopyResult:
     digest = _Digest.for_copy(source, dst)
-    chunks = []
+    # One buffer of the listed size, filled in place: the object is held once (not as its
+    # chunks and then their join, twice its size), and handed to the put as it is.
+    body = bytearray(source.size)
+    view = memoryview(body)
     reader = _Reader(src, source, MiB)
     try:
         while (chunk := call(reader.next_chunk)) is not None:
+            start = digest.size
             digest.update(chunk)
-            chunks.append(chunk)
+            if digest.size > source.size:
+                raise mismatch(source.key, f"read more than the {source.size} bytes listed")
+            view[start : digest.size] = chunk
     finally:
         reader.close()
+        view.release()
     if digest.size != source.size:
         raise mismatch(source.key, f"read {digest.size} bytes, listed {source.size}")
     digest.check(source.key, source, "the source")
-    info = call(partial(dst.put, dst_key, b"".join(chunks)))
+    info = call(partial(dst.put, dst_key, body))
     digest.check(dst_key, info, "the stored copy")
-    return digest.result("stream")
+    return digest.result("stream", source)
 
 
 def _stream_multipart(
@@ -373,7 +406,7 @@ def _stream_multipart(
         _abort_quietly(call, dst, dst_key, upload_id)
         raise
     digest.check(dst_key, info, "the stored copy")
-    return digest.result("stream_multipart")
+    return digest.result("stream_multipart", source)
 
 
 def _abort_quietly(call: _Requests, dst: ObjectStore, key: str, upload_id: str) -> None:

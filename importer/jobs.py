@@ -371,11 +371,19 @@ def finalize_job(s: Any, job: ImportJob) -> None:
     )
 
 
+# Counted with left_out, but said apart: not keys left out of the listing.
+_NOTED = frozenset({"copied_again_without_etag", "objects_sharing_a_label_file"})
 _LEFT_OUT_WORDS = {
+    "folder_keys_with_data": "keys ending in '/' that hold data (a folder key is no object: "
+    "listed at /v1/imports/{id}/unimported)",
+    "objects_sharing_a_label_file": "objects share a label file with another (each imported "
+    "with it: listed at /v1/imports/{id}/unimported)",
     LABEL_FILE: "label files",
     MASK_FILE: "mask files",
     DATASET_OUTPUT: "in the dataset's own folder (copies an import made)",
     FILTERED: "left out by include, exclude or modified_since",
+    "copied_again_without_etag": "copied again: the listing or the ledger had no ETag to "
+    "compare (equal sizes prove nothing)",
 }
 
 
@@ -384,6 +392,7 @@ def left_out_notice(job: ImportJob) -> tuple[bool, str | None]:
     listed for a reason other than the user's own filters (then the job fails saying why:
     a job that lists N objects and imports none never reports success silently)."""
     left_out = {k: v for k, v in (job.left_out or {}).items() if v}
+    not_left_out = {k: left_out.pop(k) for k in list(left_out) if k in _NOTED}
     parts = ", ".join(f"{n} {_LEFT_OUT_WORDS.get(why, why)}" for why, n in left_out.items())
     considered = job.planned + job.unchanged + job.relabel_planned + job.delete_planned
     if job.listed > 0 and considered == 0:
@@ -391,9 +400,9 @@ def left_out_notice(job: ImportJob) -> tuple[bool, str | None]:
         why = parts or "none of them was an object to import"
         message = f"listed {job.listed} keys under {prefix!r} but imported none: {why}"
         return set(left_out) != {FILTERED}, message
-    if parts:
-        return False, f"left out of the listing: {parts}"
-    return False, None
+    said = [f"left out of the listing: {parts}"] if parts else []
+    said += [f"{n} {_LEFT_OUT_WORDS.get(why, why)}" for why, n in not_left_out.items()]
+    return False, "; ".join(said) or None
 
 
 def abandon_planning(ctx: ImportContext, job_id: str, reason: str) -> None:
@@ -488,6 +497,7 @@ def ledger_row_public(entry: LedgerEntry) -> dict[str, Any]:
         "remote_path": entry.remote_path,
         "size": entry.size,
         "checksum": entry.checksum,
+        "verified_by": entry.verified_by,
         "label": entry.label,
         "source": entry.source_key,
     }

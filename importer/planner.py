@@ -50,6 +50,30 @@ from storage_adapters.base import ListPage, ObjectInfo, ObjectStore
 from storage_adapters.errors import StorageError
 
 LABEL_CHANGED = "label_changed"
+# Counted with the job's left_out: objects a sync could not compare by ETag, copied again.
+COMPARED_WITHOUT_ETAG = "copied_again_without_etag"
+# Noted (kind UNIMPORTED_KEY, listed at /v1/imports/{id}/unimported) and counted, not lost
+# unseen: keys ending in '/' that hold data, and objects that share one label file.
+UNIMPORTED_KEY = "unimported_key"
+FOLDER_KEY_WITH_DATA = "folder_keys_with_data"
+SHARED_LABEL = "objects_sharing_a_label_file"
+
+
+def _shared_labels(planned: Sequence[PlannedObject]) -> list[str]:
+    """Notes for the objects of a page that pair with the same label file as another
+    (`a.png` and `a.jpg` both pair `a.json`): each imported with it, and said."""
+    by_label: dict[str, list[str]] = {}
+    for obj in planned:
+        if obj.label_key is not None:
+            by_label.setdefault(obj.label_key, []).append(obj.key)
+    return [
+        f"{key}: shares the label file {label} with {', '.join(k for k in keys if k != key)}"
+        for label, keys in by_label.items()
+        if len(keys) > 1
+        for key in keys
+    ]
+
+
 DELETE_CANDIDATE = "delete_candidate"
 REJECTED_ROW = "rejected_row"
 
@@ -162,6 +186,8 @@ def _plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
             not_data=not_data,
             left_out=left_out,
         )
+        if page.folder_keys_with_data:
+            left_out[FOLDER_KEY_WITH_DATA] = len(page.folder_keys_with_data)
         walk = walk.advance(page.objects, manifest.source.data_prefix, page.cursor)
         if not _write_page(
             ctx,
@@ -171,6 +197,7 @@ def _plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
             walk=walk,
             coco_etag=coco_etag,
             left_out=left_out,
+            folder_data=page.folder_keys_with_data,
         ):
             pages.close()
             return  # cancelled
@@ -211,6 +238,7 @@ def _start_listing(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> 
         is_sync = repo.segment_has_entries(uow.session, segment_id=place.segment.id)
         repo.clear_job_notes(uow.session, job_id=job_id, kind=DELETE_CANDIDATE)
         repo.clear_job_notes(uow.session, job_id=job_id, kind=LABEL_CHANGED)
+        repo.clear_job_notes(uow.session, job_id=job_id, kind=UNIMPORTED_KEY)
         uow.commit()
     if not place.job.in_place and not opts.dry_run:
         # The ledger is the record of what Bayport put in the segment: with entries there,
@@ -431,6 +459,7 @@ def _write_page(
     walk: _Walk,
     coco_etag: str | None = None,
     left_out: dict[str, int] | None = None,
+    folder_data: Sequence[str] = (),
 ) -> bool:
     """Compare one listing page with the ledger (skip what it holds unchanged, relabel
     what only changed its label, note what is gone) and write the rest as shards, with the
@@ -438,6 +467,10 @@ def _write_page(
     opts = place.manifest.options
     compare = opts.overwrite == "skip_existing" and not opts.move
     verdict = Verdict(to_copy=planned)
+    folder_keys = [f"{k}: a folder key holding data, not imported" for k in folder_data]
+    shared = _shared_labels(planned)
+    if shared and left_out is not None:
+        left_out[SHARED_LABEL] = len(shared)
 
     def count(s: Any, job: ImportJob) -> None:
         nonlocal verdict
@@ -452,11 +485,16 @@ def _write_page(
                     "cannot be told safely: nothing was deleted"
                 )
         job.unchanged += verdict.unchanged
+        if verdict.without_etag:
+            add_left_out(job, {COMPARED_WITHOUT_ETAG: verdict.without_etag})
         job.relabel_planned += len(verdict.to_relabel)
         job.listed += len(listed)
         job.bytes_listed += sum(o.size for o in listed)
         if left_out:
             add_left_out(job, left_out)
+        noted = [*folder_keys, *shared]
+        if noted:
+            repo.add_job_notes(s, job_id=job.id, kind=UNIMPORTED_KEY, keys=noted)
 
     return _write_shards(
         ctx, place, lambda: verdict.to_copy + verdict.to_relabel, cursor=walk.encode(), count=count
@@ -550,6 +588,7 @@ def _fail_unsafe_keys(s: Any, place: JobPlace, todo: list[PlannedObject]) -> lis
                 "dest_key": place.dest_key(shown_key, name=obj.name),
                 "size": obj.size or 0,
                 "checksum": None,
+                "verified_by": None,
                 "label_key": None,
                 "label_etag": None,
                 "label_type": None,
@@ -578,6 +617,7 @@ class Verdict:
     to_relabel: list[PlannedObject] = field(default_factory=list)
     unchanged: int = 0
     gone: list[str] = field(default_factory=list)  # remote paths no longer in the source
+    without_etag: int = 0  # compared without an ETag on one side: copied again
 
 
 def _compare_with_ledger(
@@ -617,7 +657,12 @@ def _compare_with_ledger(
                 verdict.gone.append(rel)
             return
         decided.add(rel)
-        if entry.source_etag != obj.etag or entry.size != obj.size:
+        if entry.source_etag is None or obj.etag is None:
+            # Without an ETag on both sides, equal sizes prove nothing (None == None is no
+            # comparison): the object is copied again, and the listing's lack is counted.
+            verdict.to_copy.append(obj)
+            verdict.without_etag += 1
+        elif entry.source_etag != obj.etag or entry.size != obj.size:
             verdict.to_copy.append(obj)
         elif spec.coco_file is not None and entry.label_key in (spec.coco_file, None):
             # Labelled from the segment's COCO file: relabelled when the file changed.

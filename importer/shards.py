@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import posixpath
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -277,6 +278,27 @@ def _delete_objects(
             raise
         return True
 
+    doomed = {place.name_of(o) for o in todo}
+
+    def mask_shared(remote_path: str, mask_path: str) -> bool:
+        """Does another object the segment keeps use this mask? Masks pair by stem, so
+        `a.png` and `a.jpg` share `_masks/a.png`: it goes with the last of them only."""
+        folder, name = posixpath.split(remote_path)
+        stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+        with ctx.db.uow() as uow:
+            siblings = repo.present_entries_with_prefix(
+                uow.session,
+                segment_id=place.segment.id,
+                prefix=posixpath.join(folder, stem) + ".",
+            )
+        for sibling in siblings:
+            if sibling.remote_path in (remote_path, *doomed):
+                continue
+            for value in (sibling.label or {}).values():
+                if isinstance(value, dict) and value.get("remotePath") == mask_path:
+                    return True
+        return False
+
     def delete(obj: PlannedObject) -> dict[str, Any] | None:
         entry = known.get(place.name_of(obj))
         if entry is None:  # deleted meanwhile by someone else: nothing to do
@@ -304,7 +326,11 @@ def _delete_objects(
                 for value in (entry.label or {}).values():
                     path = value.get("remotePath") if isinstance(value, dict) else None
                     folder = destination_key(place.dataset.path, place.segment.name, masks)
-                    if isinstance(path, str) and path.startswith(folder):
+                    if (
+                        isinstance(path, str)
+                        and path.startswith(folder)
+                        and not mask_shared(entry.remote_path, path)
+                    ):
                         ctx.retry.call(functools.partial(dest.delete, path), on_retry=count)
             row.update(outcome=Outcome.DELETED.value, label=None, label_type=None)
         except StorageError as exc:
@@ -332,6 +358,7 @@ def _row_from_entry(place: JobPlace, entry: LedgerEntry) -> dict[str, Any]:
         "dest_key": entry.dest_key,
         "size": entry.size,
         "checksum": entry.checksum,
+        "verified_by": entry.verified_by,
         "label_key": entry.label_key,
         "label_etag": entry.label_etag,
         "label_type": entry.label_type,
@@ -409,6 +436,7 @@ def _ledger_row(place: JobPlace, obj: PlannedObject) -> dict[str, Any]:
         "dest_key": place.dest_key(obj.key, name=obj.name),
         "size": obj.size or 0,
         "checksum": None,
+        "verified_by": None,
         "label_key": obj.label_key,
         "label_etag": None,
         "label_type": None,
@@ -489,6 +517,10 @@ class _ObjectImporter:
             self._label(obj, row, count)
             self._mask(obj, row, count)
             info = self._source_info(obj, count)
+            if info.etag is None and place.manifest.options.move:
+                # A move deletes the version it copied, by its ETag: one the listing lacked
+                # is looked up, and the copy pinned to it.
+                info = self.ctx.retry.call(lambda: self.source.head(obj.key), on_retry=count)
             row["size"], row["source_etag"] = info.size, info.etag
             outcome = self._transfer(info, row, count, entry)
             row["outcome"] = outcome.value
@@ -670,7 +702,7 @@ class _ObjectImporter:
             and entry.size == info.size
         ):
             # Looked up here (an object list, a retry): the ledger has it unchanged.
-            row["checksum"] = entry.checksum
+            row["checksum"], row["verified_by"] = entry.checksum, entry.verified_by
             return Outcome.SKIPPED
         if self.check_dest and self.place.manifest.options.overwrite == "skip_existing":
             try:
@@ -681,11 +713,12 @@ class _ObjectImporter:
             else:
                 if matches(existing, info):
                     row["checksum"] = checksum_of(existing)
-                    self._move(info, count)
+                    self._move(info, row, count)
                     return Outcome.SKIPPED
         result = self._copy(info, dst_key, count)
         row["size"], row["checksum"] = result.size, result.checksum
-        self._move(info, count)
+        row["verified_by"] = result.verified_by
+        self._move(info, row, count)
         return Outcome.COPIED
 
     def _copy(self, info: ObjectInfo, dst_key: str, count: Any) -> CopyResult:
@@ -711,7 +744,21 @@ class _ObjectImporter:
                 count(exc, 0)
         raise AssertionError("unreachable")
 
-    def _move(self, info: ObjectInfo, count: Any) -> None:
-        """With `move`, the source object goes once its copy is verified (never before)."""
-        if self.place.manifest.options.move:
-            self.ctx.retry.call(lambda: self.source.delete(info.key), on_retry=count)
+    def _move(self, info: ObjectInfo, row: dict[str, Any], count: Any) -> None:
+        """With `move`, the source object goes once its copy is verified (never before), and
+        only the version copied: a source written again since it was listed stays (the
+        next run copies the new version), and the row says so."""
+        if not self.place.manifest.options.move:
+            return
+        etag = info.etag
+        try:
+            self.ctx.retry.call(lambda: self.source.delete(info.key, if_match=etag), on_retry=count)
+        except StorageError as exc:
+            if exc.kind is not ErrorKind.PRECONDITION_FAILED:
+                raise
+            log.warning("job %s: %s changed since listed: kept", self.place.job.id, info.key)
+            row["error_code"] = "source_changed"
+            row["error_message"] = (
+                f"{info.key} was written again after it was listed: the listed version "
+                "was copied and the source kept (the next run copies the new version)"
+            )

@@ -441,6 +441,24 @@ def ledger_entries_by_path(
     return {row.remote_path: row for row in rows}
 
 
+def present_entries_with_prefix(
+    session: Session, *, segment_id: str, prefix: str, limit: int = 100
+) -> Sequence[LedgerEntry]:
+    """Present entries of the segment whose remote path starts with `prefix` (a key range:
+    the index on (segment, remote path) answers it)."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return session.exec(
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.segment_id == segment_id,
+            col(LedgerEntry.remote_path) >= prefix,
+            col(LedgerEntry.remote_path) < upper,
+            col(LedgerEntry.outcome).in_(_PRESENT),
+        )
+        .limit(limit)
+    ).all()
+
+
 def ledger_entries_by_label(
     session: Session, *, segment_id: str, label_keys: Sequence[str]
 ) -> Sequence[LedgerEntry]:
@@ -585,22 +603,26 @@ def segment_has_entries(session: Session, *, segment_id: str) -> bool:
 def report_page(
     session: Session, *, job_id: str, after_id: int, limit: int
 ) -> Sequence[tuple[Any, ...]]:
-    """(id, source key, destination, outcome, size, checksum, attempts, error code, error
-    message) of the job's ledger rows after `after_id`, in id order: plain tuples, no ORM."""
+    """(id, source key, destination, outcome, size, checksum, verified by, attempts, error
+    code, error message) of the job's ledger rows after `after_id`, in id order: plain
+    tuples, no ORM. An entry the job failed on that stays as an earlier job left it is a
+    `failed` row of this job's."""
     t = LedgerEntry.__table__.c  # type: ignore[attr-defined]
+    failed_beside = t.failed_job_id == job_id
     query = (
         sa_select(
             t.id,
             t.source_key,
             t.dest_key,
-            t.outcome,
+            case((failed_beside, literal(Outcome.FAILED.value)), else_=t.outcome),
             t.size,
             t.checksum,
+            t.verified_by,
             t.attempts,
             t.error_code,
             t.error_message,
         )
-        .where(t.job_id == job_id, t.id > after_id)
+        .where(or_(t.job_id == job_id, failed_beside), t.id > after_id)
         .order_by(t.id)
         .limit(limit)
     )

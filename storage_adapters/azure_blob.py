@@ -53,6 +53,7 @@ from storage_adapters.common import (
     page_limit,
     presign_seconds,
     retry_after_seconds,
+    still_version,
     strip_etag,
 )
 from storage_adapters.errors import ErrorKind, StorageError, changed
@@ -172,15 +173,24 @@ class AzureBlobStore:
         except Exception as exc:
             raise _translate(exc, prefix, container=self.container) from exc
         found: list[ObjectInfo] = []
+        folders: list[str] = []
         for item in items:
             name: str = item.name
-            if not name.startswith(self._root) or name.endswith("/"):
+            if not name.startswith(self._root):
+                continue
+            if name.endswith("/"):
+                if item.size:
+                    folders.append(name[len(self._root) :])
                 continue
             # A hierarchical-namespace account lists its directories as empty blobs.
             if (item.metadata or {}).get("hdi_isfolder") == "true":
                 continue
             found.append(_info(name[len(self._root) :], item))
-        return ListPage(objects=found, cursor=pages.continuation_token or None)
+        return ListPage(
+            objects=found,
+            cursor=pages.continuation_token or None,
+            folder_keys_with_data=folders,
+        )
 
     def head(self, key: str) -> ObjectInfo:
         props = self._call(self._blob(key).get_blob_properties, key)
@@ -234,7 +244,9 @@ class AzureBlobStore:
             raise _translate(exc, key, container=self.container) from exc
         return Blob(data=data, info=_info(key, download.properties))
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
+    def put(self, key: str, data: bytes | bytearray) -> ObjectInfo:
+        # azure-storage-blob takes a bytearray for an iterable of ints: bytes it must be.
+        data = bytes(data) if isinstance(data, bytearray) else data
         digest = hashlib.md5(data)
         resp = self._call(
             self._blob(key).upload_blob,
@@ -254,10 +266,17 @@ class AzureBlobStore:
             md5=digest.hexdigest(),
         )
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
         try:
-            self._call(self._blob(key).delete_blob, key, delete_snapshots="include")
+            self._call(
+                self._blob(key).delete_blob, key, delete_snapshots="include", **_only(if_match)
+            )
         except StorageError as exc:
+            if exc.kind is ErrorKind.PRECONDITION_FAILED and if_match is not None:
+                # Azurite answers 412 for a missing blob too: gone is no error here.
+                if not still_version(lambda: self.head(key), key, if_match):
+                    return
+                raise
             if exc.kind is not ErrorKind.NOT_FOUND or exc.code == "ContainerNotFound":
                 raise
 
@@ -265,12 +284,26 @@ class AzureBlobStore:
         return isinstance(source, AzureBlobStore) and source.account == self.account
 
     def copy_from(
-        self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
+        self,
+        source: ObjectStore,
+        src_key: str,
+        dst_key: str,
+        *,
+        size: int | None = None,
+        etag: str | None = None,
     ) -> ObjectInfo:
         src = self._copy_source(source, dst_key)
         blob = self._blob(dst_key)
+        pinned = (
+            {"source_etag": f'"{etag}"', "source_match_condition": MatchConditions.IfNotModified}
+            if etag
+            else {}
+        )
         resp = self._call(
-            blob.start_copy_from_url, dst_key, source_url=self._source_url(src, src_key)
+            blob.start_copy_from_url,
+            dst_key,
+            source_url=self._source_url(src, src_key),
+            **pinned,
         )
         if resp.get("copy_status") == "success" and size is not None:
             # Copied in the request (as within one account, nearly always). The answer has no
@@ -306,6 +339,8 @@ class AzureBlobStore:
         upload_id: str,
         number: int,
         byte_range: tuple[int, int],
+        *,
+        etag: str | None = None,
     ) -> UploadedPart:
         src = self._copy_source(source, key)
         if not self.capabilities.multipart_copy:
@@ -324,6 +359,8 @@ class AzureBlobStore:
             source_url=self._source_url(src, src_key),
             source_offset=first,
             source_length=last - first + 1,
+            # Put Block From URL's source condition (the SDK has no argument for it).
+            **({"headers": {"x-ms-source-if-match": f'"{etag}"'}} if etag else {}),
         )
         return UploadedPart(number=number, etag=tag)
 
@@ -574,6 +611,15 @@ _DENIED = frozenset(
     }
 )
 _ALREADY_EXISTS = frozenset({"BlobAlreadyExists", "ContainerAlreadyExists"})
+
+
+def _only(etag: str | None) -> dict[str, object]:
+    """The arguments that make a write take version `etag` only (If-Match)."""
+    if etag is None:
+        return {}
+    return {"etag": f'"{etag}"', "match_condition": MatchConditions.IfNotModified}
+
+
 _PRECONDITION = frozenset(
     {
         "ConditionNotMet",

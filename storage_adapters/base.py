@@ -41,6 +41,10 @@ class ListPage:
 
     objects: Sequence[ObjectInfo]
     cursor: str | None
+    # Keys ending in '/' that hold bytes: folder markers are not objects, but one with data
+    # in it is data no import can take (an S3 or OSS key may be 'a/' and hold 5 MB). Listed
+    # here, so that an import counts and reports them rather than dropping them unseen.
+    folder_keys_with_data: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +138,16 @@ class ObjectStore(Protocol):
         """`read(...).data`."""
         ...
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
-        """Create or replace an object in one request."""
+    def put(self, key: str, data: bytes | bytearray) -> ObjectInfo:
+        """Create or replace an object in one request. `data` may be a bytearray (a streamed
+        copy fills one buffer in place rather than joining its chunks into a second)."""
         ...
 
-    def delete(self, key: str) -> None:
-        """Delete an object; deleting a missing object is not an error."""
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """Delete an object; deleting a missing object is not an error. With `if_match` (an
+        ETag as listed), only that version is deleted: PRECONDITION_FAILED (permanent) when
+        the object now has another. Where the provider cannot make a delete conditional
+        (OSS), the adapter compares by HEAD first: a window of one request."""
         ...
 
     def can_copy_from(self, source: ObjectStore) -> bool:
@@ -148,11 +156,19 @@ class ObjectStore(Protocol):
         ...
 
     def copy_from(
-        self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
+        self,
+        source: ObjectStore,
+        src_key: str,
+        dst_key: str,
+        *,
+        size: int | None = None,
+        etag: str | None = None,
     ) -> ObjectInfo:
         """Server-side copy of one object; UNSUPPORTED unless `can_copy_from(source)`.
         `size` is the source's size as listed: an adapter whose copy answer lacks the size
-        may report it instead of asking again (the caller verifies by content hash)."""
+        may report it instead of asking again (the caller verifies by content hash). With
+        `etag`, only that version of the source is copied (S3/OSS copy-source-if-match,
+        Azure's source ETag condition): PRECONDITION_FAILED (permanent) when it changed."""
         ...
 
     def create_multipart(self, key: str) -> str:
@@ -171,9 +187,13 @@ class ObjectStore(Protocol):
         upload_id: str,
         number: int,
         byte_range: tuple[int, int],
+        *,
+        etag: str | None = None,
     ) -> UploadedPart:
         """Fill part `number` from `byte_range` (inclusive) of a source object, server-side;
-        UNSUPPORTED unless `capabilities.multipart_copy` and `can_copy_from(source)`."""
+        UNSUPPORTED unless `capabilities.multipart_copy` and `can_copy_from(source)`. With
+        `etag`, only from that version (PRECONDITION_FAILED when it changed): parts of two
+        versions are never spliced into one object."""
         ...
 
     def complete_multipart(

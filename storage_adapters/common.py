@@ -3,10 +3,32 @@ URL lifetimes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from storage_adapters.base import ObjectInfo
 from storage_adapters.errors import ErrorKind, StorageError
+
+
+def still_version(head: Callable[[], ObjectInfo], key: str, etag: str) -> bool:
+    """For a provider that cannot make a write conditional: is the object still version
+    `etag`? False when it is gone; PRECONDITION_FAILED (permanent) when it is another one.
+    The answer holds until the next write of someone else: a window of one request."""
+    try:
+        now = head().etag
+    except StorageError as exc:
+        if exc.kind is ErrorKind.NOT_FOUND:
+            return False
+        raise
+    if now != etag:
+        raise StorageError(
+            ErrorKind.PRECONDITION_FAILED,
+            f"the object changed since it was listed (ETag {etag}, now {now})",
+            key=key,
+            transient=False,
+        )
+    return True
 
 
 def normalize_root(root: str) -> str:

@@ -22,7 +22,7 @@ from storage_adapters.base import (
     StorageSpec,
     UploadedPart,
 )
-from storage_adapters.common import page_limit
+from storage_adapters.common import page_limit, still_version
 from storage_adapters.errors import ErrorKind, StorageError, changed, not_found
 
 # Names Bayport writes beside the data (temp files of atomic writes, multipart parts): hidden
@@ -157,7 +157,7 @@ class LocalStore:
             )
         return Blob(data=data, info=_info(key, st))
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
+    def put(self, key: str, data: bytes | bytearray) -> ObjectInfo:
         path = self._path(key)
         if key.endswith("/"):  # a folder marker is a folder here
             self._check_bucket()
@@ -168,8 +168,10 @@ class LocalStore:
             return ObjectInfo(key=key, size=0)
         return _info(key, self._replace_into(path, key, lambda tmp: tmp.write_bytes(data)))
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
         path = self._path(key)
+        if if_match is not None and not still_version(lambda: self.head(key), key, if_match):
+            return  # gone already
         try:
             if key.endswith("/"):
                 path.rmdir()
@@ -185,11 +187,26 @@ class LocalStore:
         return isinstance(source, LocalStore)
 
     def copy_from(
-        self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
+        self,
+        source: ObjectStore,
+        src_key: str,
+        dst_key: str,
+        *,
+        size: int | None = None,
+        etag: str | None = None,
     ) -> ObjectInfo:
-        src_path = self._copy_source(source, dst_key)._file(src_key)
+        src = self._copy_source(source, dst_key)
+        src_path = src._file(src_key)
         path = self._path(dst_key)
-        st = self._replace_into(path, dst_key, lambda tmp: shutil.copyfile(src_path, tmp))
+
+        def copy(tmp: Path) -> None:
+            shutil.copyfile(src_path, tmp)
+            # Checked after the bytes are in: a file changed before or while it was copied
+            # has another ETag now, and the copy is dropped unseen.
+            if etag is not None and not still_version(lambda: src.head(src_key), src_key, etag):
+                raise not_found(src_key)
+
+        st = self._replace_into(path, dst_key, copy)
         return _info(dst_key, st)
 
     def create_multipart(self, key: str) -> str:
@@ -217,8 +234,13 @@ class LocalStore:
         upload_id: str,
         number: int,
         byte_range: tuple[int, int],
+        *,
+        etag: str | None = None,
     ) -> UploadedPart:
-        src_path = self._copy_source(source, key)._file(src_key)
+        src = self._copy_source(source, key)
+        src_path = src._file(src_key)
+        if etag is not None and not still_version(lambda: src.head(src_key), src_key, etag):
+            raise not_found(src_key)
         first, last = byte_range
         try:
             with src_path.open("rb") as f:
@@ -423,7 +445,9 @@ def _info(key: str, st: os.stat_result) -> ObjectInfo:
     return ObjectInfo(
         key=key,
         size=st.st_size,
-        etag=f"{st.st_mtime_ns:x}-{st.st_size:x}",
+        # mtime and size alone miss a same-size edit whose mtime was kept (`rsync -a`,
+        # `touch -r`): the inode (a file replaced) and ctime (changed in place) do not.
+        etag=f"{st.st_mtime_ns:x}-{st.st_size:x}-{st.st_ino:x}-{st.st_ctime_ns:x}",
         last_modified=datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC),
         md5=None,
     )

@@ -145,6 +145,7 @@ class MemoryStore:
         if cursor is not None and self._root + cursor >= full_prefix:
             start, inclusive = self._root + cursor, False
         found: list[ObjectInfo] = []
+        folders: list[str] = []
         more = False
         with self.backend.lock:
             self.backend._enter("list_page")
@@ -152,12 +153,18 @@ class MemoryStore:
                 if not key.startswith(full_prefix):
                     break
                 if key.endswith("/"):
+                    if self.backend._objects[key].data:
+                        folders.append(key[len(self._root) :])
                     continue
                 if len(found) == limit:
                     more = True
                     break
                 found.append(self._info(key, self.backend._objects[key]))
-        return ListPage(objects=found, cursor=found[-1].key if more else None)
+        return ListPage(
+            objects=found,
+            cursor=found[-1].key if more else None,
+            folder_keys_with_data=folders,
+        )
 
     def head(self, key: str) -> ObjectInfo:
         with self.backend.lock:
@@ -193,28 +200,39 @@ class MemoryStore:
             raise _too_large(key, len(obj.data), max_size)
         return Blob(data=obj.data, info=info)
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
+    def put(self, key: str, data: bytes | bytearray) -> ObjectInfo:
         obj = _Object.of(bytes(data))
         with self.backend.lock:
             self.backend._enter("put")
             self.backend._store(self._root + key, obj)
         return self._info(self._root + key, obj)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
         with self.backend.lock:
             self.backend._enter("delete")
+            found = self.backend._objects.get(self._root + key)
+            if if_match is not None and found is not None and found.etag != if_match:
+                raise _changed(key, if_match, found.etag)
             self.backend._drop(self._root + key)
 
     def can_copy_from(self, source: ObjectStore) -> bool:
         return isinstance(source, MemoryStore) and source.account == self.account
 
     def copy_from(
-        self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
+        self,
+        source: ObjectStore,
+        src_key: str,
+        dst_key: str,
+        *,
+        size: int | None = None,
+        etag: str | None = None,
     ) -> ObjectInfo:
         src = self._copy_source(source, dst_key)
         with src.backend.lock:
             src.backend._enter("copy_source")
             obj = src._get(src_key)
+            if etag is not None and obj.etag != etag:
+                raise _changed(src_key, etag, obj.etag)
         limit = self.capabilities.max_single_copy_size
         if limit is not None and len(obj.data) > limit:
             raise StorageError(
@@ -246,11 +264,16 @@ class MemoryStore:
         upload_id: str,
         number: int,
         byte_range: tuple[int, int],
+        *,
+        etag: str | None = None,
     ) -> UploadedPart:
         src = self._copy_source(source, key)
         with src.backend.lock:
             src.backend._enter("copy_source")
-            data = src._get(src_key).data
+            found = src._get(src_key)
+            if etag is not None and found.etag != etag:
+                raise _changed(src_key, etag, found.etag)
+            data = found.data
         first, last = byte_range
         if not 0 <= first <= last < len(data):
             raise StorageError(
@@ -340,6 +363,16 @@ class MemoryStore:
             self.backend._enter(operation)
             self._upload(key, upload_id).parts[number] = data
         return UploadedPart(number=number, etag=hashlib.md5(data).hexdigest())
+
+
+def _changed(key: str, etag: str, now: str) -> StorageError:
+    return StorageError(
+        ErrorKind.PRECONDITION_FAILED,
+        f"the object changed since it was listed (ETag {etag}, now {now})",
+        key=key,
+        transient=False,
+        status=412,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from storage_adapters.common import (
     page_limit,
     presign_seconds,
     retry_after_seconds,
+    still_version,
     strip_etag,
 )
 from storage_adapters.errors import ErrorKind, StorageError, changed
@@ -136,10 +137,15 @@ class OssStore:
             max_keys=limit,
         )
         found: list[ObjectInfo] = []
+        folders: list[str] = []
         last: str | None = None
         for item in resp.object_list:
             last = item.key
-            if not last.startswith(self._root) or last.endswith("/"):
+            if not last.startswith(self._root):
+                continue
+            if last.endswith("/"):
+                if item.size:
+                    folders.append(last[len(self._root) :])
                 continue
             found.append(
                 _info(
@@ -150,12 +156,14 @@ class OssStore:
                 )
             )
         if not resp.is_truncated:
-            return ListPage(objects=found, cursor=None)
+            return ListPage(objects=found, cursor=None, folder_keys_with_data=folders)
         if last is None:
             raise StorageError(
                 ErrorKind.UNEXPECTED, "the server said truncated but listed nothing", key=prefix
             )
-        return ListPage(objects=found, cursor=last[len(self._root) :])
+        return ListPage(
+            objects=found, cursor=last[len(self._root) :], folder_keys_with_data=folders
+        )
 
     def head(self, key: str) -> ObjectInfo:
         resp = self._call(self._bucket.head_object, key, key=self._root + key)
@@ -247,7 +255,9 @@ class OssStore:
         info = _info(key, len(data), resp.etag, _unix_time(resp.last_modified), resp.server_crc)
         return Blob(data=data, info=info)
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
+    def put(self, key: str, data: bytes | bytearray) -> ObjectInfo:
+        # oss2 sends bytes or a file; a bytearray it would take for neither.
+        data = bytes(data) if isinstance(data, bytearray) else data
         digest = hashlib.md5(data)
         # oss2 (enable_crc) computes the CRC-64 of what it sends and compares it with the
         # x-oss-hash-crc64ecma of the answer: a mismatch raises InconsistentError.
@@ -262,7 +272,10 @@ class OssStore:
         crc64 = str(resp.crc) if resp.crc is not None else None
         return ObjectInfo(key=key, size=len(data), etag=etag, md5=digest.hexdigest(), crc64=crc64)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        # OSS makes no DELETE conditional: a HEAD decides first (a window of one request).
+        if if_match is not None and not still_version(lambda: self.head(key), key, if_match):
+            return  # gone already
         try:
             self._call(self._bucket.delete_object, key, key=self._root + key)
         except StorageError as exc:
@@ -273,7 +286,13 @@ class OssStore:
         return isinstance(source, OssStore) and source.account == self.account
 
     def copy_from(
-        self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
+        self,
+        source: ObjectStore,
+        src_key: str,
+        dst_key: str,
+        *,
+        size: int | None = None,
+        etag: str | None = None,
     ) -> ObjectInfo:
         src = self._copy_source(source, dst_key)
         resp = self._call(
@@ -282,6 +301,7 @@ class OssStore:
             source_bucket_name=src.bucket,
             source_key=src._root + src_key,
             target_key=self._root + dst_key,
+            headers=_pinned(etag),
         )
         _drain(resp)
         etag = strip_etag(resp.etag)
@@ -316,6 +336,8 @@ class OssStore:
         upload_id: str,
         number: int,
         byte_range: tuple[int, int],
+        *,
+        etag: str | None = None,
     ) -> UploadedPart:
         src = self._copy_source(source, key)
         resp = self._call(
@@ -327,6 +349,7 @@ class OssStore:
             target_key=self._root + key,
             target_upload_id=upload_id,
             target_part_number=number,
+            headers=_pinned(etag),
         )
         _drain(resp)
         etag = _part_etag(resp.etag)
@@ -477,6 +500,18 @@ _DENIED = frozenset(
         "UserDisable",
     }
 )
+
+
+def _pinned(etag: str | None) -> dict[str, str] | None:
+    """The header that makes a copy take version `etag` of its source only. OSS ETags are
+    upper-case hex; ours are lower-cased, and OSS compares them as sent."""
+    if etag is None:
+        return None
+    return {"x-oss-copy-source-if-match": f'"{etag.upper() if _HEX.fullmatch(etag) else etag}"'}
+
+
+_HEX = re.compile(r"[0-9a-f]{32}(-[0-9]+)?")
+
 _PRECONDITION = frozenset(
     {
         "PreconditionFailed",

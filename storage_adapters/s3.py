@@ -32,6 +32,7 @@ from storage_adapters.common import (
     page_limit,
     presign_seconds,
     retry_after_seconds,
+    still_version,
     strip_etag,
 )
 from storage_adapters.errors import ErrorKind, StorageError, changed
@@ -180,18 +181,25 @@ class S3Store:
         """A listing's page in the store's terms: keys under its root, folder markers out,
         the last key listed as the cursor when there is more."""
         found: list[ObjectInfo] = []
+        folders: list[str] = []
         last: str | None = None
         for last, size, etag, modified in items:
-            if not last.startswith(self._root) or last.endswith("/"):
+            if not last.startswith(self._root):
+                continue
+            if last.endswith("/"):
+                if size:
+                    folders.append(last[len(self._root) :])
                 continue
             found.append(_info(last[len(self._root) :], size, etag, modified))
         if not truncated:
-            return ListPage(objects=found, cursor=None)
+            return ListPage(objects=found, cursor=None, folder_keys_with_data=folders)
         if last is None:
             raise StorageError(
                 ErrorKind.UNEXPECTED, "the server said truncated but listed nothing", key=prefix
             )
-        return ListPage(objects=found, cursor=last[len(self._root) :])
+        return ListPage(
+            objects=found, cursor=last[len(self._root) :], folder_keys_with_data=folders
+        )
 
     def head(self, key: str) -> ObjectInfo:
         answer = self._on_wire(key, lambda wire: wire.head(self._root + key))
@@ -289,7 +297,7 @@ class S3Store:
         info = _info(key, len(data), strip_etag(resp.get("ETag")), resp.get("LastModified"))
         return Blob(data=data, info=info)
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
+    def put(self, key: str, data: bytes | bytearray) -> ObjectInfo:
         digest = hashlib.md5(data)
         content_md5 = base64.b64encode(digest.digest()).decode()
         answer = self._on_wire(
@@ -309,9 +317,16 @@ class S3Store:
         etag = strip_etag(resp.get("ETag"))
         return ObjectInfo(key=key, size=len(data), etag=etag, md5=digest.hexdigest())
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        # S3 servers that make a DELETE conditional (If-Match) are few: the HEAD first
+        # decides for the others, and the header is sent as well, for those that honour it.
+        if if_match is not None and not still_version(lambda: self.head(key), key, if_match):
+            return  # gone already
         try:
-            if self._on_wire(key, lambda wire: wire.delete(self._root + key)) is not _BOTO3:
+            if (
+                self._on_wire(key, lambda wire: wire.delete(self._root + key, if_match=if_match))
+                is not _BOTO3
+            ):
                 return
             self._call(self._client.delete_object, key, Bucket=self.bucket, Key=self._root + key)
         except StorageError as exc:
@@ -322,27 +337,49 @@ class S3Store:
         return isinstance(source, S3Store) and source.account == self.account
 
     def copy_from(
-        self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
+        self,
+        source: ObjectStore,
+        src_key: str,
+        dst_key: str,
+        *,
+        size: int | None = None,
+        etag: str | None = None,
     ) -> ObjectInfo:
         src = self._copy_source(source, dst_key)
-        etag = self._copy_object(src, src_key, dst_key)
+        pinned, etag = etag, self._copy_object(src, src_key, dst_key, if_match=etag)
+        if pinned is not None and etag != pinned:
+            # Not every S3 server honours x-amz-copy-source-if-match (rclone's and moto's
+            # ignore it). A copy whose ETag is not the one pinned was made of another version
+            # unless the source still has it (a multipart or KMS source's copy gets an ETag of
+            # its own): then the copy is refused after the fact. It holds one whole version,
+            # never a splice, and the object fails, to be copied again by the next run.
+            now = src.head(src_key).etag
+            if now != pinned:
+                raise changed(src_key, pinned, now)
         if size is None or etag is None:
             # CopyObject does not say the size; the HEAD also proves the copy landed.
             return self.head(dst_key)
         return _info(dst_key, size, etag, None)
 
-    def _copy_object(self, src: S3Store, src_key: str, dst_key: str) -> str | None:
+    def _copy_object(
+        self, src: S3Store, src_key: str, dst_key: str, *, if_match: str | None
+    ) -> str | None:
         etag = self._on_wire(
-            dst_key, lambda wire: wire.copy(src.bucket, src._root + src_key, self._root + dst_key)
+            dst_key,
+            lambda wire: wire.copy(
+                src.bucket, src._root + src_key, self._root + dst_key, if_match=if_match
+            ),
         )
         if etag is not _BOTO3:
             return strip_etag(etag)
+        pinned = {"CopySourceIfMatch": f'"{if_match}"'} if if_match else {}
         resp = self._call(
             self._client.copy_object,
             dst_key,
             Bucket=self.bucket,
             Key=self._root + dst_key,
             CopySource={"Bucket": src.bucket, "Key": src._root + src_key},
+            **pinned,
         )
         return strip_etag(resp.get("CopyObjectResult", {}).get("ETag"))
 
@@ -375,6 +412,8 @@ class S3Store:
         upload_id: str,
         number: int,
         byte_range: tuple[int, int],
+        *,
+        etag: str | None = None,
     ) -> UploadedPart:
         src = self._copy_source(source, key)
         if not self.capabilities.multipart_copy:
@@ -391,6 +430,7 @@ class S3Store:
             PartNumber=number,
             CopySource={"Bucket": src.bucket, "Key": src._root + src_key},
             CopySourceRange=f"bytes={first}-{last}",
+            **({"CopySourceIfMatch": f'"{etag}"'} if etag else {}),
         )
         etag = strip_etag(resp.get("CopyPartResult", {}).get("ETag"))
         if etag is None:

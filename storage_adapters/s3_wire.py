@@ -165,20 +165,25 @@ class S3Wire:
     def head(self, key: str) -> Answer:
         return self._request("HeadObject", "HEAD", key)
 
-    def put(self, key: str, data: bytes, *, content_md5: str) -> Answer:
+    def put(self, key: str, data: bytes | bytearray, *, content_md5: str) -> Answer:
         return self._request(
             "PutObject", "PUT", key, body=data, headers={"Content-MD5": content_md5}
         )
 
-    def delete(self, key: str) -> Answer:
-        return self._request("DeleteObject", "DELETE", key)
+    def delete(self, key: str, *, if_match: str | None = None) -> Answer:
+        headers = {"If-Match": f'"{if_match}"'} if if_match else {}
+        return self._request("DeleteObject", "DELETE", key, headers=headers)
 
-    def copy(self, src_bucket: str, src_key: str, key: str) -> str | None:
-        """CopyObject; the copy's ETag. S3 may answer 200 and put the error in the body."""
+    def copy(
+        self, src_bucket: str, src_key: str, key: str, *, if_match: str | None = None
+    ) -> str | None:
+        """CopyObject (of version `if_match` only, when given); the copy's ETag. S3 may
+        answer 200 and put the error in the body."""
         source = percent_encode(f"{src_bucket}/{src_key}", safe=_COPY_SOURCE_SAFE)
-        answer = self._request(
-            "CopyObject", "PUT", key, headers={"x-amz-copy-source": source}, read_body=True
-        )
+        headers = {"x-amz-copy-source": source}
+        if if_match:
+            headers["x-amz-copy-source-if-match"] = f'"{if_match}"'
+        answer = self._request("CopyObject", "PUT", key, headers=headers, read_body=True)
         root = _xml(answer.body)
         if root is None:
             return None

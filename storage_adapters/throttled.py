@@ -129,21 +129,27 @@ class ThrottledStore:
     def get_bytes(self, key: str, *, max_size: int) -> bytes:
         return self.read(key, max_size=max_size).data
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
+    def put(self, key: str, data: bytes | bytearray) -> ObjectInfo:
         return self._call(lambda: self.inner.put(key, data), nbytes=len(data))
 
-    def delete(self, key: str) -> None:
-        self._call(lambda: self.inner.delete(key))
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        self._call(lambda: self.inner.delete(key, if_match=if_match))
 
     def can_copy_from(self, source: ObjectStore) -> bool:
         return self.inner.can_copy_from(unwrap(source))
 
     def copy_from(
-        self, source: ObjectStore, src_key: str, dst_key: str, *, size: int | None = None
+        self,
+        source: ObjectStore,
+        src_key: str,
+        dst_key: str,
+        *,
+        size: int | None = None,
+        etag: str | None = None,
     ) -> ObjectInfo:
         raw, gate = unwrap(source), self._copy_gate(source)
         info = self._call(
-            lambda: self.inner.copy_from(raw, src_key, dst_key, size=size),
+            lambda: self.inner.copy_from(raw, src_key, dst_key, size=size, etag=etag),
             nbytes=size or 0,
             gate=gate,
         )
@@ -167,10 +173,14 @@ class ThrottledStore:
         upload_id: str,
         number: int,
         byte_range: tuple[int, int],
+        *,
+        etag: str | None = None,
     ) -> UploadedPart:
         raw = unwrap(source)
         return self._call(
-            lambda: self.inner.copy_part(raw, src_key, key, upload_id, number, byte_range),
+            lambda: self.inner.copy_part(
+                raw, src_key, key, upload_id, number, byte_range, etag=etag
+            ),
             nbytes=byte_range[1] - byte_range[0] + 1,
             gate=self._copy_gate(source),
         )

@@ -406,6 +406,14 @@ class OssTestServer:
         if not key:
             raise OssError(400, "InvalidArgument", "x-oss-copy-source is malformed")
         record, blob = self._object(unquote(bucket), unquote(key))
+        # OSS's x-oss-copy-source-if-match: copy that version of the source only.
+        wanted = req.headers.get("x-oss-copy-source-if-match")
+        if wanted is not None and wanted.strip('"').upper() != record.etag.upper():
+            raise OssError(
+                412,
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+            )
         data = blob.read_bytes()
         self._copied += len(data)
         return record, data

@@ -4,6 +4,8 @@ tasks run inline. Each test is named after the issue's item it shows."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -24,7 +26,7 @@ from metadata import repository as repo
 from metadata.db import migrate
 from metadata.models import ImportJob, LedgerEntry, Shard
 from storage_adapters.base import StorageSpec
-from storage_adapters.memory import MemoryBackend
+from storage_adapters.memory import MemoryBackend, MemoryStore
 from storage_adapters.registry import open_store
 from tests.conftest import make_settings
 from tests.support import InlineQueue, add_config, add_dataset
@@ -238,3 +240,203 @@ def test_item12_a_second_delivery_of_a_finished_shard_holds_no_lock(
     # Not a speed target: a lock wait is the busy timeout, 60 s, against milliseconds.
     assert time.monotonic() - started < 30
     assert not result.held_elsewhere and job(ctx, done.id).state == "succeeded"
+
+
+def _plan_only(w: dict[str, Any], m: ImportManifest) -> str:
+    """Submit and plan (the listing is read, shards written) without copying yet."""
+    job_id = submit(w, m)
+    w["queue"].drain(w["ctx"], only={"plan"})
+    return job_id
+
+
+def test_item1_a_move_never_deletes_a_source_version_it_did_not_copy(
+    world: dict[str, Any],
+) -> None:
+    """The destination already holds the listed version (skipped), and the source was
+    written again after the listing: the move used to delete the new version unseen."""
+    ctx, source = world["ctx"], world["source"]
+    dest = open_store(StorageSpec(provider="memory", bucket="datasets"))
+    for i in range(1, N + 1):  # copied before by another tool: equal, so skipped
+        dest.put(f"default/{i:05d}.png", source.get_bytes(image_key(i), max_size=1 << 20))
+    job_id = _plan_only(world, manifest(move=True))
+    source.put(image_key(4), b"written after the listing")
+    world["queue"].drain(ctx)
+    done = job(ctx, job_id)
+    assert done.state == "succeeded", done.error
+    assert source.get_bytes(image_key(4), max_size=100) == b"written after the listing"
+    assert [k for k in [o.key for o in source.list_page("data/images/").objects]] == [
+        image_key(4)
+    ]  # every other source went, moved
+    kept = ledger(ctx)["00004.png"]
+    assert (kept.outcome, kept.error_code) == ("skipped", "source_changed")
+
+
+def test_item7_a_copy_is_pinned_to_the_listed_version_and_says_how_it_was_verified(
+    world: dict[str, Any],
+) -> None:
+    """Changed between listing and copy: the copy is refused (before: copied the new
+    version, found its MD5 unlike the listing's, tried again and failed as a mismatch, and a
+    multipart part copy could splice two versions). Each copy records its check."""
+    ctx, source = world["ctx"], world["source"]
+    job_id = _plan_only(world, manifest())
+    source.put(image_key(7), b"changed after the listing")
+    world["queue"].drain(ctx)
+    entries = ledger(ctx)
+    changed = entries["00007.png"]
+    assert (changed.outcome, changed.error_code) == ("failed", "precondition_failed")
+    assert "changed" in (changed.error_message or "")
+    assert job(ctx, job_id).failed == 1
+    copied = [e for e in entries.values() if e.outcome == "copied"]
+    assert len(copied) == N - 1 and {e.verified_by for e in copied} == {"md5"}
+
+
+def test_item7_a_streamed_copy_from_a_source_without_checksums_is_verified_by_size(
+    tmp_path: Path,
+) -> None:
+    """A local folder states no MD5: the copy's checksum is not an MD5 Bayport computed and
+    could compare with nothing, and `verified_by` says what was checked."""
+    from importer.copier import CopyLimits, copy_object
+    from storage_adapters.local import LocalStore
+
+    (tmp_path / "src").mkdir()
+    src = LocalStore(str(tmp_path / "src"))
+    src.put("a.png", b"x" * 5000)
+    dst = open_store(StorageSpec(provider="memory", bucket="elsewhere"))
+    limits = CopyLimits(multipart_threshold=1 << 30, part_size=5 << 20, max_single_copy_size=1)
+    result = copy_object(src, dst, src.head("a.png"), "a.png", limits)
+    assert result.verified_by == "size"
+    assert result.checksum is not None and not result.checksum.startswith("md5:")
+    memory_src = MemoryStore()  # another account: streamed, and it states MD5s
+    memory_src.put("b.png", b"y" * 5000)
+    stated = copy_object(memory_src, dst, memory_src.head("b.png"), "b.png", limits)
+    assert (stated.verified_by, stated.method) == ("md5", "stream")
+
+
+def test_item9_a_same_size_edit_with_its_mtime_kept_changes_the_local_etag(
+    tmp_path: Path,
+) -> None:
+    """`rsync -a` writes a new file and keeps the old mtime: mtime + size saw no change."""
+    import os
+
+    from storage_adapters.local import LocalStore
+
+    store = LocalStore(str(tmp_path))
+    before = store.put("a.png", b"version one")
+    st = os.stat(tmp_path / "a.png")
+    replacement = tmp_path / ".a.png.tmp"
+    replacement.write_bytes(b"version two")  # the same size
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(replacement, tmp_path / "a.png")
+    assert store.head("a.png").etag != before.etag
+
+
+def test_item9_a_sync_without_etags_copies_again_and_says_so(world: dict[str, Any]) -> None:
+    """No ETag on one side used to compare as unchanged (None == None)."""
+    ctx = world["ctx"]
+    run(world, manifest())
+    with ctx.db.uow() as uow:  # as a listing without ETags would have left the ledger
+        for entry in uow.session.exec(select(LedgerEntry)).all():
+            entry.source_etag = None
+            uow.session.add(entry)
+        uow.commit()
+    sync = run(world, manifest())
+    assert (sync.state, sync.copied, sync.unchanged) == ("succeeded", N, 0)
+    assert (sync.left_out or {}).get("copied_again_without_etag") == N
+    assert sync.notice is not None and "no ETag" in sync.notice
+
+
+def test_item2_a_deletion_keeps_a_mask_another_object_still_uses(
+    world: dict[str, Any],
+) -> None:
+    """`a.png` and `a.jpg` both pair `_masks/a.png`: deleting `a.jpg` used to delete the
+    mask `a.png` still names."""
+    src = open_store(StorageSpec(provider="memory", bucket="user"))
+    src.put("pics/a.png", b"png")
+    src.put("pics/a.jpg", b"jpg")
+    src.put("pics/b.png", b"b")
+    src.put("masks/a.png", b"mask a")
+    src.put("masks/b.png", b"mask b")
+    m = {
+        "dataset": "Cats",
+        "source": {
+            "config_name": "user-bucket",
+            "data_prefix": "pics/",
+            "mask_prefix": "masks/",
+            "mask_type": "SEMANTIC_MASK",
+        },
+        "options": {"delete": True, "max_delete_percent": 100},
+    }
+    first = run(world, ImportManifest.model_validate(m))
+    assert first.copied == 3, first.error
+    dest = open_store(StorageSpec(provider="memory", bucket="datasets"))
+    assert dest.get_bytes("default/_masks/a.png", max_size=100) == b"mask a"
+    src.delete("pics/a.jpg")
+    src.delete("pics/b.png")
+    second = run(world, ImportManifest.model_validate(m))
+    assert (second.state, second.deleted) == ("succeeded", 2), second.review_reason
+    assert dest.get_bytes("default/_masks/a.png", max_size=100) == b"mask a"  # a.png's
+    keys = [o.key for o in dest.list_page("default/").objects]
+    assert "default/_masks/b.png" not in keys and "default/a.jpg" not in keys
+
+
+def test_item15_folder_keys_with_data_and_shared_labels_are_counted_and_listed(
+    world: dict[str, Any],
+) -> None:
+    ctx = world["ctx"]
+    src = open_store(StorageSpec(provider="memory", bucket="user"))
+    src.put("odd/a.png", b"png")
+    src.put("odd/a.jpg", b"jpg")
+    src.put("odd/folder/", b"5 bytes of data in a folder key")
+    src.put("odd/empty/", b"")  # a plain folder marker: nothing to say
+    src.put("lab/a.json", b'{"category": "cat"}')
+    m = {
+        "dataset": "Cats",
+        "source": {
+            "config_name": "user-bucket",
+            "data_prefix": "odd/",
+            "label_prefix": "lab/",
+            "label_type": "classification",
+        },
+    }
+    done = run(world, ImportManifest.model_validate(m))
+    assert (done.state, done.copied) == ("succeeded", 2), done.error
+    assert done.left_out == {"folder_keys_with_data": 1, "objects_sharing_a_label_file": 2}
+    assert done.notice is not None and "folder" in done.notice and "share" in done.notice
+    with ctx.db.uow() as uow:
+        notes = repo.job_notes(
+            uow.session, job_id=done.id, kind="unimported_key", offset=0, limit=10
+        )
+    said = sorted(n.key for n in notes)
+    assert said[0].startswith("odd/a.jpg: shares the label file lab/a.json with odd/a.png")
+    assert said[2] == "odd/folder/: a folder key holding data, not imported"
+
+
+def test_item13_a_streamed_copy_holds_the_object_once(tmp_path: Path) -> None:
+    """`_stream_single` kept the chunks and then joined them: twice the object's size."""
+    import tracemalloc
+
+    from importer.copier import CopyLimits, copy_object
+    from storage_adapters.base import ObjectInfo
+
+    size = 8 << 20
+    src = open_store(StorageSpec(provider="memory", bucket="big-src"))
+    src.put("big", os.urandom(size))
+
+    class Discard:  # a destination that keeps nothing: only the copy's own memory counts
+        capabilities = src.capabilities
+
+        def can_copy_from(self, _source: object) -> bool:
+            return False
+
+        def put(self, key: str, data: bytes | bytearray) -> ObjectInfo:
+            return ObjectInfo(key=key, size=len(data), md5=hashlib.md5(data).hexdigest())
+
+    limits = CopyLimits(multipart_threshold=1 << 30, part_size=5 << 20, max_single_copy_size=1)
+    info = src.head("big")
+    tracemalloc.start()
+    try:
+        copy_object(src, Discard(), info, "big", limits)  # type: ignore[arg-type]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.3 * size, f"peak {peak / size:.2f}x the object"
