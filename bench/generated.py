@@ -121,6 +121,9 @@ class GeneratedListing:
     def abort_multipart(self, key: str, upload_id: str) -> None:
         raise _unsupported("abort_multipart")
 
+    def list_uploads(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, str]]:
+        return []
+
 
 def _key(i: int) -> str:
     return f"{KEY_PREFIX}{i:08d}.png"

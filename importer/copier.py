@@ -100,6 +100,17 @@ class _Digest:
     def crc64(self) -> str | None:
         return str(self._crc.crc) if self._crc is not None else None
 
+    def check_source(self, call: _Requests, src: ObjectStore, source: ObjectInfo) -> ObjectInfo:
+        """`check` against the source as listed; on an MD5 mismatch, against its HEAD: a
+        listing's MD5 is its ETag, which an SSE-KMS or SSE-C object's is not (the HEAD says
+        so). Returns what the bytes were checked against."""
+        if source.md5 and source.md5 != self.md5:
+            fresh = call(partial(src.head, source.key))
+            if fresh.md5 is None:  # encrypted: its ETag was never an MD5
+                source = fresh
+        self.check(source.key, source, "the source")
+        return source
+
     def check(self, key: str, other: ObjectInfo, what: str) -> None:
         """Compare with every checksum `other` states; raise on the first that differs."""
         if other.md5 and other.md5 != self.md5:
@@ -140,7 +151,7 @@ def copy_object(
             info = call(
                 partial(dst.copy_from, src, source.key, dst_key, size=source.size, etag=source.etag)
             )
-            return _verify_server_copy(call, dst, source, dst_key, info, "server")
+            return _verify_server_copy(call, src, dst, source, dst_key, info, "server")
         if dst.capabilities.multipart_copy:
             try:
                 info = _multipart_server_copy(call, src, dst, source, dst_key, limits.part_size)
@@ -150,7 +161,9 @@ def copy_object(
                 if exc.kind is not ErrorKind.UNSUPPORTED:
                     raise
             else:
-                return _verify_server_copy(call, dst, source, dst_key, info, "server_multipart")
+                return _verify_server_copy(
+                    call, src, dst, source, dst_key, info, "server_multipart"
+                )
     if source.md5 is None and source.crc64 is None:
         # A listing without a content hash (a multipart ETag): ask the source for one, so
         # the bytes read can be checked against something the source itself states.
@@ -214,15 +227,21 @@ class _Reader:
 
 def _verify_server_copy(
     call: _Requests,
+    src: ObjectStore,
     dst: ObjectStore,
     source: ObjectInfo,
     dst_key: str,
     info: ObjectInfo,
     method: str,
 ) -> CopyResult:
-    if source.md5 and info.md5:
-        if source.md5 != info.md5:
+    if source.md5 and info.md5 and source.md5 != info.md5:
+        # A listing's MD5 is its ETag, which for an SSE-KMS or SSE-C object is none: the
+        # source's HEAD says whether it states one. If not, the copy is checked without.
+        source = call(partial(src.head, source.key))
+        if source.md5:
             raise mismatch(dst_key, f"copy has MD5 {info.md5}, source {source.md5}")
+        info = call(partial(dst.head, dst_key))
+    if source.md5 and info.md5:
         return CopyResult(source.size, f"md5:{info.md5}", method, verified_by="md5")
     # No comparable content hash in the copy's answer: check what the copy reports.
     landed = call(partial(dst.head, dst_key))
@@ -354,7 +373,7 @@ def _stream_single(
         view.release()
     if digest.size != source.size:
         raise mismatch(source.key, f"read {digest.size} bytes, listed {source.size}")
-    digest.check(source.key, source, "the source")
+    source = digest.check_source(call, src, source)
     info = call(partial(dst.put, dst_key, body))
     digest.check(dst_key, info, "the stored copy")
     return digest.result("stream", source)
@@ -397,7 +416,7 @@ def _stream_multipart(
             parts.append(call(partial(dst.upload_part, dst_key, upload_id, len(parts) + 1, part)))
         if digest.size != source.size:
             raise mismatch(source.key, f"read {digest.size} bytes, listed {source.size}")
-        digest.check(source.key, source, "the source")
+        source = digest.check_source(call, src, source)
         info = _complete(
             call, dst, dst_key, upload_id, parts, size=digest.size, content_md5=digest.md5
         )

@@ -10,7 +10,8 @@ from sqlalchemy import or_, update
 from sqlmodel import col
 
 from importer.context import ImportContext, log
-from importer.jobs import JobPlace, finalize_job, load_place, source_store
+from importer.jobs import JobPlace, dataset_store, finalize_job, load_place, source_store
+from importer.rules import destination_key
 from metadata import repository as repo
 from metadata.models import ImportJob, JobState, utcnow
 from storage_adapters.errors import StorageError
@@ -48,11 +49,41 @@ def finish_if_ready(ctx: ImportContext, job_id: str) -> None:
             _report_labels_without_object(ctx, place)
         except StorageError as exc:  # the report is a courtesy: the import itself is done
             log.warning("job %s: could not list the label folder: %s", job_id, exc)
+    if not place.job.in_place and not manifest.options.dry_run:
+        try:
+            _abort_leftover_uploads(ctx, place)
+        except StorageError as exc:  # they expire by the bucket's lifecycle rules anyway
+            log.warning("job %s: could not drop unfinished uploads: %s", job_id, exc)
     with ctx.db.uow() as uow:
         job = repo.lock_job(uow.session, job_id=job_id)
         if job is not None:
             finalize_job(uow.session, job)
             uow.commit()
+
+
+def _abort_leftover_uploads(ctx: ImportContext, place: JobPlace) -> None:
+    """Drop the multipart uploads a killed copy of this job left unfinished (its parts
+    cost storage until aborted). Before the job ends: no copy of it is in flight, and no
+    other job may start on the segment yet. Only uploads to keys the job's ledger names
+    are its own (Azure lists none: its uncommitted blocks expire by themselves)."""
+    dest = dataset_store(ctx, place)
+    if not dest.capabilities.lists_uploads:
+        return
+    folder = destination_key(place.dataset.path, place.segment.name, "")
+    uploads = dest.list_uploads(folder)
+    if not uploads:
+        return
+    with ctx.db.uow() as uow:
+        own = repo.job_dest_keys(uow.session, job_id=place.job.id, keys=[k for k, _ in uploads])
+    dropped = 0
+    for key, upload_id in uploads:
+        if key in own:
+            ctx.retry.call(functools.partial(dest.abort_multipart, key, upload_id))
+            dropped += 1
+    if dropped:
+        log.info(
+            "job %s: dropped %d unfinished uploads left by killed copies", place.job.id, dropped
+        )
 
 
 def _claim(ctx: ImportContext, job_id: str) -> bool:

@@ -441,6 +441,18 @@ def ledger_entries_by_path(
     return {row.remote_path: row for row in rows}
 
 
+def job_dest_keys(session: Session, *, job_id: str, keys: Sequence[str]) -> set[str]:
+    """Which of `keys` the job's ledger rows name as their destination."""
+    if not keys:
+        return set()
+    rows = session.exec(
+        select(LedgerEntry.dest_key).where(
+            LedgerEntry.job_id == job_id, col(LedgerEntry.dest_key).in_(list(keys))
+        )
+    ).all()
+    return set(rows)
+
+
 def present_entries_with_prefix(
     session: Session, *, segment_id: str, prefix: str, limit: int = 100
 ) -> Sequence[LedgerEntry]:

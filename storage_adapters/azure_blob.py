@@ -392,6 +392,9 @@ class AzureBlobStore:
         # The answer has no size.
         return self.head(key)
 
+    def list_uploads(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, str]]:
+        return []  # uncommitted blocks expire by themselves (7 days)
+
     def abort_multipart(self, key: str, upload_id: str) -> None:
         # Azure has no call that drops uncommitted blocks; committing a block list does. So
         # where no blob exists yet, commit an empty one and delete it, both conditionally so

@@ -71,6 +71,9 @@ class Capabilities:
     reports_crc64: bool = False
     # Makes a signed, time-limited GET URL for one object (`presign_get`): S3, OSS, Azure.
     presigned_urls: bool = False
+    # Lists unfinished multipart uploads (`list_uploads`): S3, OSS, local, memory. Azure's
+    # uncommitted blocks expire by themselves.
+    lists_uploads: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,12 @@ class ObjectStore(Protocol):
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """Drop an unfinished upload and its parts."""
+        ...
+
+    def list_uploads(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, str]]:
+        """`(key, upload id)` of up to `limit` unfinished multipart uploads whose keys start
+        with `prefix` (what a killed copy left behind). Azure has none to list: uncommitted
+        blocks are dropped by the service after 7 days, or by the blob's next commit."""
         ...
 
     def presign_get(self, key: str, *, expires_in: int) -> str:

@@ -49,6 +49,7 @@ class LocalStore:
         if create:
             self._dir.mkdir(parents=True, exist_ok=True)
         self.capabilities = Capabilities(
+            lists_uploads=True,
             server_side_copy=True,
             server_side_copy_across_buckets=True,
             max_single_copy_size=None,
@@ -279,6 +280,17 @@ class LocalStore:
         shutil.rmtree(folder, ignore_errors=True)
         return _info(key, st)
 
+    def list_uploads(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        for folder in sorted((self._dir / _UPLOADS).glob("*")):
+            try:
+                key = (folder / "key").read_text(encoding="utf-8")
+            except OSError:
+                continue  # made or dropped meanwhile
+            if key.startswith(prefix):
+                found.append((key, folder.name))
+        return found[:limit]
+
     def abort_multipart(self, key: str, upload_id: str) -> None:
         try:
             folder = self._upload_dir(key, upload_id)
@@ -355,8 +367,14 @@ class LocalStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fill(tmp)
-            st = tmp.stat()
-            os.replace(tmp, path)
+            # Stat the file written, after its rename (which changes its ctime, part of the
+            # ETag), through a descriptor: not whatever a concurrent writer put at `path`.
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.replace(tmp, path)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise _translate(exc, key, writing=True) from exc
         finally:

@@ -115,6 +115,7 @@ class MemoryStore:
         self._account = account or self.backend.account
         # Both limits are knobs so that unit tests can drive multipart paths with small objects.
         self.capabilities = Capabilities(
+            lists_uploads=True,
             server_side_copy=True,
             server_side_copy_across_buckets=True,
             max_single_copy_size=max_single_copy_size,
@@ -306,6 +307,16 @@ class MemoryStore:
             self.backend._store(self._root + key, obj)
             del self.backend._uploads[upload_id]
         return self._info(self._root + key, obj)
+
+    def list_uploads(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, str]]:
+        with self.backend.lock:
+            self.backend._enter("list_uploads")
+            found = [
+                (u.key[len(self._root) :], upload_id)
+                for upload_id, u in self.backend._uploads.items()
+                if u.key.startswith(self._root + prefix)
+            ]
+        return sorted(found)[:limit]
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         with self.backend.lock:

@@ -100,6 +100,7 @@ class OssStore:
         self._endpoint: str = self._bucket.endpoint
         self._account = hashlib.sha256(f"oss\n{self._endpoint}\n{access_key}".encode()).hexdigest()
         self.capabilities = Capabilities(
+            lists_uploads=True,
             server_side_copy=True,
             server_side_copy_across_buckets=True,  # buckets of one region: one endpoint
             # OSS documents CopyObject up to 1 GB (UploadPartCopy above that); newer pages
@@ -377,6 +378,19 @@ class OssStore:
         _drain(resp)
         # The answer has no size; HEAD gives it along with the CRC-64 of the whole object.
         return self.head(key)
+
+    def list_uploads(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, str]]:
+        resp = self._call(
+            self._bucket.list_multipart_uploads,
+            prefix,
+            prefix=self._root + prefix,
+            max_uploads=min(limit, 1000),
+        )
+        return [
+            (u.key[len(self._root) :], u.upload_id)
+            for u in resp.upload_list
+            if u.key.startswith(self._root)
+        ]
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         try:

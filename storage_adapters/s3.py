@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import http.client
 import re
@@ -119,6 +120,7 @@ class S3Store:
                 pool_size=max_pool_connections,
             )
         self.capabilities = Capabilities(
+            lists_uploads=True,
             server_side_copy=True,
             server_side_copy_across_buckets=True,
             max_single_copy_size=5 * GiB,
@@ -204,9 +206,19 @@ class S3Store:
     def head(self, key: str) -> ObjectInfo:
         answer = self._on_wire(key, lambda wire: wire.head(self._root + key))
         if answer is not _BOTO3:
-            return _info(key, answer.length, answer.etag, answer.last_modified)
-        resp = self._call(self._client.head_object, key, Bucket=self.bucket, Key=self._root + key)
-        return _info(key, resp["ContentLength"], resp.get("ETag"), resp.get("LastModified"))
+            sse = answer.headers.get("x-amz-server-side-encryption")
+            sse_c = answer.headers.get("x-amz-server-side-encryption-customer-algorithm")
+            info = _info(key, answer.length, answer.etag, answer.last_modified)
+        else:
+            resp = self._call(
+                self._client.head_object, key, Bucket=self.bucket, Key=self._root + key
+            )
+            sse, sse_c = resp.get("ServerSideEncryption"), resp.get("SSECustomerAlgorithm")
+            info = _info(key, resp["ContentLength"], resp.get("ETag"), resp.get("LastModified"))
+        if sse_c or (sse or "").startswith("aws:kms"):
+            # An SSE-KMS or SSE-C object's ETag is no MD5 of its content, 32 hex digits or not.
+            return dataclasses.replace(info, md5=None)
+        return info
 
     def open(
         self,
@@ -463,6 +475,20 @@ class S3Store:
         )
         # The response has no size, and some servers' ETag here differs from HEAD's.
         return self.head(key)
+
+    def list_uploads(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, str]]:
+        resp = self._call(
+            self._client.list_multipart_uploads,
+            prefix,
+            Bucket=self.bucket,
+            Prefix=self._root + prefix,
+            MaxUploads=min(limit, 1000),
+        )
+        return [
+            (u["Key"][len(self._root) :], u["UploadId"])
+            for u in resp.get("Uploads", ())
+            if u["Key"].startswith(self._root)
+        ]
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         try:

@@ -200,6 +200,9 @@ class ThrottledStore:
     def abort_multipart(self, key: str, upload_id: str) -> None:
         self._call(lambda: self.inner.abort_multipart(key, upload_id))
 
+    def list_uploads(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, str]]:
+        return self._call(lambda: self.inner.list_uploads(prefix, limit=limit))
+
     def presign_get(self, key: str, *, expires_in: int) -> str:
         # Signed locally, no request made: nothing to admit.
         return self.inner.presign_get(key, expires_in=expires_in)

@@ -354,6 +354,23 @@ class StoreContract:
         )
         store.abort_multipart("k", upload_id)
 
+    def test_unfinished_uploads_are_listed_until_aborted(self, store: ObjectStore) -> None:
+        """Issue 19 item 14: what a killed copy leaves behind can be found and dropped."""
+        if not store.capabilities.lists_uploads:
+            assert store.list_uploads("") == []
+            return
+        first = store.create_multipart("up/a.bin")
+        store.upload_part("up/a.bin", first, 1, b"part one")
+        second = store.create_multipart("up/b.bin")
+        store.create_multipart("other/c.bin")
+        listed = store.list_uploads("up/")
+        assert sorted(listed) == sorted([("up/a.bin", first), ("up/b.bin", second)])
+        for key, upload_id in listed:
+            store.abort_multipart(key, upload_id)
+        assert store.list_uploads("up/") == []
+        for key, upload_id in store.list_uploads(""):
+            store.abort_multipart(key, upload_id)
+
     def test_abort_drops_the_upload_and_may_be_repeated(self, store: ObjectStore) -> None:
         upload_id = store.create_multipart("k")
         part = store.upload_part("k", upload_id, 1, b"data")

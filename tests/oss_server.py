@@ -288,6 +288,8 @@ class OssTestServer:
                 return self._list(req)
             if m == "POST" and "delete" in q:
                 return self._delete_multiple(req)
+            if m == "GET" and "uploads" in q:
+                return self._list_uploads(req)
         elif "uploadId" in q:
             if m == "PUT" and "partNumber" in q:
                 return self._upload_part(req)
@@ -562,6 +564,33 @@ class OssTestServer:
         if json.loads(upload.read_text())["key"] != req.key:
             raise OssError(404, "NoSuchUpload", "The upload belongs to another key.")
         return path
+
+    def _list_uploads(self, req: Request) -> Response:
+        """ListMultipartUploads: the bucket's unfinished uploads below `prefix`, in key order
+        (one page: the tests keep few)."""
+        prefix = req.query.get("prefix", "")
+        root = ET.Element("ListMultipartUploadsResult")
+        _fill(
+            root,
+            Bucket=req.bucket,
+            KeyMarker="",
+            UploadIdMarker="",
+            NextKeyMarker="",
+            NextUploadIdMarker="",
+            Delimiter="",
+            Prefix=prefix,
+            MaxUploads="1000",
+            IsTruncated="false",
+        )
+        uploads = []
+        for path in (self._bucket(req.bucket) / "uploads").glob("*/upload.json"):
+            key = json.loads(path.read_text())["key"]
+            if key.startswith(prefix):
+                uploads.append((key, path.parent.name, path.stat().st_mtime))
+        for key, upload_id, mtime in sorted(uploads):
+            node = ET.SubElement(root, "Upload")
+            _fill(node, Key=key, UploadId=upload_id, Initiated=_iso(mtime))
+        return _xml(root)
 
     def _initiate(self, req: Request) -> Response:
         upload_id = uuid.uuid4().hex.upper()

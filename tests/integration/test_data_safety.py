@@ -4,6 +4,7 @@ tasks run inline. Each test is named after the issue's item it shows."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -440,3 +441,61 @@ def test_item13_a_streamed_copy_holds_the_object_once(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 1.3 * size, f"peak {peak / size:.2f}x the object"
+
+
+def test_item14_a_job_drops_the_unfinished_uploads_its_killed_copies_left(
+    world: dict[str, Any],
+) -> None:
+    """A copy killed mid-multipart left its upload (and its parts' storage) for good."""
+    dest = open_store(StorageSpec(provider="memory", bucket="datasets"))
+    left = dest.create_multipart("default/00003.png")  # as a killed copy of it left
+    dest.upload_part("default/00003.png", left, 1, b"half of it")
+    other = dest.create_multipart("elsewhere/not-ours.bin")
+    done = run(world, manifest())
+    assert (done.state, done.copied) == ("succeeded", N)
+    assert dest.list_uploads("") == [("elsewhere/not-ours.bin", other)]
+
+
+def test_item8_an_sse_kms_etag_is_not_taken_for_an_md5(moto_s3: dict[str, str]) -> None:
+    """moto's S3 with an SSE-KMS object: its ETag is no MD5 (on AWS it is random), so HEAD
+    states none, and copies of it are verified without one (before: HEAD called the ETag an
+    MD5, and an AWS copy failed as a checksum mismatch)."""
+    import boto3
+
+    from importer.copier import CopyLimits, copy_object
+    from tests.servers import make_bucket
+
+    bucket = f"kms-{os.urandom(4).hex()}"
+    make_bucket(moto_s3, bucket)
+    credentials = {
+        "accesskey_id": moto_s3["access_key"],
+        "accesskey_secret": moto_s3["secret_key"],
+    }
+    store = open_store(
+        StorageSpec("s3", bucket, endpoint=moto_s3["endpoint"], credentials=credentials)
+    )
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_s3["endpoint"],
+        aws_access_key_id=moto_s3["access_key"],
+        aws_secret_access_key=moto_s3["secret_key"],
+        region_name="us-east-1",
+    )
+    data = os.urandom(4096)
+    client.put_object(Bucket=bucket, Key="enc.bin", Body=data, ServerSideEncryption="aws:kms")
+    store.put("plain.bin", data)
+    assert store.head("plain.bin").md5 == hashlib.md5(data).hexdigest()
+    head = store.head("enc.bin")
+    assert head.md5 is None and head.etag
+
+    limits = CopyLimits(
+        multipart_threshold=1 << 30, part_size=5 << 20, max_single_copy_size=1 << 30
+    )
+    (listed,) = [o for o in store.list_page("enc").objects]
+    # As AWS would list it: an ETag that looks like an MD5 and is not this content's.
+    as_aws = dataclasses.replace(listed, md5="0" * 32)
+    server = copy_object(store, store, as_aws, "copy.bin", limits)
+    assert (server.method, server.verified_by) == ("server", "size")
+    streamed = copy_object(store, MemoryStore(), as_aws, "copy.bin", limits)
+    assert (streamed.method, streamed.verified_by) == ("stream", "size")
+    assert store.get_bytes("copy.bin", max_size=1 << 20) == data
