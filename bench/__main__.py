@@ -1,5 +1,5 @@
-"""`python -m bench [plan|s3import|crossprovider|coco|sync|compare|all] [options]`: run Bayport's
-benchmarks, print tables."""
+"""`python -m bench COMMAND [options]` (plan, s3import, crossprovider, coco, sync, compare,
+tensorbay, streamcopy, all): run Bayport's benchmarks, print tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from types import ModuleType
 
 from rich.console import Console
 
-from bench import coco, compare, crossprovider, plan, s3import, sync, tensorbay
+from bench import coco, compare, crossprovider, plan, s3import, streamcopy, sync, tensorbay
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     sync.add_arguments(commands.add_parser("sync", help=_summary(sync.__doc__)))
     compare.add_arguments(commands.add_parser("compare", help=_summary(compare.__doc__)))
     tensorbay.add_arguments(commands.add_parser("tensorbay", help=_summary(tensorbay.__doc__)))
+    streamcopy.add_arguments(commands.add_parser("streamcopy", help=_summary(streamcopy.__doc__)))
     commands.add_parser("all", help="plan, s3import, crossprovider, then coco, with defaults")
     args = parser.parse_args(argv)
     # A table wider than a pipe's default 80 columns stays readable in logs.
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         return compare.run(args, console)
     if args.command == "tensorbay":
         return tensorbay.run(args, console)
+    if args.command == "streamcopy":
+        return streamcopy.run(args, console)
     status = plan.run(defaults(plan), console)
     status = s3import.run(defaults(s3import), console) or status
     status = crossprovider.run(defaults(crossprovider), console) or status

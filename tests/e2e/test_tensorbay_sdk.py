@@ -9,19 +9,15 @@ import hashlib
 import json
 import os
 import subprocess
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from bayport.sample import make_label, make_png, populate
-from storage_adapters.base import ObjectStore, StorageSpec
-from storage_adapters.registry import open_store
-from tests.azure_fixtures import azure_store, make_container
-from tests.oss_fixtures import make_oss_bucket, oss_store
-from tests.servers import make_bucket
+from bayport.sample import make_label, make_png
+from storage_adapters.base import ObjectStore
+from tests.seed_buckets import seed_buckets
 from tests.tensorbay_sdk import sdk_python
 
 N = 12  # images (and labels) per bucket
@@ -47,28 +43,10 @@ def test_the_seeds_sdk_script_runs_unchanged_against_bayport(
     tmp_path: Path,
 ) -> None:
     python = sdk_python()
-    tag = uuid.uuid4().hex[:8]
-    s3_bucket, oss_bucket, container = f"tb-s3-{tag}", f"tb-oss-{tag}", f"tb-az-{tag}"
-    make_bucket(rclone_s3, s3_bucket)
-    make_oss_bucket(oss_server, oss_bucket)
-    make_container(azurite, container)
-    stores: dict[str, ObjectStore] = {
-        "s3": open_store(
-            StorageSpec(
-                "s3",
-                s3_bucket,
-                endpoint=rclone_s3["endpoint"],
-                credentials={
-                    "accesskey_id": rclone_s3["access_key"],
-                    "accesskey_secret": rclone_s3["secret_key"],
-                },
-            )
-        ),
-        "oss": oss_store(oss_server, oss_bucket),
-        "azure": azure_store(azurite, container),
-    }
-    for store in stores.values():
-        populate(store, N)
+    seeded = seed_buckets(rclone_s3, oss_server, azurite, tag="tb", n=N)
+    stores = seeded.stores
+    s3_bucket, oss_bucket = seeded.names["s3"], seeded.names["oss"]
+    container = seeded.names["azure"]
     before = {provider: sorted(_keys(store)) for provider, store in stores.items()}
 
     config = {

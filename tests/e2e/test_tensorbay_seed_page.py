@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,13 +26,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from bayport.sample import image_key, label_key, make_label, make_png, populate
-from storage_adapters.base import ObjectStore, StorageSpec
-from storage_adapters.registry import open_store
-from tests.azure_fixtures import azure_store, make_container
+from bayport.sample import image_key, label_key, make_label, make_png
+from storage_adapters.base import ObjectStore
 from tests.faultproxy import FaultPlan, FaultProxy
-from tests.oss_fixtures import make_oss_bucket, oss_store
-from tests.servers import make_bucket
+from tests.seed_buckets import seed_buckets
 from tests.tensorbay_sdk import sdk_python
 
 N = 5
@@ -58,28 +54,10 @@ def buckets(
     rclone_s3: dict[str, str], oss_server: dict[str, Any], azurite: dict[str, str]
 ) -> Iterator[dict[str, Any]]:
     """One bucket per provider holding the seed's layout, each behind a counting proxy."""
-    tag = uuid.uuid4().hex[:8]
-    s3_bucket, oss_bucket, container = f"pg-s3-{tag}", f"pg-oss-{tag}", f"pg-az-{tag}"
-    make_bucket(rclone_s3, s3_bucket)
-    make_oss_bucket(oss_server, oss_bucket)
-    make_container(azurite, container)
-    stores: dict[str, ObjectStore] = {
-        "s3": open_store(
-            StorageSpec(
-                "s3",
-                s3_bucket,
-                endpoint=rclone_s3["endpoint"],
-                credentials={
-                    "accesskey_id": rclone_s3["access_key"],
-                    "accesskey_secret": rclone_s3["secret_key"],
-                },
-            )
-        ),
-        "oss": oss_store(oss_server, oss_bucket),
-        "azure": azure_store(azurite, container),
-    }
-    for store in stores.values():
-        populate(store, N)
+    seeded = seed_buckets(rclone_s3, oss_server, azurite, tag="pg", n=N)
+    stores = seeded.stores
+    s3_bucket, oss_bucket = seeded.names["s3"], seeded.names["oss"]
+    container = seeded.names["azure"]
     with ExitStack() as stack:
         proxies = {
             flavor: stack.enter_context(

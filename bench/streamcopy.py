@@ -1,0 +1,100 @@
+"""Memory of streamed copies: peak RSS of a process copying objects below the multipart
+threshold (one buffer each), `concurrency` at a time, against the bound object size ×
+concurrency (issue 19 item 13). Each row runs in a fresh process.
+
+    python -m bench streamcopy [--size-mb 32] [--concurrency 1 4 8] [--objects 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+MiB = 1024 * 1024
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size-mb", type=int, default=32, help="object size (MiB)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--objects", type=int, default=16)
+
+
+def _child(size: int, concurrency: int, objects: int) -> dict[str, Any]:
+    from importer.copier import CopyLimits, copy_object
+    from storage_adapters.base import ObjectInfo
+    from storage_adapters.memory import MemoryStore
+
+    src = MemoryStore()
+    block = os.urandom(size)
+    for i in range(objects):  # one buffer shared by every source object: the baseline
+        src.put(f"o{i}", block)
+
+    class Discard:  # keeps nothing: only the copies' own memory counts
+        capabilities = src.capabilities
+
+        def can_copy_from(self, _source: object) -> bool:
+            return False
+
+        def put(self, key: str, data: bytes | bytearray) -> ObjectInfo:
+            return ObjectInfo(key=key, size=len(data), md5=hashlib.md5(data).hexdigest())
+
+    limits = CopyLimits(multipart_threshold=1 << 40, part_size=16 * MiB, max_single_copy_size=1)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    infos = [src.head(f"o{i}") for i in range(objects)]
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda info: copy_object(src, Discard(), info, info.key, limits), infos))  # type: ignore[arg-type]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"extra": peak - base}
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    size = args.size_mb * MiB
+    table = Table(title=f"streamed single copies of {args.size_mb} MiB objects")
+    for column in (
+        "concurrency",
+        "objects",
+        "peak RSS added (MiB)",
+        "bound size×conc (MiB)",
+        "added ÷ bound",
+    ):
+        table.add_column(column, justify="right")
+    for concurrency in args.concurrency:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.streamcopy",
+                "--child",
+                str(size),
+                str(concurrency),
+                str(args.objects),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        extra = json.loads(out.stdout.strip().splitlines()[-1])["extra"]
+        bound = size * concurrency
+        table.add_row(
+            str(concurrency),
+            str(args.objects),
+            f"{extra / MiB:.0f}",
+            f"{bound / MiB:.0f}",
+            f"{extra / bound:.2f}",
+        )
+    console.print(table)
+    return 0
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--child"]:
+    print(json.dumps(_child(*(int(a) for a in sys.argv[2:5]))))
