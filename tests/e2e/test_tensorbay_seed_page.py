@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, text
 
 from bayport.sample import image_key, label_key, make_label, make_png
 from storage_adapters.base import ObjectStore
+from tests.contract import list_all
 from tests.faultproxy import FaultPlan, FaultProxy
 from tests.seed_buckets import seed_buckets
 from tests.tensorbay_sdk import sdk_python
@@ -39,14 +40,7 @@ MODES = {"copy": "datasets/cats/", "in_place": "data/images"}
 
 
 def _keys(store: ObjectStore) -> list[str]:
-    keys: list[str] = []
-    cursor = None
-    while True:
-        page = store.list_page("", cursor=cursor)
-        keys += [o.key for o in page.objects]
-        cursor = page.cursor
-        if cursor is None:
-            return sorted(keys)
+    return sorted(list_all(store))
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from metadata.db import migrate
 from storage_adapters.base import ObjectStore, StorageSpec
 from storage_adapters.registry import open_store
 from tests.conftest import make_settings
+from tests.contract import list_all
 from tests.faultproxy import FaultPlan, FaultProxy
 from tests.servers import make_bucket
 from tests.support import InlineQueue
@@ -87,14 +88,7 @@ class World:
         return job
 
     def keys(self, prefix: str = "") -> list[str]:
-        keys: list[str] = []
-        cursor = None
-        while True:
-            page = self.store.list_page(prefix, cursor=cursor)
-            keys += [o.key for o in page.objects]
-            cursor = page.cursor
-            if cursor is None:
-                return sorted(keys)
+        return sorted(list_all(self.store, prefix))
 
     def data(self, dataset: str) -> list[dict[str, Any]]:
         r = self.client.get(f"/v1/datasets/{dataset}/segments/default/data")

@@ -17,20 +17,14 @@ from importer.manifest import ImportManifest
 from metadata.models import ImportJob, LedgerEntry
 from storage_adapters.base import ObjectStore, StorageSpec
 from storage_adapters.registry import open_store
+from tests.contract import list_all
 from tests.support import InlineQueue, add_config, add_dataset
 
 N = 6
 
 
 def keys(store: ObjectStore, prefix: str = "") -> list[str]:
-    out: list[str] = []
-    cursor = None
-    while True:
-        page = store.list_page(prefix, cursor=cursor)
-        out += [o.key for o in page.objects]
-        cursor = page.cursor
-        if cursor is None:
-            return sorted(out)
+    return sorted(list_all(store, prefix))
 
 
 def manifest(data_prefix: str, label_prefix: str | None = "data/labels/", **source: Any) -> Any:
