@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from storage_adapters.base import ObjectInfo
-from storage_adapters.errors import ErrorKind, StorageError
+from storage_adapters.errors import ErrorKind, StorageError, changed
 
 
 def still_version(head: Callable[[], ObjectInfo], key: str, etag: str) -> bool:
@@ -22,12 +22,7 @@ def still_version(head: Callable[[], ObjectInfo], key: str, etag: str) -> bool:
             return False
         raise
     if now != etag:
-        raise StorageError(
-            ErrorKind.PRECONDITION_FAILED,
-            f"the object changed since it was listed (ETag {etag}, now {now})",
-            key=key,
-            transient=False,
-        )
+        raise changed(key, etag, now)
     return True
 
 

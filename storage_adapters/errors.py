@@ -60,8 +60,9 @@ def not_found(key: str, message: str = "no such object") -> StorageError:
 
 
 def changed(key: str, etag: str, now: str | None = None) -> StorageError:
-    """A read pinned to version `etag` of an object that now has another: permanent, since
-    reading again would only meet the new version (and splicing the two is never right)."""
+    """A read, copy or delete pinned to version `etag` of an object that now has another:
+    permanent, since doing it again would only meet the new version (and splicing the two,
+    or deleting the one never copied, is never right)."""
     found = f", now {now}" if now else ""
-    message = f"the object changed while it was read (ETag {etag}{found})"
+    message = f"the object changed since version {etag} was listed or read{found}"
     return StorageError(ErrorKind.PRECONDITION_FAILED, message, key=key, transient=False)

@@ -213,7 +213,7 @@ class MemoryStore:
             self.backend._enter("delete")
             found = self.backend._objects.get(self._root + key)
             if if_match is not None and found is not None and found.etag != if_match:
-                raise _changed(key, if_match, found.etag)
+                raise changed(key, if_match, found.etag)
             self.backend._drop(self._root + key)
 
     def can_copy_from(self, source: ObjectStore) -> bool:
@@ -233,7 +233,7 @@ class MemoryStore:
             src.backend._enter("copy_source")
             obj = src._get(src_key)
             if etag is not None and obj.etag != etag:
-                raise _changed(src_key, etag, obj.etag)
+                raise changed(src_key, etag, obj.etag)
         limit = self.capabilities.max_single_copy_size
         if limit is not None and len(obj.data) > limit:
             raise StorageError(
@@ -273,7 +273,7 @@ class MemoryStore:
             src.backend._enter("copy_source")
             found = src._get(src_key)
             if etag is not None and found.etag != etag:
-                raise _changed(src_key, etag, found.etag)
+                raise changed(src_key, etag, found.etag)
             data = found.data
         first, last = byte_range
         if not 0 <= first <= last < len(data):
@@ -374,16 +374,6 @@ class MemoryStore:
             self.backend._enter(operation)
             self._upload(key, upload_id).parts[number] = data
         return UploadedPart(number=number, etag=hashlib.md5(data).hexdigest())
-
-
-def _changed(key: str, etag: str, now: str) -> StorageError:
-    return StorageError(
-        ErrorKind.PRECONDITION_FAILED,
-        f"the object changed since it was listed (ETag {etag}, now {now})",
-        key=key,
-        transient=False,
-        status=412,
-    )
 
 
 @dataclass(frozen=True, slots=True)

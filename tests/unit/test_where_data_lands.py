@@ -200,6 +200,13 @@ def test_label_and_mask_folders_that_cannot_work_are_refused_naming_the_field(
     assert "folder" in errors[0]["msg"]
 
 
+def reader_and_out(ctx: Any, box: Any, workspace_id: str) -> None:
+    """Config `reader` on the seed's bucket, dataset `Cats` on another bucket (`out`)."""
+    add_config(ctx, box, workspace_id=workspace_id, name="reader", bucket="photos")
+    dest = add_config(ctx, box, workspace_id=workspace_id, name="out", bucket="out")
+    add_dataset(ctx, workspace_id=workspace_id, name="Cats", config=dest)
+
+
 def test_a_job_that_lists_objects_and_plans_none_says_why(
     container: Container, queue: InlineQueue, workspace_id: str, bucket: ObjectStore
 ) -> None:
@@ -207,9 +214,7 @@ def test_a_job_that_lists_objects_and_plans_none_says_why(
     succeeded with 0 of N). The user's own filter matching nothing: succeeded, with a
     notice that says so."""
     ctx, box = container.ctx, container.box
-    add_config(ctx, box, workspace_id=workspace_id, name="reader", bucket="photos")
-    dest = add_config(ctx, box, workspace_id=workspace_id, name="out", bucket="out")
-    add_dataset(ctx, workspace_id=workspace_id, name="Cats", config=dest)
+    reader_and_out(ctx, box, workspace_id)
 
     only_labels = run(
         ctx,
@@ -232,9 +237,7 @@ def test_label_files_of_the_job_are_counted_when_objects_are_planned(
     container: Container, queue: InlineQueue, workspace_id: str, bucket: ObjectStore
 ) -> None:
     ctx, box = container.ctx, container.box
-    add_config(ctx, box, workspace_id=workspace_id, name="reader", bucket="photos")
-    dest = add_config(ctx, box, workspace_id=workspace_id, name="out", bucket="out")
-    add_dataset(ctx, workspace_id=workspace_id, name="Cats", config=dest)
+    reader_and_out(ctx, box, workspace_id)
     job = run(
         ctx,
         queue,
