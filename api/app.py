@@ -11,13 +11,17 @@ from api import (
     routes_datasets,
     routes_health,
     routes_imports,
+    routes_keys,
     routes_metrics,
     routes_page,
     routes_reports,
     routes_schedules,
     routes_storage,
+    routes_tasks,
 )
+from api.bulkhead import install_bulkheads, request_slot
 from api.limits import install_limits
+from api.middleware import RequestHygiene
 from bayport.wiring import Container
 from importer.errors import Conflict, ImportServiceError, Invalid, NotFound
 from metadata import repository as repo
@@ -34,16 +38,22 @@ def create_app(container: Container) -> FastAPI:
         description="Import cloud buckets (Aliyun OSS, Amazon S3, Azure Blob) into ML datasets.",
     )
     app.state.container = container
-    install_limits(app, container.settings)
-    app.include_router(routes_storage.router)
-    app.include_router(routes_datasets.router)
-    app.include_router(routes_imports.router)
-    app.include_router(routes_schedules.router)
-    app.include_router(routes_reports.router)
+    install_limits(app, container.settings, container.db)
+    app.add_middleware(RequestHygiene)  # outermost: added last
+    # A workspace's routes hold one of its places while they run (api/bulkhead.py).
+    bulkheads = install_bulkheads(app, container.settings)
+    slot = [request_slot()]
+    app.include_router(routes_storage.router, dependencies=slot)
+    app.include_router(routes_datasets.router, dependencies=slot)
+    app.include_router(routes_imports.router, dependencies=slot)
+    app.include_router(routes_tasks.router, dependencies=slot)
+    app.include_router(routes_schedules.router, dependencies=slot)
+    app.include_router(routes_reports.router, dependencies=slot)
     app.include_router(routes_metrics.router)
+    app.include_router(routes_keys.router, dependencies=slot)
     app.include_router(routes_page.router)
     app.include_router(routes_health.router)
-    app.mount(TENSORBAY_PREFIX, create_tensorbay_app(container))
+    app.mount(TENSORBAY_PREFIX, create_tensorbay_app(container, bulkheads=bulkheads))
 
     @app.exception_handler(ImportServiceError)
     async def _service_error(_request: Request, exc: ImportServiceError) -> JSONResponse:
@@ -60,9 +70,9 @@ def create_app(container: Container) -> FastAPI:
         errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
 
-    bootstrap = container.settings.bootstrap_access_key
+    bootstrap = container.settings.bootstrap_key()
     if bootstrap is not None:
         with container.db.uow() as uow:
-            repo.ensure_bootstrap_key(uow.session, key=bootstrap.get_secret_value())
+            repo.ensure_bootstrap_key(uow.session, key=bootstrap)
             uow.commit()
     return app

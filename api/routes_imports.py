@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, 
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.bulkhead import StreamSlot
 from api.deps import ContainerDep, PageDep, WorkspaceDep
 from api.schemas import (
     FailureItem,
@@ -205,7 +206,11 @@ def _job_progress(container: ContainerDep, job_id: str) -> JobProgress | None:
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Progress events"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "Progress events"},
+        429: {"description": "The workspace has BAYPORT_API_EVENT_STREAMS streams open"},
+    },
+    dependencies=[StreamSlot],  # api/bulkhead.py: at most so many open per workspace
 )
 async def import_events(
     job_id: str,

@@ -1,6 +1,7 @@
 """The job page, /jobs/{id}: an import's state, progress bar, throughput chart, failures and
-links to its tasks in Flower, for a browser; and the static files it loads (from this
-package: no CDN).
+tasks (from /v1/imports/{id}/tasks, the job's own: never a link to Flower, which shows every
+workspace's tasks and is for operators), for a browser; and the static files it loads (from
+this package: no CDN).
 
 The page holds no data, so serving it needs no key. Its script reads the job from the API
 like any client, with the access key in an Authorization header — also for the progress
@@ -14,17 +15,13 @@ the page load nothing and talk to nothing but this API.
 from __future__ import annotations
 
 import re
-from html import escape
 from pathlib import Path
-from string import Template
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
 
-from api.deps import ContainerDep
-
 STATIC = Path(__file__).parent / "static"
-_PAGE = Template((STATIC / "job.html").read_text(encoding="utf-8"))
+_PAGE = (STATIC / "job.html").read_text(encoding="utf-8")
 _ASSETS = {"job.js": "text/javascript", "job.css": "text/css"}
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _HEADERS = {
@@ -41,11 +38,10 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(job_id: str, container: ContainerDep) -> HTMLResponse:
+def job_page(job_id: str) -> HTMLResponse:
     if not _JOB_ID.fullmatch(job_id):
         raise HTTPException(404, "not a job id")
-    flower = container.settings.flower_url or ""
-    return HTMLResponse(_PAGE.substitute(flower=escape(flower, quote=True)), headers=_HEADERS)
+    return HTMLResponse(_PAGE, headers=_HEADERS)
 
 
 @router.get("/jobs/static/{name}")

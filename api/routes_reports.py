@@ -71,12 +71,24 @@ def _rows(container: Container, job_id: str) -> Iterator[tuple[Any, ...]]:
         after = page[-1][0]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (`=HYPERLINK(...)` in
+# an object key): such cells are prefixed with a quote, as OWASP advises.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def _cell(value: Any) -> Any:
+    """A cell a spreadsheet shows as text: keys and messages come from the bucket's owner."""
+    if isinstance(value, str) and value.lstrip(" ").startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv(rows: Iterator[tuple[Any, ...]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
     for n, row in enumerate(rows, start=1):
-        writer.writerow(row)
+        writer.writerow([_cell(value) for value in row])
         if n % 500 == 0:
             yield buffer.getvalue()
             buffer.seek(0)

@@ -131,9 +131,18 @@ def create_schedule(
 
 
 @router.get("", response_model=list[SchedulePublic])
-def list_schedules(workspace_id: WorkspaceDep, container: ContainerDep) -> list[SchedulePublic]:
-    schedules = service.list_schedules(container.ctx, workspace_id=workspace_id)
-    return [schedule_public(s) for s in schedules]
+def list_schedules(
+    workspace_id: WorkspaceDep, container: ContainerDep, page: PageDep, response: Response
+) -> list[SchedulePublic]:
+    """The workspace's schedules by name, a page of them (`offset`, `limit`): a list, as
+    before paging; when there are more, the `X-Next-Offset` header says where they go on."""
+    offset, limit = page
+    schedules = service.list_schedules(
+        container.ctx, workspace_id=workspace_id, offset=offset, limit=limit + 1
+    )
+    if len(schedules) > limit:
+        response.headers["X-Next-Offset"] = str(offset + limit)
+    return [schedule_public(s) for s in schedules[:limit]]
 
 
 @router.get("/{name}", response_model=SchedulePublic)

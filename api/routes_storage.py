@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
@@ -15,7 +14,9 @@ from api.schemas import (
     StorageConfigCreate,
     StorageConfigPublic,
 )
-from bayport.endpoints import EndpointAllowlist, EndpointRefused, check_endpoint
+from bayport.deadline import DeadlineExceeded, call_within
+from bayport.endpoints import EndpointRefused
+from bayport.local_roots import LocalFolderRefused, LocalRoots
 from bayport.secretbox import mask
 from bayport.stores import spec_for_config
 from metadata import repository as repo
@@ -57,16 +58,14 @@ def _field_error(field: str, message: str, *, provider: str) -> HTTPException:
     )
 
 
-def _check_local_folder(container: ContainerDep, body: LocalConfigCreate) -> None:
-    path = Path(body.bucket_name)
-    roots = [r.resolve() for r in container.settings.local_roots]
-    if not path.is_absolute() or not any(path.resolve().is_relative_to(r) for r in roots):
-        raise _field_error(
-            "bucket_name",
-            "a local storage folder must be an absolute path inside one of "
-            "the operator's BAYPORT_LOCAL_ROOTS",
-            provider="local",
-        )
+def _check_local_folder(
+    container: ContainerDep, body: LocalConfigCreate, workspace_id: str
+) -> None:
+    """Only the workspace's own folders of BAYPORT_LOCAL_ROOTS (bayport/local_roots.py)."""
+    try:
+        LocalRoots.from_settings(container.settings).check(workspace_id, body.bucket_name)
+    except LocalFolderRefused as exc:
+        raise _field_error("bucket_name", str(exc), provider="local") from exc
 
 
 def _new_config(workspace_id: str, body: Any, container: ContainerDep) -> StorageConfig:
@@ -94,7 +93,7 @@ def _new_config(workspace_id: str, body: Any, container: ContainerDep) -> Storag
             ),
         )
     if isinstance(body, LocalConfigCreate):
-        _check_local_folder(container, body)
+        _check_local_folder(container, body, workspace_id)
         return StorageConfig(
             **common, bucket_name=body.bucket_name, credentials_encrypted=box.seal({})
         )
@@ -113,14 +112,14 @@ def _new_config(workspace_id: str, body: Any, container: ContainerDep) -> Storag
     )
 
 
-def _check_endpoint(config: StorageConfig, container: ContainerDep) -> None:
+def _check_endpoint(config: StorageConfig, container: ContainerDep, *, named: bool) -> None:
     """No endpoint that resolves to a loopback, private or link-local address (SSRF),
-    unless the operator allows it."""
-    if not config.endpoint:
-        return
-    allowlist = EndpointAllowlist.parse(container.settings.allowed_private_endpoints)
+    unless the operator allows it; the hosts the provider's SDK contacts count too (OSS's
+    `bucket.endpoint`), and a name that does not resolve is refused."""
     try:
-        check_endpoint(config.endpoint, allowlist)
+        container.endpoints.check(
+            config.provider, config.endpoint, config.bucket_name, must_resolve=named
+        )
     except EndpointRefused as exc:
         raise _field_error("endpoint", str(exc), provider=config.provider) from exc
 
@@ -137,10 +136,31 @@ _AZURE_FIELD = {"bucket_name": "container_name", "accesskey_secret": "account_ke
 
 def _verify(config: StorageConfig, container: ContainerDep) -> None:
     """One cheap listing with the new credentials: a wrong bucket, key or endpoint is a
-    422 with the provider's reason now, not a failed import later."""
-    try:
-        store = open_store(spec_for_config(config, container.box), timeout=15)
+    422 with the provider's reason now, not a failed import later. All of it within
+    BAYPORT_CONFIG_CHECK_DEADLINE (bayport/deadline.py): an endpoint that answers slowly,
+    or a byte at a time, is a 504 naming it then, and its connections are cut."""
+    seconds = container.settings.config_check_deadline
+
+    def check() -> None:
+        spec = spec_for_config(config, container.box, endpoints=container.endpoints)
+        store = open_store(spec, timeout=min(15, seconds))
         store.list_page("", limit=1)
+
+    try:
+        call_within(check, seconds=seconds, name="config-check")
+    except DeadlineExceeded as exc:
+        raise HTTPException(
+            504,
+            [
+                {
+                    "loc": ["body", config.provider, "endpoint"],
+                    "type": "timeout",
+                    "msg": f"the storage endpoint {config.endpoint or '(the provider default)'} "
+                    f"did not answer the check within {seconds:g} s "
+                    "(BAYPORT_CONFIG_CHECK_DEADLINE): it is too slow or unreachable",
+                }
+            ],
+        ) from exc
     except StorageError as exc:
         field = _CHECK_FIELD.get(exc.kind, "endpoint")
         if config.provider == "azure":
@@ -161,7 +181,9 @@ def create_storage_config(
     with container.db.uow() as uow:
         if repo.get_config(uow.session, workspace_id=workspace_id, name=body.name):
             raise HTTPException(409, f"storage config {body.name!r} already exists")
-    _check_endpoint(config, container)
+    # An Azure account URL Bayport derived (no endpoint given) is Azure's own domain: it may
+    # not resolve before the account exists; a named endpoint must.
+    _check_endpoint(config, container, named=getattr(body, "endpoint", None) is not None)
     if verify:
         _verify(config, container)
     with container.db.uow() as uow:

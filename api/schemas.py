@@ -128,7 +128,8 @@ class LocalConfigCreate(_ConfigCommon):
     bucket_name: str = Field(
         min_length=1,
         max_length=1024,
-        description="An absolute folder inside the operator's BAYPORT_LOCAL_ROOTS",
+        description="An absolute folder inside this workspace's own folder of the "
+        "operator's BAYPORT_LOCAL_ROOTS: <root>/<workspace id>/...",
     )
 
 

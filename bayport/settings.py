@@ -17,8 +17,15 @@ class SettingsError(ValueError):
     """A setting is missing or unsafe for the environment it runs in."""
 
 
+# The shortest BAYPORT_BOOTSTRAP_ACCESS_KEY accepted (metadata/access_keys.py's too).
+MIN_ACCESS_KEY_LENGTH = 32
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BAYPORT_", env_file=None, extra="ignore")
+    # hide_input_in_errors: a refusal must not quote the values it was given (secrets).
+    model_config = SettingsConfigDict(
+        env_prefix="BAYPORT_", env_file=None, extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "production"] = "development"
     data_dir: Path = Path(".bayport")
@@ -36,7 +43,9 @@ class Settings(BaseSettings):
     # a local folder in standalone mode.
     default_storage_dir: Path | None = None
     # Folders on the workers' machines that `local` storage configs may name; none by
-    # default, so an API user cannot read the server's files.
+    # default, so an API user cannot read the server's files. Each is shared out by
+    # workspace: a config may name only `<root>/<its workspace id>/...`; a root holding the
+    # data dir or the default storage stops startup (bayport/local_roots.py).
     local_roots: list[Path] = Field(default_factory=list)
 
     # Copy engine.
@@ -55,6 +64,14 @@ class Settings(BaseSettings):
     retry_initial_wait: float = Field(default=0.2, ge=0)
     retry_max_wait: float = Field(default=20.0, ge=0)
     storage_timeout: float = Field(default=60.0, gt=0)
+    # One tenant must not stall the API for the others (api/bulkhead.py). The longest a
+    # storage config's check (on create) may take in all, retries and slow answers
+    # included: then 504 naming the endpoint. Requests one workspace may have in flight at
+    # once in one API process (its sync routes share 40 threads), and progress streams
+    # (SSE) it may have open; beyond either, 429 with Retry-After.
+    config_check_deadline: float = Field(default=10.0, gt=0, le=120)
+    api_workspace_concurrency: int = Field(default=8, ge=1, le=1000)
+    api_event_streams: int = Field(default=4, ge=1, le=1000)
 
     # Worker process count for `bayport worker` / standalone (Celery prefork pool).
     worker_processes: int = Field(default=2, ge=1)
@@ -92,9 +109,14 @@ class Settings(BaseSettings):
     # Monitoring. Workers count retries and task durations in Redis (`metrics_redis_url`,
     # default: the broker when it is Redis) under `metrics_namespace`; the API serves them
     # with the DB's job counts at /metrics — behind `metrics_token` (Bearer) when it is set.
+    # Production refuses to start without the token unless `metrics_public` says /metrics is
+    # meant to be open. A scrape within `metrics_cache_seconds` of the last one is answered
+    # from it (each collection counts every running job's ledger).
     metrics_redis_url: str | None = None
     metrics_namespace: str = Field(default="bayport", pattern=r"^[A-Za-z0-9_.:\-]{1,100}$")
     metrics_token: SecretStr | None = None
+    metrics_public: bool = False
+    metrics_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     # Logs: "text" for people, "json" (one object per line, with job and shard ids) for
     # collectors.
     log_format: Literal["text", "json"] = "text"
@@ -105,9 +127,8 @@ class Settings(BaseSettings):
     # it unless told --unauthenticated (then it serves on 127.0.0.1 only).
     flower_basic_auth: SecretStr | None = None
     flower_port: int = Field(default=5555, ge=1, le=65535)
-    # Flower's URL as a browser reaches it (e.g. http://127.0.0.1:5555): the job page links
-    # to the job's tasks there. None: no link.
-    flower_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    # Flower shows every workspace's tasks and can revoke them: it is for operators only,
+    # and no tenant page links to it (the job page shows the job's own tasks instead).
 
     # --- Drills: recovery, throttling, limits, endpoint safety ---------------------------
     # A shard (or a job's planning) whose task sent no heartbeat for this long is taken to
@@ -122,6 +143,7 @@ class Settings(BaseSettings):
     # Storage endpoints that may resolve to loopback, private or link-local addresses
     # (host names, IP addresses or CIDR networks, e.g. ["127.0.0.1", "10.0.0.0/8"]): none
     # by default, so a storage config cannot make workers call internal services.
+    # Operator-wide: every workspace's configs may then name them (docs/security.md).
     # From the environment: a JSON list or comma separated ("127.0.0.1,10.0.0.0/8").
     allowed_private_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # API limits: the largest request body (a manifest) in bytes, and requests per API key
@@ -131,6 +153,22 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     api_rate_limit: str = "1200/minute"
     api_callback_rate_limit: str = "60000/minute"
+    # Input caps (what a bucket's owner or an API user could make unbounded): an object
+    # list's longest line and whole size, a COCO file's size; schedules per workspace, and
+    # how often one may fire at most. (A listing page's answer is capped by the adapters.)
+    max_object_list_line_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_object_list_bytes: int = Field(default=10 * 1024**3, ge=1024)
+    max_coco_size: int = Field(default=2 * 1024**3, ge=1024)
+    max_schedules_per_workspace: int = Field(default=100, ge=1)
+    schedule_min_interval_seconds: float = Field(default=60.0, ge=1)
+    # Before the key is checked: requests per client address (all of them; the callbacks
+    # against api_callback_rate_limit), and failed authentications (401s) per client address,
+    # beyond which a request without a good key is refused (key guessing). Empty: no limit.
+    api_ip_rate_limit: str = "3000/minute"
+    api_auth_failure_limit: str = "30/minute"
+    # How long an API process trusts what it read of a key (its workspace, role, expiry):
+    # a key revoked through another process stops working within this time.
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=60)
 
     @field_validator("allowed_private_endpoints", mode="before")
     @classmethod
@@ -153,7 +191,27 @@ class Settings(BaseSettings):
                 )
             if self.database_url is None:
                 raise SettingsError("BAYPORT_DATABASE_URL must be set in production")
+            if self.metrics_token is None and not self.metrics_public:
+                raise SettingsError(
+                    "BAYPORT_METRICS_TOKEN must be set in production (the Bearer token "
+                    "Prometheus sends to /metrics), or BAYPORT_METRICS_PUBLIC=true to serve "
+                    "/metrics to anyone"
+                )
         return self
+
+    def bootstrap_key(self) -> str | None:
+        """BAYPORT_BOOTSTRAP_ACCESS_KEY, checked (not as a validator: pydantic would quote
+        the rejected key in its error)."""
+        if self.bootstrap_access_key is None:
+            return None
+        key = self.bootstrap_access_key.get_secret_value()
+        if len(key) < MIN_ACCESS_KEY_LENGTH or key != key.strip():
+            raise SettingsError(
+                f"BAYPORT_BOOTSTRAP_ACCESS_KEY must be at least {MIN_ACCESS_KEY_LENGTH} "
+                "characters, without spaces around it (e.g. bp_ and "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return key
 
     @property
     def resolved_throttle_redis_url(self) -> str | None:

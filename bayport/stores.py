@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from bayport.endpoints import EndpointAllowlist, EndpointRefused, check_endpoint
+from bayport.endpoints import EndpointPolicy, EndpointRefused, EndpointUnresolved
+from bayport.local_roots import LocalFolderRefused, LocalRoots
 from bayport.logs import redact
 from bayport.secretbox import SecretBox
 from bayport.settings import Settings
@@ -20,11 +21,17 @@ QUOTA_PROVIDERS = frozenset({"s3", "oss", "azure"})
 
 
 def spec_for_config(
-    config: StorageConfig, box: SecretBox, *, at_bucket_root: bool = False
+    config: StorageConfig,
+    box: SecretBox,
+    *,
+    endpoints: EndpointPolicy,
+    at_bucket_root: bool = False,
 ) -> StorageSpec:
+    """The spec to open the config's store with; every connection the store makes is
+    guarded by the operator's endpoint policy (`endpoints`)."""
     credentials = box.open(config.credentials_encrypted)
-    # Decrypted secrets exist in memory only; logs mask them wherever they would appear.
-    redact(*(v for k, v in credentials.items() if not k.endswith(("_id", "_name"))))
+    # Decrypted secrets exist in memory only; the records of the work using them mask them.
+    redact(*secret_values(credentials))
     return StorageSpec(
         provider=config.provider,
         bucket=config.bucket_name,
@@ -32,22 +39,50 @@ def spec_for_config(
         endpoint=config.endpoint,
         region=config.region,
         credentials=credentials,
+        guard=endpoints.guard(),
     )
 
 
-def check_config_endpoint(config: StorageConfig, allowlist: EndpointAllowlist) -> None:
-    """Refuse to open a store whose endpoint resolves to a loopback, private or link-local
-    address the operator did not allow (a permanent error: the job or its objects fail with
-    the reason). Checked again on every open: a name public when the config was made may
-    resolve elsewhere now."""
-    if not config.endpoint:
-        return  # the provider's default public endpoint
+def secret_values(credentials: dict[str, str]) -> list[str]:
+    """A config's credentials that are secret (not its key id or account name)."""
+    return [v for k, v in credentials.items() if not k.endswith(("_id", "_name"))]
+
+
+def check_config_endpoint(config: StorageConfig, endpoints: EndpointPolicy) -> None:
+    """Refuse to open a store whose endpoint (or the host its SDK contacts: OSS's
+    `bucket.endpoint`) resolves to a loopback, private or link-local address the operator did
+    not allow (a permanent error: the job or its objects fail with the reason). Checked again
+    on every open: a name public when the config was made may resolve elsewhere now; and the
+    store's connections are checked again each (the spec's guard). A name that does not
+    resolve now is a transient failure: nothing was contacted."""
     try:
-        check_endpoint(config.endpoint, allowlist)
+        endpoints.check(config.provider, config.endpoint, config.bucket_name)
+    except EndpointUnresolved as exc:
+        raise StorageError(
+            ErrorKind.UNAVAILABLE,
+            f"storage config {config.name!r}: endpoint refused: {exc}",
+            transient=True,
+        ) from exc
     except EndpointRefused as exc:
         raise StorageError(
             ErrorKind.INVALID_CONFIG,
             f"storage config {config.name!r}: endpoint refused: {exc}",
+            transient=False,
+        ) from exc
+
+
+def check_config_folder(config: StorageConfig, roots: LocalRoots) -> None:
+    """Refuse to open a local config whose folder is not (or no longer: the settings changed,
+    the row was written by hand) inside its workspace's own folders of BAYPORT_LOCAL_ROOTS,
+    or reaches Bayport's own files (a permanent error)."""
+    if config.provider != "local":
+        return
+    try:
+        roots.check(config.workspace_id, config.bucket_name)
+    except LocalFolderRefused as exc:
+        raise StorageError(
+            ErrorKind.PERMISSION_DENIED,
+            f"storage config {config.name!r}: folder refused: {exc}",
             transient=False,
         ) from exc
 
@@ -58,26 +93,38 @@ class ConfigStores:
     new keys gets a new client. Each store passes the process's Throttle first: its
     provider account's shared rate (while throttled) and the config's caps."""
 
-    def __init__(self, settings: Settings, box: SecretBox) -> None:
+    def __init__(
+        self, settings: Settings, box: SecretBox, *, endpoints: EndpointPolicy | None = None
+    ) -> None:
         self._settings = settings
         self._box = box
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, bytes, float | None, int | None, bool], ObjectStore] = {}
+        self._secrets: dict[str, list[str]] = {}  # by config id, for each work that uses it
         self._default: ObjectStore | None = None
         self.throttle = Throttle.from_settings(settings)
-        self._allowlist = EndpointAllowlist.parse(settings.allowed_private_endpoints)
+        self.endpoints = endpoints or EndpointPolicy.from_settings(
+            settings.allowed_private_endpoints
+        )
+        self._local_roots = LocalRoots.from_settings(settings)
+        self._local_roots.check_settings()  # (SettingsError: no start with an unsafe root)
 
     def for_config(self, config: StorageConfig, *, at_bucket_root: bool = False) -> ObjectStore:
         caps = (config.max_requests_per_second, config.max_bytes_per_second)
         cache_key = (config.id, config.credentials_encrypted, *caps, at_bucket_root)
+        check_config_folder(config, self._local_roots)  # every call, cached store or not
         with self._lock:
             store = self._cache.get(cache_key)
-            if store is None:
-                check_config_endpoint(config, self._allowlist)
-                store = open_store(
-                    spec_for_config(config, self._box, at_bucket_root=at_bucket_root),
-                    timeout=self._settings.storage_timeout,
+            if store is not None:
+                # A cached store: the work asking for it now masks the config's secrets too.
+                redact(*self._secrets.get(config.id, ()))
+            else:
+                check_config_endpoint(config, self.endpoints)
+                spec = spec_for_config(
+                    config, self._box, endpoints=self.endpoints, at_bucket_root=at_bucket_root
                 )
+                self._secrets[config.id] = secret_values(spec.credentials)
+                store = open_store(spec, timeout=self._settings.storage_timeout)
                 # In-process stores (a local folder, memory) have no provider quota to
                 # share; their caps still hold.
                 shared = config.provider in QUOTA_PROVIDERS

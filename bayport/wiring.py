@@ -7,6 +7,7 @@ import os
 import threading
 from dataclasses import dataclass
 
+from bayport.endpoints import EndpointPolicy, Resolver
 from bayport.metrics import sink_for
 from bayport.secretbox import SecretBox
 from bayport.settings import Settings, get_settings
@@ -22,16 +23,23 @@ class Container:
     db: Database
     box: SecretBox
     ctx: ImportContext
+    # The operator's storage endpoint policy: the API's config checks, the stores' guards.
+    endpoints: EndpointPolicy
 
 
-def build_container(settings: Settings, *, enqueuer: Enqueuer | None = None) -> Container:
+def build_container(
+    settings: Settings, *, enqueuer: Enqueuer | None = None, resolve: Resolver | None = None
+) -> Container:
+    """`resolve` (getaddrinfo's signature) answers every host name a storage endpoint
+    check or connection looks up: tests name theirs."""
     if enqueuer is None:
         from workers.enqueue import CeleryEnqueuer
 
         enqueuer = CeleryEnqueuer.from_settings(settings)
     db = Database(settings.resolved_database_url)
     box = SecretBox(settings.fernet_keys())
-    stores = ConfigStores(settings, box)
+    endpoints = EndpointPolicy.from_settings(settings.allowed_private_endpoints, resolve=resolve)
+    stores = ConfigStores(settings, box, endpoints=endpoints)
     ctx = ImportContext(
         db=db,
         stores=stores,
@@ -40,7 +48,7 @@ def build_container(settings: Settings, *, enqueuer: Enqueuer | None = None) -> 
         settings=settings,
         metrics=sink_for(settings),
     )
-    return Container(settings=settings, db=db, box=box, ctx=ctx)
+    return Container(settings=settings, db=db, box=box, ctx=ctx, endpoints=endpoints)
 
 
 _lock = threading.Lock()

@@ -116,7 +116,16 @@ class BayportClient:
         return self.request("POST", "/v1/schedules", json=body)
 
     def schedules(self) -> Any:
-        return self.request("GET", "/v1/schedules")
+        """Every schedule: the list is paged, the X-Next-Offset header saying where it goes on."""
+        found: list[Any] = []
+        offset: str | None = "0"
+        while offset is not None:
+            response = self.http.get("/v1/schedules", params={"offset": offset, "limit": 1000})
+            if response.status_code >= 400:
+                raise ApiError(response)
+            found.extend(response.json())
+            offset = response.headers.get("X-Next-Offset")
+        return found
 
     def schedule(self, name: str) -> Any:
         return self.request("GET", f"/v1/schedules/{name}")

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from bayport.settings import get_settings
+from cli.keys import keys_app
 
 # No locals in tracebacks: they would print the access key or Flower's password.
 app = typer.Typer(
@@ -444,6 +445,7 @@ def demo(
 
 schedule_app = typer.Typer(no_args_is_help=True, help="Scheduled syncs: a manifest on a cron.")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(keys_app, name="keys")
 
 
 def _client(api_url: str, key: str) -> Any:

@@ -21,6 +21,9 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
 # the dataset's folder itself. Only the TensorBay API makes it.
 SEGMENT_PATTERN = r"^(?:[A-Za-z0-9][A-Za-z0-9_.\-]{0,199})?$"
 LABEL_SUFFIXES = {"tensorbay": ".json", "voc": ".xml", "yolo": ".txt", "coco": ".json"}
+# Every YOLO label a shard parses looks its classes up in the list: bounded, as obj.names is.
+MAX_YOLO_CLASSES = 10_000
+MAX_CLASS_NAME = 256
 
 
 def normalize_prefix(value: str) -> str:
@@ -217,6 +220,23 @@ class SourceSpec(BaseModel):
         ):
             raise ValueError("a draft's objects carry their own names and labels")
         return self
+
+    @field_validator("yolo_classes")
+    @classmethod
+    def _yolo_classes(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if len(value) > MAX_YOLO_CLASSES:
+            raise ValueError(
+                f"{len(value)} class names: yolo_classes holds at most {MAX_YOLO_CLASSES}"
+            )
+        for index, name in enumerate(value):
+            if not name or len(name) > MAX_CLASS_NAME or any(is_control(c) for c in name):
+                raise ValueError(
+                    f"class name {index} must be 1 to {MAX_CLASS_NAME} characters, "
+                    "without control characters"
+                )
+        return value
 
     @field_validator("label_type")
     @classmethod

@@ -7,29 +7,58 @@ relative to the storage config's path, like listed keys.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
 from importer.rules import key_problem
+from storage_adapters.errors import ErrorKind, StorageError
 
 # (line number, (key, label key or None)) or (line number, why the row is refused)
 Row = tuple[int, tuple[str, str | None] | str]
 
 
-def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Text lines of a UTF-8 byte stream, decoded incrementally (memory: one chunk)."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    rest = ""
+def _lines(
+    chunks: Iterable[bytes], *, max_line: int, max_total: int, name: str
+) -> Iterator[str | None]:
+    """Text lines of a UTF-8 byte stream; None for a line longer than `max_line` bytes (its
+    bytes are passed over, not kept). Memory: a chunk and one line; a stream of more than
+    `max_total` bytes is a permanent StorageError."""
+    pending: list[bytes] = []  # the current line's pieces
+    size = 0  # their length
+    too_long = False
+    total = 0
     for chunk in chunks:
-        text = rest + decoder.decode(chunk)
-        *lines, rest = text.split("\n")
-        yield from lines
-    rest += decoder.decode(b"", final=True)
-    if rest:
-        yield rest
+        total += len(chunk)
+        if total > max_total:
+            raise StorageError(
+                ErrorKind.PRECONDITION_FAILED,
+                f"the object list is more than {max_total} bytes, the most read "
+                "(BAYPORT_MAX_OBJECT_LIST_BYTES)",
+                key=name,
+                transient=False,
+            )
+        start = 0
+        while True:
+            # b"\n" never occurs inside a multi-byte UTF-8 character: bytes split safely.
+            end = chunk.find(b"\n", start)
+            piece = chunk[start:] if end < 0 else chunk[start:end]
+            if not too_long:
+                if size + len(piece) > max_line:
+                    too_long, pending, size = True, [], 0
+                elif piece:
+                    pending.append(piece)
+                    size += len(piece)
+            if end < 0:
+                break
+            yield None if too_long else b"".join(pending).decode("utf-8", errors="replace")
+            pending, size, too_long = [], 0, False
+            start = end + 1
+    if too_long:
+        yield None
+    elif pending:
+        yield b"".join(pending).decode("utf-8", errors="replace")
 
 
 def read_object_list(
@@ -37,11 +66,24 @@ def read_object_list(
     fmt: Literal["csv", "jsonl"],
     *,
     skip: int = 0,
+    name: str = "",
+    max_line_bytes: int = 64 * 1024,
+    max_bytes: int = 10 * 1024**3,
 ) -> Iterator[Row]:
     """The list's rows after the first `skip` lines (a resumed job re-reads from the start
-    and skips what it planned). Blank lines are ignored; a bad row is yielded as a reason."""
-    for number, line in enumerate(_lines(open_list()), start=1):
+    and skips what it planned). Blank lines are ignored; a bad row (a line longer than
+    `max_line_bytes` too) is yielded as a reason. A list longer than `max_bytes` raises a
+    permanent StorageError once that much was read."""
+    lines = _lines(open_list(), max_line=max_line_bytes, max_total=max_bytes, name=name)
+    for number, line in enumerate(lines, start=1):
         if number <= skip:
+            continue
+        if line is None:
+            yield (
+                number,
+                f"longer than {max_line_bytes} bytes, the most a line may hold "
+                "(BAYPORT_MAX_OBJECT_LIST_LINE_BYTES): not read",
+            )
             continue
         line = line.rstrip("\r")
         if not line.strip():

@@ -47,7 +47,7 @@ from metadata.models import (
     utcnow,
 )
 from storage_adapters.base import ListPage, ObjectInfo, ObjectStore
-from storage_adapters.errors import StorageError
+from storage_adapters.errors import ErrorKind, StorageError
 
 LABEL_CHANGED = "label_changed"
 # Counted with the job's left_out: objects a sync could not compare by ETag, copied again.
@@ -368,7 +368,12 @@ def _plan_from_object_list(ctx: ImportContext, place: JobPlace) -> None:
     key_filter = _key_filter(place.manifest)
     own = tuple(place.own_folders(_segment_names(ctx, place)))
     rows = read_object_list(
-        lambda: source.open(spec.object_list or ""), spec.list_format, skip=done
+        lambda: source.open(spec.object_list or ""),
+        spec.list_format,
+        skip=done,
+        name=spec.object_list,
+        max_line_bytes=ctx.settings.max_object_list_line_bytes,
+        max_bytes=ctx.settings.max_object_list_bytes,
     )
     planned: list[PlannedObject] = []
     rejected: list[str] = []
@@ -860,12 +865,29 @@ def load_coco_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore) -
     and store each image's label for the shard copiers. Memory stays flat in its size."""
     coco_key = place.manifest.source.coco_file
     assert coco_key is not None
+    cap = ctx.settings.max_coco_size
     with tempfile.TemporaryDirectory(prefix="bayport-coco-") as tmp:
         path = Path(tmp) / "coco.json"
 
+        def too_big(size: str) -> StorageError:
+            return StorageError(
+                ErrorKind.PRECONDITION_FAILED,
+                f"the COCO file is {size} bytes, more than the {cap} bytes allowed "
+                "(BAYPORT_MAX_COCO_SIZE): no object of the job was labelled from it",
+                key=coco_key,
+                transient=False,
+            )
+
         def download() -> None:
+            size = source.head(coco_key).size
+            if size > cap:  # refused by its size, before reading it
+                raise too_big(str(size))
+            written = 0
             with path.open("wb") as out:
                 for chunk in source.open(coco_key):
+                    written += len(chunk)
+                    if written > cap:  # the store said less than it sends
+                        raise too_big(f"at least {written}")
                     out.write(chunk)
 
         ctx.retry.call(download)

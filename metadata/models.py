@@ -83,14 +83,23 @@ class Workspace(SQLModel, table=True):
 
 
 class AccessKey(SQLModel, table=True):
-    """An API key. Only its SHA-256 is stored; the key itself is shown once, at creation."""
+    """An API key of one workspace, with a role, maybe an expiry, maybe revoked. Only its
+    SHA-256 is stored; the key itself is shown once, at creation."""
 
     __tablename__ = "access_key"
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     workspace_id: str = Field(foreign_key="workspace.id", index=True, max_length=32)
     key_sha256: str = Field(unique=True, max_length=64)
-    hint: str = Field(max_length=16)  # the first characters, to tell keys apart
+    # To tell keys apart: the prefix and the last 4 characters ("bp_…x7Qz"), no more.
+    hint: str = Field(max_length=16)
+    name: str = Field(default="", max_length=200)
+    # "read" (GET/HEAD only), "write" (everything but managing keys), "admin" (all).
+    role: str = Field(default="write", max_length=8)
     created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    # Updated at most once a minute per API process (metadata/access_keys.py).
+    last_used_at: datetime | None = None
 
 
 class StorageConfig(SQLModel, table=True):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,9 +26,9 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from metadata import access_keys
 from metadata.models import (
     FINAL_STATES,
-    AccessKey,
     Dataset,
     DraftBatch,
     DraftObject,
@@ -47,11 +46,8 @@ from metadata.models import (
 
 FINAL_STATE_VALUES = [s.value for s in FINAL_STATES]
 
-ACCESS_KEY_PREFIX = "bp_"
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+ACCESS_KEY_PREFIX = access_keys.ACCESS_KEY_PREFIX
+hash_key = access_keys.hash_key
 
 
 # --- workspaces and access keys -------------------------------------------------------
@@ -63,17 +59,17 @@ def workspace_for_key(session: Session, *, key: str) -> Workspace | None:
 
 
 def workspace_id_for_key(session: Session, *, key: str) -> str | None:
-    """The id of the key's workspace (one query: what every API call asks)."""
-    return session.exec(
-        select(AccessKey.workspace_id).where(AccessKey.key_sha256 == hash_key(key))
-    ).first()
+    """The id of the key's workspace while the key is good (neither revoked nor expired)."""
+    grant = access_keys.grant_for_key(session, key=key)
+    return grant.workspace_id if grant is not None and grant.refusal() is None else None
 
 
-def add_access_key(session: Session, *, workspace_id: str, key: str | None = None) -> str:
-    """Store a key's hash; returns the key (a new random one unless given)."""
-    key = key or ACCESS_KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(AccessKey(workspace_id=workspace_id, key_sha256=hash_key(key), hint=key[:7]))
-    return key
+def add_access_key(
+    session: Session, *, workspace_id: str, key: str | None = None, role: str = "admin"
+) -> str:
+    """Store a key's hash; returns the key (a new random one unless given). A workspace's
+    first key (create_workspace, the bootstrap key) is its admin key."""
+    return access_keys.create_key(session, workspace_id=workspace_id, key=key, role=role)[1]
 
 
 def create_workspace(session: Session, *, name: str) -> tuple[Workspace, str]:
@@ -84,8 +80,10 @@ def create_workspace(session: Session, *, name: str) -> tuple[Workspace, str]:
 
 
 def ensure_bootstrap_key(session: Session, *, key: str) -> Workspace:
-    """The workspace of `key`, creating a workspace for it on first use."""
-    found = workspace_for_key(session, key=key)
+    """The workspace of `key`, creating a workspace for it on first use. A bootstrap key
+    revoked (or expired) stays so: it is not made again at the next start."""
+    grant = access_keys.grant_for_key(session, key=key)
+    found = session.get(Workspace, grant.workspace_id) if grant else None
     if found:
         return found
     workspace = Workspace(name="default")

@@ -135,6 +135,21 @@ def parse(expression: str, timezone: str = "UTC") -> CronSchedule:
     return cron
 
 
+def shortest_interval(expression: str, *, samples: int = 200) -> float:
+    """The shortest time in seconds between two occurrences of a normalized expression, as
+    measured over its next `samples` occurrences (in UTC: the fields repeat within that many
+    for any expression that fires often enough to matter)."""
+    six = len(expression.split()) == 6
+    it = croniter(expression, datetime.now(UTC), second_at_beginning=six)
+    shortest = float("inf")
+    previous = it.get_next(float)
+    for _ in range(samples):
+        current = it.get_next(float)
+        shortest = min(shortest, current - previous)
+        previous = current
+    return shortest
+
+
 def latest_occurrence(expression: str, timezone: str, now: datetime) -> datetime:
     """The latest occurrence at or before `now`, in UTC."""
     return CronSchedule(parse_cron(expression), parse_timezone(timezone)).latest(now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from metadata.models import ImportJob, Schedule, ScheduleRun
@@ -24,10 +24,24 @@ def lock_schedule(session: Session, *, schedule_id: str) -> Schedule | None:
     ).first()
 
 
-def list_schedules(session: Session, *, workspace_id: str) -> Sequence[Schedule]:
+def list_schedules(
+    session: Session, *, workspace_id: str, offset: int = 0, limit: int | None = None
+) -> Sequence[Schedule]:
+    query = (
+        select(Schedule)
+        .where(Schedule.workspace_id == workspace_id)
+        .order_by(col(Schedule.name))
+        .offset(offset)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return session.exec(query).all()
+
+
+def count_schedules(session: Session, *, workspace_id: str) -> int:
     return session.exec(
-        select(Schedule).where(Schedule.workspace_id == workspace_id).order_by(col(Schedule.name))
-    ).all()
+        select(func.count()).select_from(Schedule).where(Schedule.workspace_id == workspace_id)
+    ).one()
 
 
 def enabled_schedules(session: Session) -> Sequence[Schedule]:

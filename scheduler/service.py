@@ -34,7 +34,7 @@ from metadata import repository as repo
 from metadata.db import Database
 from metadata.models import ImportJob, JobState, Schedule, ScheduleRun, utcnow
 from scheduler import queries
-from scheduler.cron import CronSchedule, parse_cron, parse_timezone
+from scheduler.cron import CronSchedule, parse_cron, parse_timezone, shortest_interval
 
 log = logging.getLogger("bayport.scheduler")
 
@@ -78,7 +78,9 @@ def next_occurrence(schedule: Schedule, now: datetime) -> datetime | None:
 # --- keeping schedules ----------------------------------------------------------------
 
 
-def _check_cron(cron: str, timezone: str) -> tuple[str, str]:
+def _check_cron(cron: str, timezone: str, *, min_interval: float) -> tuple[str, str]:
+    """The expression normalized and the zone, checked; a cron firing more often than every
+    `min_interval` seconds is refused (each occurrence starts an import)."""
     try:
         expression = parse_cron(cron)
     except ValueError as exc:
@@ -91,6 +93,13 @@ def _check_cron(cron: str, timezone: str) -> tuple[str, str]:
         CronSchedule(expression, zone).next(utcnow())
     except ValueError:
         raise Invalid(f"cron {expression!r} never occurs", field="cron") from None
+    shortest = shortest_interval(expression)
+    if shortest < min_interval:
+        raise Invalid(
+            f"cron {expression!r} fires every {shortest:g} s at times: schedules may fire at "
+            f"most every {min_interval:g} s (BAYPORT_SCHEDULE_MIN_INTERVAL_SECONDS)",
+            field="cron",
+        )
     return expression, zone
 
 
@@ -129,11 +138,19 @@ def create_schedule(
 ) -> Schedule:
     if not re.fullmatch(NAME_PATTERN, name):
         raise Invalid(f"schedule name {name!r} does not match {NAME_PATTERN}", field="name")
-    cron, timezone = _check_cron(cron, timezone)
+    cron, timezone = _check_cron(
+        cron, timezone, min_interval=ctx.settings.schedule_min_interval_seconds
+    )
     with ctx.db.uow() as uow:
         s = uow.session
         if queries.get_schedule(s, workspace_id=workspace_id, name=name) is not None:
             raise Conflict(f"schedule {name!r} already exists", field="name")
+        cap = ctx.settings.max_schedules_per_workspace
+        if queries.count_schedules(s, workspace_id=workspace_id) >= cap:
+            raise Conflict(
+                f"this workspace has {cap} schedules, the most it may have "
+                "(BAYPORT_MAX_SCHEDULES_PER_WORKSPACE): delete one first"
+            )
         _check_manifest(s, workspace_id=workspace_id, manifest=manifest)
         now = utcnow()
         schedule = Schedule(
@@ -154,9 +171,14 @@ def create_schedule(
         return schedule
 
 
-def list_schedules(ctx: ImportContext, *, workspace_id: str) -> Sequence[Schedule]:
+def list_schedules(
+    ctx: ImportContext, *, workspace_id: str, offset: int = 0, limit: int | None = None
+) -> Sequence[Schedule]:
+    """The workspace's schedules by name, `limit` of them from `offset` (None: all)."""
     with ctx.db.uow() as uow:
-        return queries.list_schedules(uow.session, workspace_id=workspace_id)
+        return queries.list_schedules(
+            uow.session, workspace_id=workspace_id, offset=offset, limit=limit
+        )
 
 
 def get_schedule(ctx: ImportContext, *, workspace_id: str, name: str) -> Schedule:
@@ -183,6 +205,7 @@ def update_schedule(
             schedule.cron, schedule.timezone = _check_cron(
                 cron if cron is not None else schedule.cron,
                 timezone if timezone is not None else schedule.timezone,
+                min_interval=ctx.settings.schedule_min_interval_seconds,
             )
         if manifest is not None:
             _check_manifest(s, workspace_id=workspace_id, manifest=manifest)

@@ -36,7 +36,6 @@ from azure.storage.blob import (
     ContentSettings,
     generate_blob_sas,
 )
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from storage_adapters.base import (
@@ -52,11 +51,13 @@ from storage_adapters.common import (
     normalize_root,
     page_limit,
     presign_seconds,
+    read_listing,
     retry_after_seconds,
     still_version,
     strip_etag,
 )
 from storage_adapters.errors import ErrorKind, StorageError, changed
+from storage_adapters.netguard import guarded_session, refused
 
 MiB = 1024 * 1024
 # Put Blob takes up to 5000 MiB in one request; above the SDK's default (64 MiB) it would
@@ -108,14 +109,14 @@ class AzureBlobStore:
         ).hexdigest()
         self._copy_timeout = copy_timeout
         # One pool per store, shared by every blob client made from its container client.
-        session = requests.Session()
-        adapter = HTTPAdapter(
+        # Its connections go only where the spec's guard allows; it follows no redirect
+        # (neither does the pipeline: permit_redirects=False below).
+        session = guarded_session(
+            spec.guard,
             pool_connections=max_pool_connections,
             pool_maxsize=max_pool_connections,
             max_retries=Retry(total=False, redirect=False, raise_on_status=False),
         )
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
         credential = (
             {"account_name": self._account_name, "account_key": self._key} if self._key else None
         )
@@ -129,6 +130,7 @@ class AzureBlobStore:
                 ),
                 # Our tenacity layer retries; the SDK making its own attempts would multiply them.
                 retry_total=0,
+                permit_redirects=False,
                 max_single_put_size=_MAX_SINGLE_PUT,
                 max_single_get_size=_GET_RANGE,
                 max_chunk_get_size=_GET_RANGE,
@@ -520,8 +522,25 @@ class _WholeAnswerTransport(RequestsTransport):
     `retry_total` turns off. A download's range is held in memory either way (`_GET_RANGE`)."""
 
     def send(self, request: Any, **kwargs: Any) -> Any:
-        kwargs["stream"] = False
-        return super().send(request, **kwargs)
+        # Read here, capped (requests would read any length): a hostile endpoint may stream
+        # an endless listing, or more than the range a download asked for.
+        kwargs["stream"] = True
+        response = super().send(request, **kwargs)
+        internal = response.internal_response
+        chunks = internal.iter_content(1024 * 1024)
+        try:
+            body = read_listing(lambda _: next(chunks, b""), key="an Azure answer")
+        except BaseException as exc:
+            internal.close()  # the rest unread: this connection can't be reused
+            if isinstance(exc, requests.RequestException):  # as the SDK's own read says it
+                if "IncompleteRead" in str(exc):
+                    raise IncompleteReadError(exc, error=exc) from exc
+                raise ServiceResponseError(exc, error=exc) from exc
+            raise
+        internal._content, internal._content_consumed = body, True
+        if hasattr(response, "_content"):  # azure.core.rest's response keeps its own
+            response._content = body
+        return response
 
 
 def _info(key: str, item: BlobProperties) -> ObjectInfo:
@@ -680,6 +699,8 @@ def _translate(
     """The one place an azure-core/azure-storage failure becomes a StorageError."""
     if isinstance(exc, StorageError):
         return exc
+    if (guarded := refused(exc)) is not None:  # a connection or redirect the guard refused
+        return guarded
     if isinstance(exc, DecodeError) and (exc.status_code or 0) < 400:
         # A body cut short (IncompleteReadError) or garbled on the way; an error answer whose
         # body does not parse is still judged by its status below.

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from storage_adapters.netguard import NetGuard
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,3 +250,6 @@ class StorageSpec:
     endpoint: str | None = None
     region: str | None = None
     credentials: dict[str, str] = field(default_factory=dict, repr=False)
+    # Where the store's connections may go (the operator's endpoint policy, checked at each
+    # new connection); None: anywhere (tests, the demo). Set by bayport.stores.spec_for_config.
+    guard: NetGuard | None = field(default=None, repr=False, compare=False)

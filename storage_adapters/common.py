@@ -10,6 +10,32 @@ from email.utils import parsedate_to_datetime
 from storage_adapters.base import ObjectInfo
 from storage_adapters.errors import ErrorKind, StorageError, changed
 
+# The most one listing page's answer may hold. A page of 1000 keys (up to 1 KiB each,
+# URL-encoded) with their metadata is a few MiB; a server sending more is refused, not
+# buffered: a hostile endpoint could stream gigabytes into a worker.
+MAX_LISTING_BYTES = 64 * 1024 * 1024
+
+
+def read_listing(
+    read: Callable[[int], bytes], *, key: str, limit: int = MAX_LISTING_BYTES
+) -> bytes:
+    """A listing answer's body through `read(n)` (b"" at its end), or a permanent
+    StorageError once more than `limit` bytes came."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := read(min(1024 * 1024, limit + 1 - size)):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise StorageError(
+                ErrorKind.UNEXPECTED,
+                f"the server's listing answer is more than {limit} bytes, the most one page "
+                "may hold: not a storage server's answer",
+                key=key,
+                transient=False,
+            )
+    return b"".join(parts)
+
 
 def still_version(head: Callable[[], ObjectInfo], key: str, etag: str) -> bool:
     """For a provider that cannot make a write conditional: is the object still version

@@ -9,10 +9,12 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
+from storage_adapters import local_fs as fs
 from storage_adapters.base import (
     Blob,
     Capabilities,
@@ -38,14 +40,15 @@ class LocalStore:
     """The folder `root` as a bucket (it must exist unless `create`); keys live under its
     sub-folder `subpath`, which is created on first write.
 
-    Listing walks the tree lazily in key order; symlinked folders are not followed (no loops,
-    no escaping the root), symlinked files are listed as files.
+    Symbolic links are never followed (local_fs.py): a listing skips them (files and
+    folders), and a key whose path goes through one, or is one, is refused
+    (PERMISSION_DENIED) by every call that reads, writes or deletes it.
     """
 
     def __init__(self, root: Path, *, subpath: str = "", create: bool = False) -> None:
         self.bucket_dir = Path(root).resolve()
-        subpath = subpath.strip("/")
-        self._dir = _join(self.bucket_dir, subpath) if subpath else self.bucket_dir
+        self._sub = _segments(subpath.strip("/")) if subpath.strip("/") else []
+        self._dir = self.bucket_dir.joinpath(*self._sub)
         if create:
             self._dir.mkdir(parents=True, exist_ok=True)
         self.capabilities = Capabilities(
@@ -79,35 +82,33 @@ class LocalStore:
 
     def list_page(self, prefix: str, *, cursor: str | None = None, limit: int = 1000) -> ListPage:
         limit = page_limit(limit, self.capabilities.max_list_page)
-        self._check_bucket()
         # Start at the deepest folder the prefix names instead of walking down from the root.
         folder_key = prefix.rpartition("/")[0]
-        start = self._path(folder_key) if folder_key else self._dir
-        walk = self._walk(start, f"{folder_key}/" if folder_key else "", prefix, cursor)
         found: list[ObjectInfo] = []
         more = False
         try:
-            for key, entry in walk:
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:  # deleted since the folder was read
-                    continue
-                if len(found) == limit:
-                    more = True
-                    break
-                found.append(_info(key, st))
+            with self._folder(_segments(folder_key) if folder_key else []) as start:
+                rel = f"{folder_key}/" if folder_key else ""
+                walk = fs.walk_files(start, rel, prefix, cursor, hidden=_RESERVED)
+                with contextlib.closing(walk):
+                    for key, st in walk:
+                        if more := len(found) == limit:
+                            break
+                        found.append(_info(key, st))
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # no such folder: nothing under the prefix
         except OSError as exc:
             raise _translate(exc, prefix) from exc
-        finally:
-            walk.close()
         return ListPage(objects=found, cursor=found[-1].key if more else None)
 
     def head(self, key: str) -> ObjectInfo:
-        path = self._path(key)
         try:
-            st = path.stat()
+            with self._parent(key) as (fd, name):
+                st = fs.lstat(fd, name)
         except OSError as exc:
             raise _translate(exc, key) from exc
+        if stat.S_ISLNK(st.st_mode):
+            raise _translate(fs.symlink_error(name), key)
         if not stat.S_ISREG(st.st_mode) or key.endswith("/"):
             raise not_found(key)
         return _info(key, st)
@@ -120,9 +121,8 @@ class LocalStore:
         offset: int = 0,
         etag: str | None = None,
     ) -> Iterator[bytes]:
-        path = self._path(key)
         try:
-            with path.open("rb") as f:
+            with self._open_object(key) as f:
                 if etag is not None:
                     now = _info(key, os.fstat(f.fileno())).etag
                     if now != etag:
@@ -137,9 +137,8 @@ class LocalStore:
         return self.read(key, max_size=max_size).data
 
     def read(self, key: str, *, max_size: int) -> Blob:
-        path = self._path(key)
         try:
-            with path.open("rb") as f:
+            with self._open_object(key) as f:
                 st = os.fstat(f.fileno())
                 if st.st_size > max_size:  # refused by its size, before a byte is read
                     raise StorageError(
@@ -159,25 +158,27 @@ class LocalStore:
         return Blob(data=data, info=_info(key, st))
 
     def put(self, key: str, data: bytes | bytearray) -> ObjectInfo:
-        path = self._path(key)
+        segments = self._sub + _segments(key)
         if key.endswith("/"):  # a folder marker is a folder here
-            self._check_bucket()
             try:
-                path.mkdir(parents=True, exist_ok=True)
+                with self._folder(segments, create=True, top=True):
+                    pass
             except OSError as exc:
                 raise _translate(exc, key, writing=True) from exc
             return ObjectInfo(key=key, size=0)
-        return _info(key, self._replace_into(path, key, lambda tmp: tmp.write_bytes(data)))
+        st = self._replace_into(segments[:-1], segments[-1], key, lambda out: out.write(data))
+        return _info(key, st)
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
-        path = self._path(key)
         if if_match is not None and not still_version(lambda: self.head(key), key, if_match):
             return  # gone already
         try:
-            if key.endswith("/"):
-                path.rmdir()
-            else:
-                path.unlink()
+            with self._parent(key) as (fd, name):
+                fs.refuse_symlink(fd, name)  # (a link is never a key: it is not listed)
+                if key.endswith("/"):
+                    os.rmdir(name, dir_fd=fd)
+                else:
+                    os.unlink(name, dir_fd=fd)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             pass  # nothing stored under that key
         except OSError as exc:
@@ -197,34 +198,38 @@ class LocalStore:
         etag: str | None = None,
     ) -> ObjectInfo:
         src = self._copy_source(source, dst_key)
-        src_path = src._file(src_key)
-        path = self._path(dst_key)
+        segments = self._sub + _segments(dst_key)
+        try:
+            src_file = src._open_object(src_key)
+        except OSError as exc:
+            raise _translate(exc, src_key) from exc
 
-        def copy(tmp: Path) -> None:
-            shutil.copyfile(src_path, tmp)
+        def copy(out: BinaryIO) -> None:
+            shutil.copyfileobj(src_file, out, _COPY_BUFFER)
             # Checked after the bytes are in: a file changed before or while it was copied
             # has another ETag now, and the copy is dropped unseen.
             if etag is not None and not still_version(lambda: src.head(src_key), src_key, etag):
                 raise not_found(src_key)
 
-        st = self._replace_into(path, dst_key, copy)
+        with src_file:
+            st = self._replace_into(segments[:-1], segments[-1], dst_key, copy)
         return _info(dst_key, st)
 
     def create_multipart(self, key: str) -> str:
-        self._path(key)  # refuse a bad key now rather than at completion
-        self._check_bucket()
+        _segments(key)  # refuse a bad key now rather than at completion
         upload_id = uuid.uuid4().hex
-        folder = self._dir / _UPLOADS / upload_id
         try:
-            folder.mkdir(parents=True)
-            (folder / "key").write_text(key, encoding="utf-8")
+            with self._folder([*self._sub, _UPLOADS], create=True, top=True) as uploads:
+                os.mkdir(upload_id, dir_fd=uploads)
+            folder = [*self._sub, _UPLOADS, upload_id]
+            self._replace_into(folder, "key", key, lambda out: out.write(key.encode("utf-8")))
         except OSError as exc:
             raise _translate(exc, key, writing=True) from exc
         return upload_id
 
     def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
         etag = hashlib.md5(data).hexdigest()
-        self._store_part(key, upload_id, number, etag, lambda tmp: tmp.write_bytes(data))
+        self._store_part(key, upload_id, number, etag, lambda out: out.write(data))
         return UploadedPart(number=number, etag=etag)
 
     def copy_part(
@@ -239,12 +244,11 @@ class LocalStore:
         etag: str | None = None,
     ) -> UploadedPart:
         src = self._copy_source(source, key)
-        src_path = src._file(src_key)
         if etag is not None and not still_version(lambda: src.head(src_key), src_key, etag):
             raise not_found(src_key)
         first, last = byte_range
         try:
-            with src_path.open("rb") as f:
+            with src._open_object(src_key) as f:
                 size = os.fstat(f.fileno()).st_size
                 if not 0 <= first <= last < size:
                     raise StorageError(
@@ -267,38 +271,47 @@ class LocalStore:
         *,
         content_md5: str | None = None,
     ) -> ObjectInfo:
-        folder = self._upload_dir(key, upload_id)
-        files = _part_files(key, folder, parts)
+        upload = self._upload_dir(key, upload_id)
+        segments = self._sub + _segments(key)
+        try:
+            with self._folder(upload) as folder:
+                names = _part_names(key, folder, parts)
 
-        def assemble(tmp: Path) -> None:
-            with tmp.open("wb") as out:
-                for part in files:
-                    with part.open("rb") as f:
-                        shutil.copyfileobj(f, out, _COPY_BUFFER)
+                def assemble(out: BinaryIO) -> None:
+                    for name in names:
+                        with os.fdopen(fs.open_file(folder, name), "rb") as f:
+                            shutil.copyfileobj(f, out, _COPY_BUFFER)
 
-        st = self._replace_into(self._path(key), key, assemble)
-        shutil.rmtree(folder, ignore_errors=True)
+                st = self._replace_into(segments[:-1], segments[-1], key, assemble)
+        except OSError as exc:
+            raise _translate(exc, key) from exc
+        self._drop_upload(upload_id)
         return _info(key, st)
 
     def list_uploads(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
-        for folder in sorted((self._dir / _UPLOADS).glob("*")):
-            try:
-                key = (folder / "key").read_text(encoding="utf-8")
-            except OSError:
-                continue  # made or dropped meanwhile
-            if key.startswith(prefix):
-                found.append((key, folder.name))
+        try:
+            with self._folder([_UPLOADS]) as uploads:
+                for upload_id in sorted(fs.list_names(uploads)):
+                    try:
+                        with fs.subfolder(uploads, upload_id) as f:
+                            key = fs.read_text(f, "key")
+                    except OSError:
+                        continue  # made or dropped meanwhile
+                    if key.startswith(prefix):
+                        found.append((key, upload_id))
+        except (OSError, StorageError):
+            return []  # no uploads folder (yet), or no folder at all
         return found[:limit]
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         try:
-            folder = self._upload_dir(key, upload_id)
+            self._upload_dir(key, upload_id)
         except StorageError as exc:
             if exc.kind is ErrorKind.NOT_FOUND:
                 return
             raise
-        shutil.rmtree(folder, ignore_errors=True)
+        self._drop_upload(upload_id)
 
     def presign_get(self, key: str, *, expires_in: int) -> str:
         raise StorageError(
@@ -309,78 +322,70 @@ class LocalStore:
 
     # -- private helpers ---------------------------------------------------------------------
 
-    def _path(self, key: str) -> Path:
-        return _join(self._dir, key)
+    @contextlib.contextmanager
+    def _folder(
+        self, segments: Sequence[str], *, create: bool = False, top: bool = False
+    ) -> Iterator[int]:
+        """The folder at `segments` below the bucket folder (`top`), or below the store's
+        sub-folder; a missing bucket folder is NOT_FOUND, one that became a symlink
+        PERMISSION_DENIED."""
+        path = list(segments) if top else [*self._sub, *segments]
+        try:
+            fd = fs.open_folder(self.bucket_dir, path, create=create)
+        except fs.BaseFolderError as exc:
+            if exc.missing:
+                raise StorageError(ErrorKind.NOT_FOUND, str(exc), status=404) from exc
+            raise StorageError(ErrorKind.PERMISSION_DENIED, str(exc), status=403) from exc
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
-    def _file(self, key: str) -> Path:
-        """The path of an existing object (NOT_FOUND otherwise)."""
-        path = self._path(key)
-        if key.endswith("/") or not path.is_file():
+    @contextlib.contextmanager
+    def _parent(self, key: str) -> Iterator[tuple[int, str]]:
+        """(the folder holding `key`, the key's last segment)."""
+        segments = _segments(key)
+        with self._folder(segments[:-1]) as fd:
+            yield fd, segments[-1]
+
+    def _open_object(self, key: str) -> BinaryIO:
+        """The existing object `key`, open for reading (NOT_FOUND for a folder marker)."""
+        if key.endswith("/"):
             raise not_found(key)
-        return path
+        with self._parent(key) as (fd, name):
+            return os.fdopen(fs.open_file(fd, name), "rb")
 
-    def _check_bucket(self) -> None:
-        if not self.bucket_dir.is_dir():
-            raise StorageError(
-                ErrorKind.NOT_FOUND, f"folder {self.bucket_dir} does not exist", status=404
-            )
-
-    def _walk(
-        self, folder: Path, rel: str, prefix: str, after: str | None
-    ) -> Generator[tuple[str, os.DirEntry[str]]]:
-        """(key, entry) of the files under `folder` whose keys start with `prefix` and come
-        after `after`, in key order. A folder's entries sort by name + '/' ('a.b' < 'a/x'),
-        which orders the whole tree by key; subtrees wholly before `after` are skipped."""
+    def _replace_into(
+        self,
+        folder: Sequence[str],
+        name: str,
+        key: str,
+        fill: Callable[[BinaryIO], object],
+    ) -> os.stat_result:
+        """Write a temp file beside `name` in `folder` (below the bucket folder, created if
+        missing) with `fill`, then rename it over `name`: readers see the old object or the
+        new one, never a part. No fsync: a crash may lose the last writes, which an import
+        redoes, but never shows a torn file under a real key. No symlink is followed: not a
+        planted folder on the way, not one in place of the object."""
+        tmp = f"{_RESERVED}tmp-{uuid.uuid4().hex}"
         try:
-            with os.scandir(folder) as it:
-                entries = list(it)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        children: list[tuple[str, bool, os.DirEntry[str]]] = []
-        for entry in entries:
-            if entry.name.startswith(_RESERVED):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                key = f"{rel}{entry.name}/"
-                if not (key.startswith(prefix) or prefix.startswith(key)):
-                    continue
-                if after is not None and after > key and not after.startswith(key):
-                    continue
-                children.append((key, True, entry))
-            elif entry.is_file():
-                key = f"{rel}{entry.name}"
-                if key.startswith(prefix) and (after is None or key > after):
-                    children.append((key, False, entry))
-        children.sort(key=lambda child: child[0])
-        for key, is_dir, entry in children:
-            if is_dir:
-                yield from self._walk(Path(entry.path), key, prefix, after)
-            else:
-                yield key, entry
-
-    def _replace_into(self, path: Path, key: str, fill: Callable[[Path], object]) -> os.stat_result:
-        """Write a temp file beside `path` with `fill`, then rename it over `path`: readers see
-        the old object or the new one, never a part. No fsync: a crash may lose the last
-        writes, which an import redoes, but never shows a torn file under a real key."""
-        self._check_bucket()
-        tmp = path.parent / f"{_RESERVED}tmp-{uuid.uuid4().hex}"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fill(tmp)
-            # Stat the file written, after its rename (which changes its ctime, part of the
-            # ETag), through a descriptor: not whatever a concurrent writer put at `path`.
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.replace(tmp, path)
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
+            with self._folder(folder, create=True, top=True) as fd:
+                fs.refuse_symlink(fd, name)
+                file_fd = fs.create_file(fd, tmp)
+                try:
+                    with os.fdopen(file_fd, "wb", closefd=False) as out:
+                        fill(out)
+                    os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+                    # Stat the file written, after its rename (which changes its ctime, part
+                    # of the ETag), through its descriptor: not whatever a concurrent writer
+                    # put at `name`.
+                    return os.fstat(file_fd)
+                finally:
+                    os.close(file_fd)
+                    with contextlib.suppress(OSError):  # renamed already
+                        os.unlink(tmp, dir_fd=fd)
         except OSError as exc:
             raise _translate(exc, key, writing=True) from exc
-        finally:
-            with contextlib.suppress(OSError):  # gone already, or its folder never was
-                tmp.unlink(missing_ok=True)
-        return st
 
     def _copy_source(self, source: ObjectStore, key: str) -> LocalStore:
         if not isinstance(source, LocalStore):
@@ -391,55 +396,72 @@ class LocalStore:
             )
         return source
 
-    def _upload_dir(self, key: str, upload_id: str) -> Path:
+    def _upload_dir(self, key: str, upload_id: str) -> list[str]:
+        """The segments of the multipart upload `upload_id` of `key` (NOT_FOUND if none)."""
         if not upload_id.isalnum():
             raise not_found(key, f"no multipart upload {upload_id}")
-        folder = self._dir / _UPLOADS / upload_id
+        segments = [_UPLOADS, upload_id]
         try:
-            owner = (folder / "key").read_text(encoding="utf-8")
+            with self._folder(segments) as folder:
+                owner: str | None = fs.read_text(folder, "key")
         except (FileNotFoundError, NotADirectoryError):
             owner = None
         except OSError as exc:
             raise _translate(exc, key) from exc
         if owner != key:
             raise not_found(key, f"no multipart upload {upload_id}")
-        return folder
+        return segments
+
+    def _drop_upload(self, upload_id: str) -> None:
+        with contextlib.suppress(OSError, StorageError), self._folder([_UPLOADS]) as uploads:
+            # With dir_fd, rmtree removes symlinks it meets, never what they point at.
+            shutil.rmtree(upload_id, dir_fd=uploads)
 
     def _store_part(
-        self, key: str, upload_id: str, number: int, etag: str, fill: Callable[[Path], object]
+        self, key: str, upload_id: str, number: int, etag: str, fill: Callable[[BinaryIO], object]
     ) -> None:
         if not 1 <= number <= 10_000:
             raise StorageError(
                 ErrorKind.PRECONDITION_FAILED, f"part number {number} is not in 1..10000", key=key
             )
-        folder = self._upload_dir(key, upload_id)
+        upload = self._upload_dir(key, upload_id)
         # The ETag is in the file name, so completing checks it without reading the part.
-        for stale in folder.glob(f"{number:05d}.*"):
-            stale.unlink(missing_ok=True)
-        self._replace_into(folder / f"{number:05d}.{etag}", key, fill)
+        try:
+            with self._folder(upload) as folder:
+                for stale in fs.list_names(folder):
+                    if stale.startswith(f"{number:05d}."):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(stale, dir_fd=folder)
+        except OSError as exc:
+            raise _translate(exc, key, writing=True) from exc
+        self._replace_into([*self._sub, *upload], f"{number:05d}.{etag}", key, fill)
 
 
-def _part_files(key: str, folder: Path, parts: Sequence[UploadedPart]) -> list[Path]:
+def _part_names(key: str, folder: int, parts: Sequence[UploadedPart]) -> list[str]:
     if not parts:
         raise StorageError(ErrorKind.PRECONDITION_FAILED, "no parts to complete", key=key)
-    files: list[Path] = []
+    names: list[str] = []
     previous = 0
     for part in parts:
         if part.number <= previous:
             raise StorageError(ErrorKind.PRECONDITION_FAILED, "parts out of order", key=key)
-        path = folder / f"{part.number:05d}.{part.etag.strip(chr(34))}"
-        if not path.is_file():
+        name = f"{part.number:05d}.{part.etag.strip(chr(34))}"
+        try:  # (a name, never a path: an ETag holding '/' names no part)
+            is_file = "/" not in name and stat.S_ISREG(fs.lstat(folder, name).st_mode)
+        except (OSError, ValueError):
+            is_file = False
+        if not is_file:
             raise StorageError(
                 ErrorKind.PRECONDITION_FAILED, f"part {part.number} was not uploaded", key=key
             )
-        files.append(path)
+        names.append(name)
         previous = part.number
-    return files
+    return names
 
 
-def _join(folder: Path, key: str) -> Path:
-    """`folder / key`, refusing keys that would leave `folder` or that a file system cannot
-    hold as the same key."""
+def _segments(key: str) -> list[str]:
+    """The folder names and file name of `key`, refusing keys that would leave the folder
+    or that a file system cannot hold as the same key."""
     if not key:
         raise StorageError(ErrorKind.INVALID_CONFIG, "the empty key names no object")
     if key.startswith("/"):
@@ -456,7 +478,7 @@ def _join(folder: Path, key: str) -> Path:
             raise StorageError(
                 ErrorKind.INVALID_CONFIG, "key cannot be stored in a local folder", key=key
             )
-    return folder.joinpath(*segments)
+    return segments
 
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
@@ -473,7 +495,15 @@ def _info(key: str, st: os.stat_result) -> ObjectInfo:
 
 def _translate(exc: OSError, key: str | None, *, writing: bool = False) -> StorageError:
     """The one place an OSError becomes a StorageError. When writing, a file or folder in the
-    way of the key is ALREADY_EXISTS; when reading, it means no object there."""
+    way of the key is ALREADY_EXISTS; when reading, it means no object there. A symbolic
+    link on the key's path (ELOOP: never followed) is PERMISSION_DENIED."""
+    if exc.errno == errno.ELOOP:
+        return StorageError(
+            ErrorKind.PERMISSION_DENIED,
+            "the key's path goes through a symbolic link, which local storage never follows",
+            key=key,
+            status=403,
+        )
     if isinstance(exc, FileNotFoundError):
         return StorageError(ErrorKind.NOT_FOUND, "no such object", key=key, status=404)
     if isinstance(exc, PermissionError):

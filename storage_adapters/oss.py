@@ -32,11 +32,13 @@ from storage_adapters.common import (
     normalize_root,
     page_limit,
     presign_seconds,
+    read_listing,
     retry_after_seconds,
     still_version,
     strip_etag,
 )
 from storage_adapters.errors import ErrorKind, StorageError, changed
+from storage_adapters.netguard import NetGuard, guarded_session, refused
 
 KiB = 1024
 GiB = 1024 * 1024 * KiB
@@ -82,11 +84,11 @@ class OssStore:
             # One attempt per call: oss2's Bucket methods do not retry (only its listing
             # iterators do, unused here) and its requests adapters have max_retries=0. The
             # tenacity layer is the only one that retries.
-            self._bucket = oss2.Bucket(
+            self._bucket = _Bucket(
                 auth,
                 spec.endpoint,
                 spec.bucket,
-                session=_shared_session(max_pool_connections),
+                session=_shared_session(max_pool_connections, spec.guard),
                 connect_timeout=timeout,  # oss2 gives it to requests as connect and read timeout
                 enable_crc=True,
             )
@@ -436,17 +438,43 @@ class OssStore:
         return source
 
 
-def _shared_session(pool_size: int) -> oss2.Session:
-    """One oss2 Session (a requests connection pool) per pool size, shared by every store:
-    requests go out with each store's own signature, so credentials never mix."""
+class _Bucket(oss2.Bucket):
+    """oss2's Bucket, its XML answers (a listing above all) read capped: oss2 would read a
+    hostile endpoint's endless "listing" whole into memory."""
+
+    @staticmethod
+    def _parse_result(resp: Any, parse_func: Any, klass: Any) -> Any:
+        result = klass(resp)
+        internal = resp.response  # requests' response
+        if internal._content_consumed:  # oss2 already read an empty answer's body
+            parse_func(result, internal._content if isinstance(internal._content, bytes) else b"")
+            return result
+        chunks = internal.iter_content(1024 * 1024)  # its (decoded) body
+        try:
+            body = read_listing(lambda _: next(chunks, b""), key="an OSS answer")
+        except StorageError:
+            internal.close()  # the rest unread: this connection can't be reused
+            raise
+        parse_func(result, body)
+        return result
+
+
+def _shared_session(pool_size: int, guard: NetGuard | None) -> oss2.Session:
+    """One oss2 Session (a requests connection pool) per pool size and connection guard,
+    shared by every store: requests go out with each store's own signature, so credentials
+    never mix. Its connections go only where the guard allows (also `bucket.endpoint`, the
+    host oss2 actually contacts) and it follows no redirect."""
     with _sessions_lock:
-        session = _sessions.get(pool_size)
+        session = _sessions.get((pool_size, guard))
         if session is None:
-            session = _sessions[pool_size] = oss2.Session(pool_size=pool_size)
+            session = _sessions[(pool_size, guard)] = oss2.Session(pool_size=pool_size)
+            session.session = guarded_session(
+                guard, pool_connections=pool_size, pool_maxsize=pool_size
+            )
         return session
 
 
-_sessions: dict[int, oss2.Session] = {}
+_sessions: dict[tuple[int, NetGuard | None], oss2.Session] = {}
 _sessions_lock = threading.Lock()
 
 
@@ -582,6 +610,8 @@ def _translate(exc: BaseException, key: str | None, *, bucket: str | None = None
     """The one place an oss2/requests failure becomes a StorageError."""
     if isinstance(exc, StorageError):
         return exc
+    if (guarded := refused(exc)) is not None:  # a connection or redirect the guard refused
+        return guarded
     if isinstance(exc, oss_errors.InconsistentError):  # CRC-64 of the bytes differs from OSS's
         detail = str(exc.body).rsplit("InconsistentError: ", 1)[-1]
         return StorageError(ErrorKind.CHECKSUM_MISMATCH, f"CRC-64 mismatch: {detail}", key=key)

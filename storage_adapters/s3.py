@@ -32,11 +32,13 @@ from storage_adapters.common import (
     normalize_root,
     page_limit,
     presign_seconds,
+    read_listing,
     retry_after_seconds,
     still_version,
     strip_etag,
 )
 from storage_adapters.errors import ErrorKind, StorageError, changed
+from storage_adapters.netguard import guard_botocore, refused
 from storage_adapters.s3_wire import Redirected, S3Wire
 
 MiB = 1024 * 1024
@@ -103,6 +105,11 @@ class S3Store:
             )
         except ValueError as exc:  # botocore's "Invalid endpoint: ..."
             raise StorageError(ErrorKind.INVALID_CONFIG, str(exc)) from exc
+        guard_botocore(self._client, spec.guard, custom_endpoint=bool(self._endpoint))
+        # boto3 reads a whole answer before parsing it: its listings are read here, capped.
+        self._client.meta.events.register_last(
+            "before-send.s3.ListObjectsV2", self._send_listing_capped
+        )
         # The per-object requests take the lean path (s3_wire) unless `wire=False` or an
         # environment proxy is set; boto3 takes over for good if the server redirects.
         endpoint_url: str = self._client.meta.endpoint_url
@@ -118,6 +125,7 @@ class S3Store:
                 session_token=spec.credentials.get("security_token") or None,
                 timeout=timeout,
                 pool_size=max_pool_connections,
+                guard=spec.guard,
             )
         self.capabilities = Capabilities(
             lists_uploads=True,
@@ -536,6 +544,20 @@ class S3Store:
         except Exception as exc:
             raise _translate(exc, key, bucket=self.bucket) from exc
 
+    def _send_listing_capped(self, request: Any, **_: Any) -> Any:
+        """botocore's `before-send` for ListObjectsV2: send it on the client's own HTTP
+        session, its body left unread, then read at most MAX_LISTING_BYTES of it."""
+        request.stream_output = True  # the session then leaves the body to us
+        response = self._client._endpoint.http_session.send(request)
+        try:
+            response._content = read_listing(response.raw.read, key=f"s3://{self.bucket}")
+        except BaseException:
+            response.raw.close()  # unread bytes would garble the connection's next answer
+            raise
+        finally:
+            response.raw.release_conn()
+        return response
+
     def _read_on_wire(self, wire: S3Wire, key: str, max_size: int) -> Blob:
         answer, chunks = wire.get_stream(self._root + key, chunk_size=256 * 1024)
         try:
@@ -669,6 +691,8 @@ def _translate(exc: BaseException, key: str | None, *, bucket: str | None = None
     """The one place a botocore/boto3/urllib3 failure becomes a StorageError."""
     if isinstance(exc, StorageError):
         return exc
+    if (guarded := refused(exc)) is not None:  # a connection or redirect the guard refused
+        return guarded
     if isinstance(exc, boto_errors.ClientError):
         error: Any = exc.response.get("Error", {})
         meta: Any = exc.response.get("ResponseMetadata", {})

@@ -33,6 +33,9 @@ from botocore.exceptions import ClientError
 from botocore.httpsession import get_cert_path
 from botocore.utils import check_dns_name, percent_encode
 
+from storage_adapters.common import read_listing
+from storage_adapters.netguard import NetGuard, guard_pool
+
 # What botocore's serializer leaves unescaped in a key (its greedy `{Key+}` label) and in an
 # x-amz-copy-source header.
 _KEY_SAFE = "/~"
@@ -92,6 +95,7 @@ class S3Wire:
         session_token: str | None,
         timeout: float,
         pool_size: int,
+        guard: NetGuard | None = None,
     ) -> None:
         parts = urlsplit(endpoint_url)
         base_path = parts.path.rstrip("/")
@@ -120,6 +124,7 @@ class S3Wire:
             options["ca_certs"] = get_cert_path(True)
             options["cert_reqs"] = "CERT_REQUIRED"
         self._pool = urllib3.connection_from_url(self._origin, **options)
+        guard_pool(self._pool, guard)  # connections only where the spec's guard allows
 
     @staticmethod
     def usable(endpoint_url: str) -> bool:
@@ -154,12 +159,17 @@ class S3Wire:
             query["prefix"] = prefix
         if start_after is not None:
             query["start-after"] = start_after
-        answer = self._request(
-            "ListObjectsV2", "GET", "", query=query, read_body=True, bucket_level=True
-        )
-        root = _xml(answer.body)
+        response = self._send("ListObjectsV2", "GET", "", query=query, bucket_level=True)
+        try:  # capped: a hostile endpoint may stream an endless "listing"
+            body = read_listing(response.read, key=prefix)
+        except BaseException:
+            response.close()
+            raise
+        finally:
+            response.release_conn()
+        root = _xml(body)
         if root is None or _local(root.tag) != "ListBucketResult":
-            raise _client_error("ListObjectsV2", 200, answer.headers, root)
+            raise _client_error("ListObjectsV2", 200, _lower(response.headers), root)
         return _listing(root)
 
     def head(self, key: str) -> Answer:

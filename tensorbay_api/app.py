@@ -10,9 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.bulkhead import REQUEST_RETRY_AFTER, Bulkheads, install_bulkheads, request_slot
 from bayport.wiring import Container
 from importer.errors import Conflict, ImportServiceError, Invalid, NotFound
 from tensorbay_api import PREFIX, files, routes_datasets, routes_storage
+from tensorbay_api.deps import current_workspace
 from tensorbay_api.errors import STATUS_CODES, TensorBayError
 
 __all__ = ["PREFIX", "create_tensorbay_app"]
@@ -20,7 +22,9 @@ __all__ = ["PREFIX", "create_tensorbay_app"]
 log = logging.getLogger("bayport.tensorbay")
 
 
-def create_tensorbay_app(container: Container) -> FastAPI:
+def create_tensorbay_app(container: Container, *, bulkheads: Bulkheads | None = None) -> FastAPI:
+    """`bulkheads`: those of the application mounting this one (a workspace's requests count
+    together whichever API they call)."""
     app = FastAPI(
         title="Bayport: TensorBay open API",
         version="1.24.2",
@@ -28,8 +32,12 @@ def create_tensorbay_app(container: Container) -> FastAPI:
         "Authenticate with `X-Token: ACCESSKEY-<Bayport access key>`.",
     )
     app.state.container = container
-    app.include_router(routes_storage.router)
-    app.include_router(routes_datasets.router)
+    install_bulkheads(app, container.settings, bulkheads)
+    # A workspace's calls hold one of its places while they run; the file downloads are not
+    # a workspace's (their signed URL is the permission).
+    slot = [request_slot(current_workspace, _too_many_requests)]
+    app.include_router(routes_storage.router, dependencies=slot)
+    app.include_router(routes_datasets.router, dependencies=slot)
     app.include_router(files.router)
 
     @app.exception_handler(TensorBayError)
@@ -72,3 +80,8 @@ def create_tensorbay_app(container: Container) -> FastAPI:
         return TensorBayError(500, f"{type(exc).__name__}: internal error").response()
 
     return app
+
+
+def _too_many_requests(message: str) -> Exception:
+    # The SDK retries a 429 after its Retry-After by itself.
+    return TensorBayError(429, message, code="TooManyRequests", retry_after=REQUEST_RETRY_AFTER)

@@ -5,30 +5,30 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Query
+from fastapi import Depends, Header, Query, Request
 
-from api.deps import ContainerDep
-from metadata import repository as repo
-from tensorbay_api import KEY_PREFIXES
+from api.auth import authentication_of
+from api.deps import ContainerDep, refusal_message, role_message
 from tensorbay_api.errors import TensorBayError, invalid
 
 
 def current_workspace(
+    request: Request,
     container: ContainerDep,
     x_token: Annotated[str | None, Header(description="ACCESSKEY-<Bayport access key>")] = None,
 ) -> str:
+    """The workspace of the X-Token's key (api/auth.py: `ACCESSKEY-<key>` first, then the
+    token as it is), when the key is good and allowed this method (a "read" key: GET and
+    HEAD only). Its id and role are on request.state (key_id, key_role)."""
     if not x_token:
         raise TensorBayError(401, "an access key is required: X-Token: ACCESSKEY-<key>")
-    # `ACCESSKEY-<key>` first (the common case), then the token as it is (a bootstrap key
-    # that starts so).
-    candidates = [x_token[len(p) :] for p in KEY_PREFIXES if x_token.startswith(p)]
-    candidates.append(x_token)
-    with container.db.uow() as uow:
-        for key in candidates:
-            workspace_id = repo.workspace_id_for_key(uow.session, key=key)
-            if workspace_id is not None:
-                return workspace_id
-    raise TensorBayError(401, "unknown access key")
+    settings = container.settings
+    auth = authentication_of(request, container.db, settings.api_key_cache_seconds)
+    if auth.grant is None:
+        raise TensorBayError(401, refusal_message(auth.refusal))
+    if not auth.grant.may(request.method):
+        raise TensorBayError(403, role_message(auth.grant, request.method))
+    return auth.grant.workspace_id
 
 
 WorkspaceDep = Annotated[str, Depends(current_workspace)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
@@ -58,7 +59,11 @@ class FileUrls:
                 return self.store.presign_get(key, expires_in=self._expires_in)
             except StorageError as exc:
                 if exc.kind is not ErrorKind.UNSUPPORTED:
-                    raise TensorBayError(500, f"signing a URL for {key!r} failed: {exc}") from exc
+                    # (PERMISSION_DENIED: a config refused at open, e.g. a local folder that
+                    # is no longer its workspace's)
+                    status = 403 if exc.kind is ErrorKind.PERMISSION_DENIED else 500
+                    message = f"signing a URL for {key!r} failed: {exc}"
+                    raise TensorBayError(status, message) from exc
                 self._signs = False
         token = self._container.box.seal(
             {
@@ -90,16 +95,18 @@ def download(
             raise TensorBayError(404, "the storage config of this file no longer exists")
     stores = container.ctx.stores
     at_bucket_root = claims.get("root") == "bucket"
-    store = (
-        stores.for_config(config, at_bucket_root=at_bucket_root)
-        if config
-        else stores.default_storage()
-    )
     key = claims["key"]
     try:
+        # Opened (and its folder checked: a local config's must still be its workspace's)
+        # as for any other use of the config.
+        store = (
+            stores.for_config(config, at_bucket_root=at_bucket_root)
+            if config
+            else stores.default_storage()
+        )
         info = store.head(key)
     except StorageError as exc:
-        status = 404 if exc.kind is ErrorKind.NOT_FOUND else 502
+        status = {ErrorKind.NOT_FOUND: 404, ErrorKind.PERMISSION_DENIED: 403}.get(exc.kind, 502)
         raise TensorBayError(status, f"{key!r}: {exc}") from exc
 
     def chunks() -> Iterator[bytes]:
@@ -108,5 +115,18 @@ def download(
     return StreamingResponse(
         chunks(),
         media_type="application/octet-stream",
-        headers={"Content-Length": str(info.size)},
+        headers={
+            "Content-Length": str(info.size),
+            # A download, never a page: a bucket's `x.html` must not run in our origin.
+            "Content-Disposition": attachment(key),
+            "X-Content-Type-Options": "nosniff",
+        },
     )
+
+
+def attachment(key: str) -> str:
+    """A Content-Disposition naming the key's basename safely: RFC 5987 `filename*` (any
+    character percent-encoded), and an ASCII `filename` with quotes and controls replaced."""
+    name = key.rsplit("/", 1)[-1] or "file"
+    plain = "".join(c if " " <= c < "\x7f" and c not in '"\\;%' else "_" for c in name)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -9,7 +9,6 @@ Reads at the head commit or at an open draft see it; a read at an older commit i
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -18,7 +17,9 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
+from starlette.concurrency import run_in_threadpool
 
+from api.waiting import settled_within
 from bayport.wiring import Container
 from importer import drafts
 from importer.manifest import NAME_PATTERN, SEGMENT_PATTERN
@@ -344,24 +345,49 @@ class CommitBody(BaseModel):
 
 
 @router.post("/datasets/{dataset_id}/commits")
-def commit_draft(
+async def commit_draft(
     dataset_id: str,
     body: Annotated[CommitBody, Body()],
     workspace_id: WorkspaceDep,
     container: ContainerDep,
 ) -> dict[str, Any]:
     """Commit the draft once every object it registered is imported: waits for that up to
-    `commit_wait_seconds`, then answers 503 with Retry-After (the SDK retries a POST)."""
+    `commit_wait_seconds`, then answers 503 with Retry-After (the SDK retries a POST).
+    The wait holds no thread (it sleeps on the event loop; each look at the draft takes a
+    thread for one query), and the request holds one of its workspace's places meanwhile
+    (api/bulkhead.py), so waiting commits cannot take the threads other calls need."""
+    progress = await run_in_threadpool(_nudge_draft, container, workspace_id, dataset_id, body)
+    progress = await settled_within(
+        progress,
+        lambda: drafts.progress(
+            container.ctx, dataset_id=dataset_id, draft_number=body.draft_number
+        ),
+        settled=lambda p: p.settled,
+        seconds=container.settings.commit_wait_seconds,
+    )
+    return await run_in_threadpool(
+        _commit_draft, container, workspace_id, dataset_id, body, progress
+    )
+
+
+def _nudge_draft(
+    container: Container, workspace_id: str, dataset_id: str, body: CommitBody
+) -> drafts.DraftProgress:
     ctx = container.ctx
     with container.db.uow() as uow:
         dataset = _dataset(uow.session, workspace_id, dataset_id)
         _draft(uow.session, dataset, body.draft_number)
     drafts.nudge(ctx, dataset_id=dataset_id, draft_number=body.draft_number)
-    deadline = time.monotonic() + container.settings.commit_wait_seconds
-    progress = drafts.progress(ctx, dataset_id=dataset_id, draft_number=body.draft_number)
-    while not progress.settled and time.monotonic() < deadline:
-        time.sleep(0.1)
-        progress = drafts.progress(ctx, dataset_id=dataset_id, draft_number=body.draft_number)
+    return drafts.progress(ctx, dataset_id=dataset_id, draft_number=body.draft_number)
+
+
+def _commit_draft(
+    container: Container,
+    workspace_id: str,
+    dataset_id: str,
+    body: CommitBody,
+    progress: drafts.DraftProgress,
+) -> dict[str, Any]:
     if not progress.settled:
         raise TensorBayError(
             503,

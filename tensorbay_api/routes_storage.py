@@ -88,7 +88,8 @@ def _bayport_body(provider: str, body: _ConfigBody, container: Any) -> Any:
             endpoint=container.settings.azure_account_urls.get(account),
         )
     # TensorBay's local storage is a service at `endpoint`; Bayport's is a folder the
-    # workers read: filePath names it (inside the operator's BAYPORT_LOCAL_ROOTS).
+    # workers read: filePath names it (inside the workspace's own <root>/<workspace id>/ of
+    # the operator's BAYPORT_LOCAL_ROOTS).
     return LocalConfigCreate(name=body.name, provider="local", bucket_name=body.file_path)
 
 
@@ -108,8 +109,9 @@ def create_storage_config(
     try:
         bayport_body = _bayport_body(provider, body, container)
     except ValidationError as exc:
+        names = _sdk_fields(provider)
         problems = "; ".join(
-            f"{_SDK_FIELD.get(str(e['loc'][-1]), e['loc'][-1])}: {e['msg']}" for e in exc.errors()
+            f"{names.get(str(e['loc'][-1]), e['loc'][-1])}: {e['msg']}" for e in exc.errors()
         )
         raise invalid(problems) from exc
     try:
@@ -117,15 +119,20 @@ def create_storage_config(
             bayport_body, workspace_id=workspace_id, container=container
         )
     except HTTPException as exc:
-        raise _from_bayport(exc) from exc
+        raise _from_bayport(exc, _sdk_fields(provider)) from exc
     return {"name": config.name}
 
 
-def _from_bayport(exc: HTTPException) -> TensorBayError:
+def _sdk_fields(provider: str) -> dict[str, str]:
+    # A local config's folder is Bayport's bucket_name, sent by the SDK as filePath.
+    return {**_SDK_FIELD, "bucket_name": "filePath"} if provider == "local" else _SDK_FIELD
+
+
+def _from_bayport(exc: HTTPException, names: dict[str, str] = _SDK_FIELD) -> TensorBayError:
     """A Bayport route's refusal in TensorBay's words (its field named as the SDK names it)."""
     if isinstance(exc.detail, list):
         message = "; ".join(
-            f"{_SDK_FIELD.get(str(d['loc'][-1]), d['loc'][-1])}: {d['msg']}" for d in exc.detail
+            f"{names.get(str(d['loc'][-1]), d['loc'][-1])}: {d['msg']}" for d in exc.detail
         )
     else:
         message = str(exc.detail)
@@ -200,8 +207,8 @@ def list_cloud_files(
     are."""
     config = _config(container, workspace_id, config_name)
     prefix = _bucket_path(prefix, field="prefix", folder=True)
-    store = container.ctx.stores.for_config(config, at_bucket_root=True)
     try:
+        store = container.ctx.stores.for_config(config, at_bucket_root=True)
         page = container.ctx.retry.call(
             lambda: store.list_page(prefix, cursor=marker or None, limit=limit)
         )

@@ -41,6 +41,10 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         # The test servers (S3, OSS, Azurite) listen on 127.0.0.1, a loopback address
         # storage configs may name only when the operator allows it.
         "allowed_private_endpoints": ["127.0.0.1"],
+        # Counted per client address, which every TestClient shares ("testclient") in one
+        # Redis: a test of these limits sets them.
+        "api_ip_rate_limit": "",
+        "api_auth_failure_limit": "",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-// The job page: reads /v1/imports/{id} and follows /v1/imports/{id}/events with the access key
+// The job page: reads /v1/imports/{id} (and its /tasks, /failures) and follows /v1/imports/{id}/events with the access key
 // in an Authorization header (fetch, not EventSource, which cannot send headers). The key comes
 // from the URL fragment (#key=..., never sent to a server) or the form, and stays in this tab's
 // sessionStorage.
@@ -9,6 +9,8 @@
   const SVG = "http://www.w3.org/2000/svg";
   const FINAL = new Set(["succeeded", "partially_failed", "failed", "cancelled", "needs_review"]);
   const FAILURES_SHOWN = 100;
+  const TASKS_SHOWN = 100;
+  const TASKS_EVERY_MS = 5000;
   const jobId = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop());
   const $ = (id) => document.getElementById(id);
 
@@ -127,6 +129,7 @@
     $("failed").className = p.failed ? "error" : "";
     renderChart(p);
     if (p.failed !== failuresShown && !failuresLoading) loadFailures(p.failed).catch(console.warn);
+    maybeLoadTasks();
   }
 
   function renderChart(p) {
@@ -203,16 +206,60 @@
     }
   }
 
-  function renderFlower() {
-    const flower = document.body.dataset.flower;
-    if (!flower) return;
-    const base = flower.replace(/\/+$/, "");
-    // Workers name each task "bayport.plan_import job=<id>" / "bayport.copy_shard job=<id>
-    // shard=<n>"; Flower's task list turns ?name= (and ?state=) into its search.
-    const job = encodeURIComponent(jobId);
-    $("flower-job").href = `${base}/tasks?name=${job}`;
-    $("flower-failed").href = `${base}/tasks?state=FAILURE&name=${job}`;
-    $("flower").hidden = false;
+  // The job's own tasks (/v1/imports/{id}/tasks): its planning and each shard's copy.
+  let tasksLoadedAt = 0;
+  let tasksLoading = false;
+
+  function fmtMoment(iso) {
+    return iso ? fmtTime(iso) : "–";
+  }
+
+  async function loadTasks() {
+    tasksLoading = true;
+    try {
+      const t = await api(`/v1/imports/${encodeURIComponent(jobId)}/tasks?limit=${TASKS_SHOWN}`);
+      const rows = [t.planning, ...t.items];
+      const body = $("tasks").tBodies[0];
+      body.replaceChildren(
+        ...rows.map((task) => {
+          const tr = document.createElement("tr");
+          tr.className = `task task-${task.state}`;
+          const name = task.kind === "plan" ? "listing" : `shard ${task.seq} (${task.kind})`;
+          const cells = [
+            name,
+            task.state,
+            task.attempts === null ? "–" : task.attempts,
+            fmtCount(task.objects),
+            task.task_id || "–",
+            fmtMoment(task.sent_at),
+            fmtMoment(task.heartbeat_at),
+            fmtMoment(task.finished_at),
+            task.error || "",
+          ];
+          for (const value of cells) {
+            const td = document.createElement("td");
+            td.textContent = String(value); // data, not HTML
+            tr.appendChild(td);
+          }
+          return tr;
+        }),
+      );
+      $("tasks").hidden = false;
+      const counts = Object.entries(t.counts)
+        .filter(([, n]) => n > 0)
+        .map(([state, n]) => `${fmtCount(n)} ${state}`)
+        .join(" · ");
+      $("tasks-note").textContent =
+        `${fmtCount(t.shards_total)} shard(s)` + (counts ? `: ${counts}` : "") +
+        (t.next_offset === null ? "" : ` (the first ${t.items.length} shown)`);
+      tasksLoadedAt = Date.now();
+    } finally {
+      tasksLoading = false;
+    }
+  }
+
+  function maybeLoadTasks() {
+    if (!tasksLoading && Date.now() - tasksLoadedAt >= TASKS_EVERY_MS) loadTasks().catch(console.warn);
   }
 
   // --- following the job -------------------------------------------------------------------
@@ -254,7 +301,7 @@
       renderJob(await api(`/v1/imports/${encodeURIComponent(jobId)}`));
       $("key-form").hidden = true;
       $("job").hidden = false;
-      renderFlower();
+      await loadTasks();
       let last = null;
       while (!last || !FINAL.has(last.state)) {
         try {
@@ -268,6 +315,7 @@
       // The final state: the job's own fields (error, counts) and every failure shown.
       renderJob(await api(`/v1/imports/${encodeURIComponent(jobId)}`));
       await loadFailures(last.failed);
+      await loadTasks();
       document.body.dataset.ready = "final";
     } catch (err) {
       if (err instanceof Unauthorized) {

@@ -43,13 +43,12 @@ NOT_HERE = re.compile(r"beat: schedule (\w+) occurrence (\S+): not claimed here"
 
 @pytest.fixture
 def stack(tmp_path: Path, redis_url: str, postgres_database: str) -> Iterator[LocalStack]:
-    source = tmp_path / "allowed" / "user"
-    populate(LocalStore(source, create=True), N)
     overrides = {
         "BAYPORT_BROKER_URL": redis_url,
         "BAYPORT_DATABASE_URL": postgres_database,
         "BAYPORT_LOCAL_ROOTS": json.dumps([str(tmp_path / "allowed")]),
         "BAYPORT_BEAT_REFRESH_SECONDS": "1",
+        "BAYPORT_SCHEDULE_MIN_INTERVAL_SECONDS": "1",  # crons every 2-3 s
         "BAYPORT_RETRY_INITIAL_WAIT": "0.05",
     }
     with local_stack(
@@ -59,6 +58,13 @@ def stack(tmp_path: Path, redis_url: str, postgres_database: str) -> Iterator[Lo
         worker_log=tmp_path / "worker.log",
     ) as running:
         client = BayportClient(running.url, running.access_key)
+        # A workspace's local configs lie in its own folder of the roots: <root>/<its id>.
+        engine = create_engine(postgres_database)
+        with engine.connect() as conn:
+            (workspace_id,) = conn.execute(text("SELECT id FROM workspace")).one()
+        engine.dispose()
+        source = tmp_path / "allowed" / workspace_id / "user"
+        populate(LocalStore(source, create=True), N)
         client.create_storage_config(name="user-folder", provider="local", bucket_name=str(source))
         client.create_dataset("Cats")  # on Bayport's own storage (a folder)
         yield running

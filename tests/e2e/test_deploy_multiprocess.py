@@ -109,6 +109,7 @@ def fleet(
         "BAYPORT_BROKER_URL": redis_url,
         "BAYPORT_SECRET_KEY": Fernet.generate_key().decode(),
         "BAYPORT_BOOTSTRAP_ACCESS_KEY": "bp_" + uuid.uuid4().hex,
+        "BAYPORT_METRICS_TOKEN": "scrape-" + uuid.uuid4().hex,  # production requires it
         "BAYPORT_METRICS_NAMESPACE": f"bayport-test-{uuid.uuid4().hex[:10]}",
         "BAYPORT_ALLOWED_PRIVATE_ENDPOINTS": "127.0.0.1",
         "BAYPORT_RETRY_INITIAL_WAIT": "0.05",

@@ -43,16 +43,18 @@ def fuzzed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any
     migrate(settings.resolved_database_url)
     container: Container = build_container(settings, enqueuer=InlineQueue())
     with container.db.uow() as uow:
-        _, key = repo.create_workspace(uow.session, name="fuzz")
+        workspace, key = repo.create_workspace(uow.session, name="fuzz")
         uow.commit()
     app = create_app(container)
-    _seed(TestClient(app, headers={"Authorization": f"Bearer {key}"}), tmp_path)
+    # The workspace's local configs lie in its own folder of the roots: <root>/<its id>.
+    client = TestClient(app, headers={"Authorization": f"Bearer {key}"})
+    _seed(client, tmp_path / "allowed" / workspace.id)
     yield schemathesis.openapi.from_asgi("/openapi.json", app), key
     container.db.dispose()
 
 
-def _seed(client: TestClient, tmp_path: Path) -> None:
-    folder = tmp_path / "allowed" / "user"
+def _seed(client: TestClient, workspace_folder: Path) -> None:
+    folder = workspace_folder / "user"
     folder.mkdir(parents=True)
     (folder / "a.png").write_bytes(b"png")
     for path, body in (

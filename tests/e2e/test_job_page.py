@@ -85,6 +85,7 @@ def test_job_page_shows_progress_chart_and_failures(  # type: ignore[no-untyped-
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # An operator's Flower URL, as deployments had it for the page's former links.
     monkeypatch.setenv("BAYPORT_FLOWER_URL", FLOWER)
     started = time.monotonic()
     with stack_factory() as stack:
@@ -141,8 +142,17 @@ def test_job_page_shows_progress_chart_and_failures(  # type: ignore[no-untyped-
     ]
     reasons = " ".join(r[2] for r in rows)
     assert "not valid JSON" in reasons and "label file is missing" in reasons
-    flower = browser.find_element(By.ID, "flower-job").get_attribute("href")
-    assert flower == f"{FLOWER}/tasks?name={job_id}"  # Flower searches the task names
+    # The job's own tasks (not a link to Flower, which shows every workspace's): the
+    # listing and each shard's copy, all done, each with the task that ran it.
+    assert not browser.find_elements(By.CSS_SELECTOR, "a[href*='5555'], #flower")
+    tasks = [
+        [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+        for tr in browser.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")
+    ]
+    assert [t[0] for t in tasks] == ["listing"] + [f"shard {i} (copy)" for i in range(N // 10)]
+    assert all(t[1] == "done" for t in tasks)
+    assert all(t[4] not in ("", "–") for t in tasks[1:])  # the task id
+    assert f"{N // 10} shard(s): {N // 10} done" in browser.find_element(By.ID, "tasks-note").text
 
     # The screenshot is not blank: the bar's green, the chart's blue, the failures' red.
     assert shot.stat().st_size > 10_000

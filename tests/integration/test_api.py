@@ -95,17 +95,20 @@ def test_requests_without_a_valid_key_are_401(api_container: Container) -> None:
     assert r.status_code == 401 and "unknown access key" in r.text
 
 
+BOOTSTRAP = "bp_bootstrap-key-0123456789abcdefghij"  # 32 characters or more
+
+
 def test_bootstrap_key_creates_the_first_workspace(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "b", bootstrap_access_key="bp_bootstrap-key-123")
+    settings = make_settings(tmp_path / "b", bootstrap_access_key=BOOTSTRAP)
     migrate(settings.resolved_database_url)
     container = build_container(settings, enqueuer=InlineQueue())
     c = TestClient(create_app(container))
-    r = c.get("/v1/datasets", headers={"Authorization": "Bearer bp_bootstrap-key-123"})
+    r = c.get("/v1/datasets", headers={"Authorization": f"Bearer {BOOTSTRAP}"})
     assert (r.status_code, r.json()) == (200, [])
     # A second start with the same key reuses its workspace.
     create_app(container)
     with container.db.uow() as uow:
-        assert repo.workspace_for_key(uow.session, key="bp_bootstrap-key-123") is not None
+        assert repo.workspace_for_key(uow.session, key=BOOTSTRAP) is not None
 
 
 def test_storage_config_round_trip_never_returns_the_secret(
@@ -131,7 +134,9 @@ def test_storage_config_round_trip_never_returns_the_secret(
         assert SECRET.encode() not in path.read_bytes()
 
 
-def test_storage_config_validation(client: TestClient, tmp_path: Path) -> None:
+def test_storage_config_validation(
+    client: TestClient, api_container: Container, tmp_path: Path
+) -> None:
     r = client.post("/v1/storage-configs", params=NO_CHECK, json={**S3_CONFIG, "provider": "ftp"})
     assert r.status_code == 422 and "'provider'" in r.json()["detail"][0]["msg"]
     r = client.post(
@@ -165,7 +170,17 @@ def test_storage_config_validation(client: TestClient, tmp_path: Path) -> None:
     local = {"name": "disk", "provider": "local", "bucket_name": "/etc"}
     r = client.post("/v1/storage-configs", params=NO_CHECK, json=local)
     assert r.status_code == 422 and "BAYPORT_LOCAL_ROOTS" in r.text
-    allowed = tmp_path / "allowed" / "photos"
+    # Only inside the workspace's own sub-folder of a root, <root>/<workspace id>/.
+    r = client.post(
+        "/v1/storage-configs",
+        params=NO_CHECK,
+        json={**local, "bucket_name": str(tmp_path / "allowed" / "photos")},
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "local", "bucket_name"]
+    key = client.headers["Authorization"].removeprefix("Bearer ")
+    with api_container.db.uow() as uow:
+        workspace_id = repo.workspace_id_for_key(uow.session, key=key)
+    allowed = tmp_path / "allowed" / str(workspace_id) / "photos"
     r = client.post(
         "/v1/storage-configs", params=NO_CHECK, json={**local, "bucket_name": str(allowed)}
     )

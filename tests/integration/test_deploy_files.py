@@ -46,6 +46,7 @@ SECRETS = {
     "secrets.databaseUrl": "postgresql+psycopg://bayport:pw-db@db:5432/bayport",
     "secrets.brokerUrl": "redis://:pw-redis@redis:6379/0",
     "secrets.flowerBasicAuth": "admin:pw-flower",
+    "secrets.metricsToken": "pw-metrics",
 }
 KEDA = {
     "keda.enabled": "true",
@@ -180,7 +181,12 @@ def test_helm_lint_passes_with_and_without_keda(helm: str) -> None:
 
 
 def test_the_chart_refuses_to_render_without_secrets(helm: str) -> None:
-    for missing in ("secrets.secretKey", "secrets.databaseUrl", "secrets.flowerBasicAuth"):
+    for missing in (
+        "secrets.secretKey",
+        "secrets.databaseUrl",
+        "secrets.flowerBasicAuth",
+        "secrets.metricsToken",
+    ):
         values = {k: v for k, v in SECRETS.items() if k != missing}
         done = subprocess.run(
             [helm, "template", "rel", str(CHART), *_set_args(values)],
@@ -259,8 +265,9 @@ COMPOSE_ENV = {
     "POSTGRES_PASSWORD": "pw-db",
     "REDIS_PASSWORD": "pw-redis",
     "BAYPORT_SECRET_KEY": "k" * 43 + "=",
-    "BAYPORT_BOOTSTRAP_ACCESS_KEY": "bp_test",
+    "BAYPORT_BOOTSTRAP_ACCESS_KEY": "bp_test-0123456789abcdefghijklmnop",
     "BAYPORT_FLOWER_BASIC_AUTH": "admin:pw-flower",
+    "BAYPORT_METRICS_TOKEN": "pw-metrics",
 }
 _VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 

@@ -188,7 +188,8 @@ def test_job_page_and_its_assets_are_served_with_a_strict_policy(tmp_path: Path)
     csp = page.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "connect-src 'self'" in csp
     assert page.headers["referrer-policy"] == "no-referrer"
-    assert 'data-flower="http://flower.example:5555"' in page.text
+    # No link to Flower (every workspace's tasks: operators only); the job's own tasks.
+    assert "flower" not in page.text.lower() and 'id="tasks"' in page.text
     assert '<script src="/jobs/static/job.js"' in page.text
     js = client.get("/jobs/static/job.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")

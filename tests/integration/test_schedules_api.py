@@ -89,12 +89,13 @@ def _world(settings: Settings) -> Iterator[World]:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    yield from _world(make_settings(tmp_path / "bayport"))
+    # Crons firing every few seconds keep these tests short: allowed here.
+    yield from _world(make_settings(tmp_path / "bayport", schedule_min_interval_seconds=1))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def any_db_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
-    overrides: dict[str, object] = {}
+    overrides: dict[str, object] = {"schedule_min_interval_seconds": 1}
     if request.param == "postgres":
         overrides["database_url"] = request.getfixturevalue("postgres_database")
     yield from _world(make_settings(tmp_path / "bayport", **overrides))

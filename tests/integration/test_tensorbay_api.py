@@ -29,8 +29,12 @@ CATALOG = {"CLASSIFICATION": {"categories": [{"name": "cat"}, {"name": "dog"}]}}
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    root = tmp_path / "allowed" / "bucket"
+def folder(tmp_path: Path, tb: TestClient, container: Container) -> Path:
+    """A folder of tb's workspace: inside its own sub-folder of BAYPORT_LOCAL_ROOTS."""
+    key = tb.headers["X-Token"].removeprefix("ACCESSKEY-")
+    with container.db.uow() as uow:
+        workspace_id = repo.workspace_id_for_key(uow.session, key=key)
+    root = tmp_path / "allowed" / str(workspace_id) / "bucket"
     for i in range(5):
         (root / "images").mkdir(parents=True, exist_ok=True)
         (root / "images" / f"{i:05d}.png").write_bytes(b"png%d" % i * (100 + i))

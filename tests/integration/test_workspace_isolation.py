@@ -52,10 +52,13 @@ def clients(tmp_path: Path) -> tuple[TestClient, TestClient, dict[str, str]]:
     job = alice.post("/v1/imports", json=MANIFEST).json()
     schedule = {"name": "nightly", "manifest": MANIFEST, "cron": "0 2 * * *"}
     assert alice.post("/v1/schedules", json=schedule).is_success
+    key = alice.post("/v1/keys", json={"name": "dashboard", "role": "read"})
+    assert key.status_code == 201, key.text
     names = {
         "name": "",  # filled per path below
         "segment": "default",
         "job_id": job["id"],
+        "key_id": key.json()["id"],
     }
     return alice, bob, names
 

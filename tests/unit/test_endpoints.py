@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from bayport.endpoints import EndpointAllowlist, EndpointRefused, check_endpoint
+from bayport.endpoints import (
+    EndpointAllowlist,
+    EndpointRefused,
+    EndpointUnresolved,
+    check_endpoint,
+)
 from bayport.settings import Settings
 
 NONE = EndpointAllowlist()
@@ -86,8 +91,11 @@ def test_a_name_is_judged_by_every_address_it_resolves_to() -> None:
     )
 
 
-def test_a_name_that_does_not_resolve_passes() -> None:
-    check_endpoint("https://nosuchaccount.blob.core.windows.net", NONE, resolve=resolver())
+def test_a_name_that_does_not_resolve_is_refused() -> None:
+    """Fail closed: unchecked now, the SDK would resolve it later to whatever it names then."""
+    url = "https://nosuchaccount.blob.core.windows.net"
+    with pytest.raises(EndpointUnresolved, match=r"^nosuchaccount\.blob\.core\.windows\.net does"):
+        check_endpoint(url, NONE, resolve=resolver())
 
 
 @pytest.mark.parametrize(

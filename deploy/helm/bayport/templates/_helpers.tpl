@@ -46,7 +46,10 @@ BAYPORT_BOOTSTRAP_ACCESS_KEY: {{ .Values.secrets.bootstrapAccessKey | quote }}
 {{- if .Values.flower.enabled }}
 BAYPORT_FLOWER_BASIC_AUTH: {{ required "set secrets.flowerBasicAuth (user:password), existingSecret, or flower.enabled=false" .Values.secrets.flowerBasicAuth | quote }}
 {{- end }}
-{{- if .Values.secrets.metricsToken }}
+{{- $metricsPublic := eq (toString (default "false" .Values.config.BAYPORT_METRICS_PUBLIC) | lower) "true" }}
+{{- if not $metricsPublic }}
+BAYPORT_METRICS_TOKEN: {{ required "set secrets.metricsToken (the Bearer token Prometheus sends to /metrics), existingSecret, or config.BAYPORT_METRICS_PUBLIC=true" .Values.secrets.metricsToken | quote }}
+{{- else if .Values.secrets.metricsToken }}
 BAYPORT_METRICS_TOKEN: {{ .Values.secrets.metricsToken | quote }}
 {{- end }}
 {{- end -}}
