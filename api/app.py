@@ -18,6 +18,7 @@ from api import (
     routes_schedules,
     routes_storage,
     routes_tasks,
+    routes_workspace,
 )
 from api.bulkhead import install_bulkheads, request_slot
 from api.limits import install_limits
@@ -51,6 +52,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(routes_reports.router, dependencies=slot)
     app.include_router(routes_metrics.router)
     app.include_router(routes_keys.router, dependencies=slot)
+    app.include_router(routes_workspace.router, dependencies=slot)
     app.include_router(routes_page.router)
     app.include_router(routes_health.router)
     app.mount(TENSORBAY_PREFIX, create_tensorbay_app(container, bulkheads=bulkheads))

@@ -394,3 +394,23 @@ def test_sec_local_a_folder_swapped_for_a_symlink_after_opening_is_not_followed(
         store.head("secret.txt")
     assert caught.value.kind is ErrorKind.PERMISSION_DENIED
     assert _outside_files(world) == before
+
+
+# -- a workspace is told where its folders are -----------------------------------------------
+
+
+def test_sec_local_a_workspace_is_told_its_own_folders_only(world: World) -> None:
+    """GET /v1/workspace names the caller's workspace and its own `<root>/<id>/` folders:
+    never another workspace's. A config on the folder it names is accepted."""
+    for me, other in ((world.alice, world.bob), (world.bob, world.alice)):
+        r = me.api.get("/v1/workspace")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["id"] == me.id and body["role"] == "admin"
+        assert body["local_folders"] == [str(me.folder)]
+        assert other.id not in r.text
+    told = world.bob.api.get("/v1/workspace").json()["local_folders"][0]
+    made = world.bob.api.post("/v1/storage-configs", json=_local("mine", told))
+    assert made.status_code == 201, made.text
+    stranger = world.alice.api.get("/v1/workspace", headers={"Authorization": "Bearer nope"})
+    assert stranger.status_code == 401
