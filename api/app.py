@@ -24,12 +24,12 @@ from api.bulkhead import install_bulkheads, request_slot
 from api.limits import install_limits
 from api.middleware import RequestHygiene
 from bayport.wiring import Container
-from importer.errors import Conflict, ImportServiceError, Invalid, NotFound
+from importer.errors import Conflict, ImportServiceError, Invalid, NotFound, TimedOut
 from metadata import repository as repo
 from tensorbay_api.app import PREFIX as TENSORBAY_PREFIX
 from tensorbay_api.app import create_tensorbay_app
 
-_STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}
+_STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, TimedOut: 504}
 
 
 def create_app(container: Container) -> FastAPI:

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.deps import ContainerDep, PageDep, WorkspaceDep
@@ -14,7 +13,8 @@ from api.schemas import DataItem, DatasetCreate, DatasetPublic, Page
 from importer.service import ledger_row_public
 from labels.catalog import Catalog
 from metadata import repository as repo
-from metadata.models import Dataset, Segment, StorageConfig, new_id
+from metadata.models import Dataset, Segment, StorageConfig
+from services import datasets
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -40,32 +40,15 @@ def _public(session: object, dataset: Dataset) -> DatasetPublic:
 def create_dataset(
     body: DatasetCreate, workspace_id: WorkspaceDep, container: ContainerDep
 ) -> DatasetPublic:
+    dataset = datasets.create_dataset(
+        workspace_id=workspace_id,
+        db=container.db,
+        name=body.name,
+        config_name=body.config_name,
+        path=body.path,
+    )
     with container.db.uow() as uow:
-        s = uow.session
-        if repo.get_dataset(s, workspace_id=workspace_id, name=body.name):
-            raise HTTPException(409, f"dataset {body.name!r} already exists")
-        dataset_id = new_id()
-        if body.config_name is not None:
-            config = repo.get_config(s, workspace_id=workspace_id, name=body.config_name)
-            if config is None:
-                raise HTTPException(404, f"storage config {body.config_name!r} does not exist")
-            config_id, path = config.id, body.path or ""
-        else:
-            # Bayport's own storage: each dataset gets a folder of its own.
-            config_id, path = None, f"{workspace_id}/{dataset_id}/{body.path or ''}"
-        dataset = Dataset(
-            id=dataset_id,
-            workspace_id=workspace_id,
-            name=body.name,
-            config_id=config_id,
-            path=path,
-        )
-        s.add(dataset)
-        try:
-            uow.commit()
-        except IntegrityError as exc:
-            raise HTTPException(409, f"dataset {body.name!r} already exists") from exc
-        return _public(s, dataset)
+        return _public(uow.session, dataset)
 
 
 @router.get("", response_model=list[DatasetPublic])

@@ -37,8 +37,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bayport.local_services import start_rclone_s3
-from bayport.sample import image_key, label_key, make_label
 from bench import crossprovider, plan
 from bench.latency import LatencyProxy
 from bench.procstat import (
@@ -64,6 +62,8 @@ from bench.s3import import (
 from bench.sync import rclone_env, warm
 from cli.client import BayportClient
 from cli.stack import LocalStack, local_stack
+from devstack.sample import image_key, label_key, make_label
+from devstack.services import start_rclone_s3
 from storage_adapters.base import StorageSpec
 from storage_adapters.s3 import S3Store
 

@@ -37,17 +37,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bayport.local_services import (
-    AZURITE_ACCOUNT_KEY,
-    AZURITE_ACCOUNT_NAME,
-    start_azurite,
-    start_rclone_s3,
-)
 from bench.procstat import MiB, descendants, process_cpu_seconds, tree_cpu_seconds
 from bench.s3import import DEFAULT_BROKER, S3Server, _tail, _wait_for_worker, rclone_binary
 from bench.s3import import s3_client as make_s3_client
 from cli.client import BayportClient
 from cli.stack import local_stack
+from devstack.services import (
+    AZURITE_ACCOUNT_KEY,
+    AZURITE_ACCOUNT_NAME,
+    start_azurite,
+    start_rclone_s3,
+)
 
 SOURCE = "source"  # the S3 bucket
 BAYPORT_CONTAINER, RCLONE_CONTAINER = "datasets", "rclone"  # Azurite containers

@@ -35,11 +35,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bayport.local_services import start_rclone_s3
-from bayport.sample import image_key, label_key, make_label
 from bench.procstat import process_cpu_seconds, tree_cpu_seconds
 from cli.client import BayportClient
 from cli.stack import LocalStack, local_stack
+from devstack.sample import image_key, label_key, make_label
+from devstack.services import start_rclone_s3
 
 IMAGE_SIZE = 16 * 1024
 SOURCE, DATASETS, DEST2 = "source", "datasets", "dest2"

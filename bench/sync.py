@@ -38,7 +38,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bayport.local_services import RunningService, free_port, start_rclone_s3
 from bench.procstat import process_cpu_seconds, tree_cpu_seconds
 from bench.s3import import (
     DEFAULT_BROKER,
@@ -51,6 +50,7 @@ from bench.s3import import (
 )
 from cli.client import BayportClient
 from cli.stack import LocalStack, local_stack
+from devstack.services import RunningService, free_port, start_rclone_s3
 
 SOURCE, DATASETS = "source", "datasets"
 PREFIX = "images/"

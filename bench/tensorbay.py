@@ -29,10 +29,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bayport.local_services import start_rclone_s3
-from bayport.sample import image_key, make_label, populate
 from cli.client import BayportClient
 from cli.stack import local_stack
+from devstack.sample import image_key, make_label, populate
+from devstack.services import start_rclone_s3
 from storage_adapters.base import StorageSpec
 from storage_adapters.registry import open_store
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bayport.local_services import start_rclone_s3
-from bayport.sample import image_key, label_key, make_label, populate, seed_manifest
+from devstack.sample import image_key, label_key, make_label, populate, seed_manifest
+from devstack.services import start_rclone_s3
 from storage_adapters.base import StorageSpec
 from storage_adapters.registry import open_store
 
@@ -22,7 +22,7 @@ DATASET_BUCKET = "bayport-datasets"
 
 def run_demo(*, objects: int, data_dir: Path | None, console: Console) -> int:
     from cli.client import BayportClient
-    from cli.main import watch_job
+    from cli.jobs import watch_job
     from cli.stack import local_stack
 
     with tempfile.TemporaryDirectory(prefix="bayport-demo-") as tmp:

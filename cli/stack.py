@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 import httpx
 import uvicorn
 
-from bayport.local_services import RunningService, redis_reachable, start_valkey
 from bayport.settings import Settings
 from bayport.wiring import build_container, set_container
 from cli.tls import local_tls
+from devstack.services import RunningService, redis_reachable, start_valkey
 from metadata.db import migrate
 
 # The user name of a generated Flower login.

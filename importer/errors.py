@@ -20,3 +20,7 @@ class Conflict(ImportServiceError):
 
 class Invalid(ImportServiceError):
     """The request is well-formed but cannot be carried out as asked."""
+
+
+class TimedOut(ImportServiceError):
+    """Something the request names (a storage endpoint) did not answer in time."""

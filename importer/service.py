@@ -3,7 +3,8 @@
 Each takes its collaborators (an ImportContext: a Database, a StoreResolver, an Enqueuer and
 the settings) as arguments; the modules behind it hold the logic:
 `jobs` (submit, finalize, cancel, retry), `planner` (list and shard), `shards` (copy),
-`rules` (pure planning rules), `copier` (one object between two stores).
+`object_import` (one object of a shard), `rules` (pure planning rules), `copier` (one object
+between two stores).
 """
 
 from importer.context import ImportContext

@@ -22,7 +22,7 @@ from celery.beat import Scheduler
 from bayport.settings import get_settings
 from bayport.wiring import get_container
 from metadata.models import Schedule, utcnow
-from scheduler import queries
+from metadata.queries import schedules as queries
 from scheduler.cron import CronSchedule
 from scheduler.service import fire_due, floor_of
 from workers.health import beat_heartbeat_path, touch

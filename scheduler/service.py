@@ -33,7 +33,7 @@ from importer.manifest import NAME_PATTERN, ImportManifest
 from metadata import repository as repo
 from metadata.db import Database
 from metadata.models import ImportJob, JobState, Schedule, ScheduleRun, utcnow
-from scheduler import queries
+from metadata.queries import schedules as queries
 from scheduler.cron import CronSchedule, parse_cron, parse_timezone, shortest_interval
 
 log = logging.getLogger("bayport.scheduler")

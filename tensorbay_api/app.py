@@ -12,8 +12,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.bulkhead import REQUEST_RETRY_AFTER, Bulkheads, install_bulkheads, request_slot
 from bayport.wiring import Container
-from importer.errors import Conflict, ImportServiceError, Invalid, NotFound
-from tensorbay_api import PREFIX, files, routes_datasets, routes_storage
+from importer.errors import Conflict, ImportServiceError, Invalid, NotFound, TimedOut
+from tensorbay_api import (
+    PREFIX,
+    files,
+    routes_cloud_callback,
+    routes_commits,
+    routes_datasets,
+    routes_drafts,
+    routes_labels,
+    routes_segments,
+    routes_storage,
+)
 from tensorbay_api.deps import current_workspace
 from tensorbay_api.errors import STATUS_CODES, TensorBayError
 
@@ -37,7 +47,15 @@ def create_tensorbay_app(container: Container, *, bulkheads: Bulkheads | None = 
     # a workspace's (their signed URL is the permission).
     slot = [request_slot(current_workspace, _too_many_requests)]
     app.include_router(routes_storage.router, dependencies=slot)
-    app.include_router(routes_datasets.router, dependencies=slot)
+    for resource in (
+        routes_datasets,
+        routes_drafts,
+        routes_commits,
+        routes_segments,
+        routes_labels,
+        routes_cloud_callback,
+    ):
+        app.include_router(resource.router, dependencies=slot)
     app.include_router(files.router)
 
     @app.exception_handler(TensorBayError)
@@ -59,7 +77,7 @@ def create_tensorbay_app(container: Container, *, bulkheads: Bulkheads | None = 
 
     @app.exception_handler(ImportServiceError)
     async def _service_error(_request: Request, exc: ImportServiceError) -> JSONResponse:
-        status = {NotFound: 404, Conflict: 409, Invalid: 400}.get(type(exc), 400)
+        status = {NotFound: 404, Conflict: 409, Invalid: 400, TimedOut: 504}.get(type(exc), 400)
         return TensorBayError(status, exc.message).response()
 
     @app.exception_handler(RequestValidationError)

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from api import routes_storage as bayport_storage
-from api.schemas import (
+from importer.errors import Invalid, TimedOut
+from importer.rules import key_problem
+from metadata.models import StorageConfig
+from services import storage_configs
+from services.storage_config_requests import (
     AZURE_ENDPOINTS,
     AzureConfigCreate,
     LocalConfigCreate,
     OssConfigCreate,
     S3ConfigCreate,
 )
-from importer.rules import key_problem
-from metadata import repository as repo
-from metadata.models import StorageConfig
 from storage_adapters.errors import StorageError
 from tensorbay_api.deps import ContainerDep, PageDep, WorkspaceDep
-from tensorbay_api.errors import TensorBayError, invalid, not_found
+from tensorbay_api.errors import TensorBayError, invalid
 from tensorbay_api.files import FileUrls
 
 router = APIRouter()
@@ -115,11 +115,16 @@ def create_storage_config(
         )
         raise invalid(problems) from exc
     try:
-        config = bayport_storage.create_storage_config(
-            bayport_body, workspace_id=workspace_id, container=container
+        config = storage_configs.create_storage_config(
+            bayport_body,
+            workspace_id=workspace_id,
+            db=container.db,
+            box=container.box,
+            endpoints=container.endpoints,
+            settings=container.settings,
         )
-    except HTTPException as exc:
-        raise _from_bayport(exc, _sdk_fields(provider)) from exc
+    except (Invalid, TimedOut) as exc:
+        raise _field_refusal(exc, _sdk_fields(provider)) from exc
     return {"name": config.name}
 
 
@@ -128,15 +133,12 @@ def _sdk_fields(provider: str) -> dict[str, str]:
     return {**_SDK_FIELD, "bucket_name": "filePath"} if provider == "local" else _SDK_FIELD
 
 
-def _from_bayport(exc: HTTPException, names: dict[str, str] = _SDK_FIELD) -> TensorBayError:
-    """A Bayport route's refusal in TensorBay's words (its field named as the SDK names it)."""
-    if isinstance(exc.detail, list):
-        message = "; ".join(
-            f"{names.get(str(d['loc'][-1]), d['loc'][-1])}: {d['msg']}" for d in exc.detail
-        )
-    else:
-        message = str(exc.detail)
-    return TensorBayError(exc.status_code, message)
+def _field_refusal(exc: Invalid | TimedOut, names: dict[str, str]) -> TensorBayError:
+    """The service's refusal of a field in TensorBay's words (the field named as the SDK
+    names it), with the main API's status: 422, or 504 for a check that timed out."""
+    field = exc.field or "endpoint"
+    status = 504 if isinstance(exc, TimedOut) else 422
+    return TensorBayError(status, f"{names.get(field, field)}: {exc.message}")
 
 
 def _public(config: StorageConfig) -> dict[str, Any]:
@@ -160,8 +162,7 @@ def list_storage_configs(
     name: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
     offset, limit = page
-    with container.db.uow() as uow:
-        configs = list(repo.list_configs(uow.session, workspace_id=workspace_id))
+    configs = storage_configs.list_storage_configs(workspace_id=workspace_id, db=container.db)
     if name is not None:  # exact: the SDK takes the first config it gets
         configs = [c for c in configs if c.name == name]
     return {
@@ -176,19 +177,12 @@ def list_storage_configs(
 def delete_storage_config(
     name: str, workspace_id: WorkspaceDep, container: ContainerDep
 ) -> dict[str, Any]:
-    try:
-        bayport_storage.delete_storage_config(name, workspace_id=workspace_id, container=container)
-    except HTTPException as exc:
-        raise _from_bayport(exc) from exc
+    storage_configs.delete_storage_config(name, workspace_id=workspace_id, db=container.db)
     return {}
 
 
 def _config(container: ContainerDep, workspace_id: str, name: str) -> StorageConfig:
-    with container.db.uow() as uow:
-        config = repo.get_config(uow.session, workspace_id=workspace_id, name=name)
-    if config is None:
-        raise not_found(f"storage config {name!r}")
-    return config
+    return storage_configs.get_storage_config(name, workspace_id=workspace_id, db=container.db)
 
 
 @router.get("/cloud/{config_name}/files")

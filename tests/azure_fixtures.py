@@ -2,7 +2,7 @@
 
 BAYPORT_TEST_AZURE_ENDPOINT (an account URL) with BAYPORT_TEST_AZURE_ACCOUNT_NAME and
 BAYPORT_TEST_AZURE_ACCOUNT_KEY names a server; otherwise Azurite is started (installed with npm
-on first use, see `bayport.local_services.start_azurite`). A server that cannot be had fails the
+on first use, see `devstack.services.start_azurite`). A server that cannot be had fails the
 tests in CI and skips them elsewhere.
 """
 
@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bayport import local_services
+from devstack import services as local_services
 from storage_adapters.base import ObjectStore, StorageSpec
 from storage_adapters.registry import open_store
 from tests.conftest import unavailable

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from bayport.sample import populate
+from devstack.sample import populate
 from storage_adapters.base import ObjectStore, StorageSpec
 from storage_adapters.registry import open_store
 from tests.azure_fixtures import azure_store, make_container

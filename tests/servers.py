@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bayport import local_services
+from devstack import services as local_services
 from storage_adapters.base import ObjectStore, StorageSpec
 from storage_adapters.registry import open_store
 

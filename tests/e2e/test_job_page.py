@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bayport.sample import label_key, populate
 from cli.client import BayportClient
+from devstack.sample import label_key, populate
 from tests.conftest import unavailable
 from tests.support import register_s3_pair
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bayport.sample import populate
 from cli.client import BayportClient
+from devstack.sample import populate
 from tests.e2e.test_import_e2e import MANIFEST
 from tests.support import register_s3_pair
 

@@ -32,10 +32,10 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import MetaData, create_engine, select, text
 
-from bayport.sample import populate
 from bayport.secretbox import SecretBox
 from cli.client import BayportClient
 from cli.stack import free_port
+from devstack.sample import populate
 from metadata.db import migrate
 from tests.azure_fixtures import make_container
 from tests.oss_fixtures import make_oss_bucket

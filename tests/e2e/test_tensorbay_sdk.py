@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from bayport.sample import make_label, make_png
+from devstack.sample import make_label, make_png
 from storage_adapters.base import ObjectStore
 from tests.seed_buckets import seed_buckets
 from tests.tensorbay_sdk import sdk_python

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from bayport.sample import image_key, label_key, make_label, make_png
+from devstack.sample import image_key, label_key, make_label, make_png
 from storage_adapters.base import ObjectStore
 from tests.contract import list_all
 from tests.faultproxy import FaultPlan, FaultProxy

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bayport import local_services
+from devstack import services as local_services
 from tests.conftest import unavailable
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from bayport.sample import image_key, make_label, make_png, populate
 from bayport.wiring import Container, build_container
+from devstack.sample import image_key, make_label, make_png, populate
 from importer import service
 from importer.copier import CopyLimits, copy_object
 from importer.manifest import ImportManifest

@@ -17,8 +17,8 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import select
 
-from bayport.sample import image_key, populate
 from bayport.wiring import Container, build_container
+from devstack.sample import image_key, populate
 from importer import planner, service
 from importer.context import ImportContext
 from importer.errors import Conflict
@@ -129,7 +129,7 @@ def test_item4_planning_resumed_after_its_last_page_lists_nothing_again(
     ctx = world["ctx"]
     job_id = submit(world, manifest())
     world["queue"].tasks.clear()
-    real = planner._plan_deletions
+    real = planner.listing.plan_deletions
     crashed: list[bool] = []
 
     def crash_once(*args: Any, **kwargs: Any) -> None:
@@ -138,7 +138,7 @@ def test_item4_planning_resumed_after_its_last_page_lists_nothing_again(
             raise RuntimeError("worker killed after the last page")
         real(*args, **kwargs)
 
-    monkeypatch.setattr(planner, "_plan_deletions", crash_once)
+    monkeypatch.setattr(planner.listing, "plan_deletions", crash_once)
     with pytest.raises(RuntimeError):
         service.plan_import(ctx, job_id)
     with ctx.db.uow() as uow:  # its planning lease went stale: the redelivery takes it

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bayport.sample import image_key, make_png, populate
 from bayport.wiring import Container, build_container
+from devstack.sample import image_key, make_png, populate
 from importer import service
 from importer.manifest import ImportManifest
 from metadata import repository as repo

@@ -18,9 +18,9 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from bayport.sample import label_key, populate
 from bayport.wiring import Container, build_container
 from cli.stack import free_port
+from devstack.sample import label_key, populate
 from metadata import repository as repo
 from metadata.db import migrate
 from storage_adapters.base import StorageSpec

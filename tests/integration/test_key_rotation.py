@@ -23,11 +23,11 @@ from sqlalchemy import create_engine, text
 from sqlmodel import select
 
 from bayport.rotation import RotationReport, _reseal, rotate_credentials
-from bayport.sample import populate
 from bayport.secretbox import SecretBox, SecretBoxError, SecretKeyError
 from bayport.settings import Settings
 from cli.client import FINAL_STATES, BayportClient
 from cli.stack import free_port
+from devstack.sample import populate
 from metadata import repository as repo
 from metadata.db import Database, migrate
 from metadata.models import StorageConfig

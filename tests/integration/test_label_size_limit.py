@@ -10,9 +10,9 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from bayport.local_services import start_rclone_s3
-from bayport.sample import label_key, make_label, populate
 from bayport.wiring import build_container
+from devstack.sample import label_key, make_label, populate
+from devstack.services import start_rclone_s3
 from importer import service
 from importer.manifest import ImportManifest
 from metadata import repository as repo

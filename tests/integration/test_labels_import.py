@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.app import create_app
-from bayport.sample import make_png
 from bayport.wiring import Container, build_container
+from devstack.sample import make_png
 from metadata import repository as repo
 from metadata.db import migrate
 from storage_adapters.base import StorageSpec

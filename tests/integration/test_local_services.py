@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bayport import local_services
-from bayport.local_services import RunningService, ServiceStartError, wait_until_ready
+from devstack import services as local_services
+from devstack.services import RunningService, ServiceStartError, wait_until_ready
 
 
 def ping(url: str) -> bool:
@@ -88,7 +88,7 @@ def test_moto_and_rclone_s3_servers_answer_http(tmp_path: Path) -> None:
 def test_env_command_prints_urls_that_answer(tmp_path: Path) -> None:
     work_dir = tmp_path / "services"
     done = subprocess.run(
-        [sys.executable, "-m", "bayport.local_services", "env", "--work-dir", str(work_dir)],
+        [sys.executable, "-m", "devstack.services", "env", "--work-dir", str(work_dir)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -105,7 +105,7 @@ def test_env_command_prints_urls_that_answer(tmp_path: Path) -> None:
         assert local_services.postgres_reachable(exports["BAYPORT_TEST_POSTGRES_URL"].strip("'"))
     finally:
         subprocess.run(
-            [sys.executable, "-m", "bayport.local_services", "stop", "--work-dir", str(work_dir)],
+            [sys.executable, "-m", "devstack.services", "stop", "--work-dir", str(work_dir)],
             capture_output=True,
             timeout=60,
             check=False,

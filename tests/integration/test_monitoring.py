@@ -25,8 +25,8 @@ from sqlmodel import func, select
 
 from api.app import create_app
 from bayport.logs import configure_logging
-from bayport.sample import image_key, label_key, populate
 from bayport.wiring import Container, build_container
+from devstack.sample import image_key, label_key, populate
 from importer import service
 from importer.manifest import ImportManifest
 from metadata import repository as repo

@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
 from api.app import create_app
-from bayport.sample import populate
 from bayport.settings import Settings
 from bayport.wiring import Container, build_container
+from devstack.sample import populate
 from importer import service as imports
 from importer.manifest import ImportManifest
 from metadata import repository as repo

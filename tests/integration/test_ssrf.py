@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from bayport.sample import populate
 from bayport.settings import Settings
 from bayport.wiring import Container, build_container
+from devstack.sample import populate
 from importer import service
 from importer.manifest import ImportManifest
 from metadata import repository as repo

@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from bayport.sample import image_key, make_label, make_png, populate
 from bayport.wiring import Container, build_container
+from devstack.sample import image_key, make_label, make_png, populate
 from metadata import repository as repo
 from metadata.db import migrate
 from storage_adapters.base import ObjectStore, StorageSpec

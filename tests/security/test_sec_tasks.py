@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
 from api.app import create_app
-from bayport.sample import populate
 from bayport.wiring import Container, build_container
+from devstack.sample import populate
 from importer import recovery
 from metadata import repository as repo
 from metadata.db import migrate

@@ -8,8 +8,8 @@ import random
 import pytest
 from sqlmodel import func, select
 
-from bayport.sample import image_key, label_key, make_label, make_png, populate
 from bayport.wiring import Container
+from devstack.sample import image_key, label_key, make_label, make_png, populate
 from importer import service
 from importer.errors import Conflict, NotFound
 from importer.manifest import ImportManifest

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bayport.sample import make_png
+from devstack.sample import make_png
 from labels.formats import (
     CocoIndex,
     decode_rle_counts,

@@ -278,7 +278,7 @@ def _answer(state: str, **progress_fields: object) -> dict[str, object]:
 
 
 def test_status_texts_say_listing_then_done_of_total_rate_and_eta() -> None:
-    from cli.main import _progress_text
+    from cli.jobs import _progress_text
 
     listing = _answer("listing", listing_done=False, objects_total=None, objects_listed=420)
     assert _progress_text(listing) == ("listing… 420 so far", "0.0 obj/s · 0.00 MB/s", "eta ?")
@@ -296,10 +296,10 @@ def test_status_watch_follows_the_job_to_its_end(monkeypatch: pytest.MonkeyPatch
 
     from rich.console import Console
 
-    from cli import main
+    from cli import jobs
 
     out = io.StringIO()
-    monkeypatch.setattr(main, "console", Console(file=out, width=200))
+    monkeypatch.setattr(jobs, "console", Console(file=out, width=200))
     client = _Jobs(
         [
             _answer("listing", listing_done=False, objects_total=None, objects_listed=420),
@@ -307,7 +307,7 @@ def test_status_watch_follows_the_job_to_its_end(monkeypatch: pytest.MonkeyPatch
             _answer("partially_failed", objects_done=100, failed=3, percent=100.0),
         ]
     )
-    assert main.watch_job(client, "j1", interval=0) == 1  # not succeeded
+    assert jobs.watch_job(client, "j1", interval=0) == 1  # not succeeded
     text = out.getvalue()
     assert "partially_failed" in text and "100%" in text and "100/100 objects" in text
     assert "3 failed" in text and "average 0.0 obj/s" in text

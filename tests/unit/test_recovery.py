@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bayport.local_services import free_port
 from bayport.metrics import NullMetrics
-from bayport.sample import populate
 from bayport.wiring import Container
+from devstack.sample import populate
+from devstack.services import free_port
 from importer import recovery, service
 from importer.context import ImportContext
 from importer.manifest import ImportManifest

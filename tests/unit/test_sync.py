@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from bayport.sample import image_key, label_key, make_label, make_png, populate
 from bayport.wiring import Container
+from devstack.sample import image_key, label_key, make_label, make_png, populate
 from importer import service
 from importer.context import ImportContext
 from importer.manifest import ImportManifest

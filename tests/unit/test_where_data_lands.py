@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import select
 
-from bayport.sample import image_key, label_key, make_label, make_png, populate
 from bayport.wiring import Container
+from devstack.sample import image_key, label_key, make_label, make_png, populate
 from importer import service
 from importer.manifest import ImportManifest
 from metadata.models import ImportJob, LedgerEntry

@@ -2,7 +2,7 @@
 rclone's and moto's S3 servers, Azurite (Azure Blob) and PostgreSQL (the installed cluster or
 an embedded one).
 
-`python -m bayport.local_services env` ensures Redis and PostgreSQL, leaves the ones it started
+`python -m devstack.services env` ensures Redis and PostgreSQL, leaves the ones it started
 running in the background, and prints `export BAYPORT_TEST_...=...` lines for a shell to eval;
 `... stop` stops them again.
 """
@@ -512,7 +512,7 @@ def _stop(work_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bayport.local_services", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.services", description=__doc__)
     parser.add_argument("command", choices=["env", "stop"])
     parser.add_argument(
         "--work-dir",
