@@ -20,10 +20,11 @@ from api import (
     routes_tasks,
     routes_workspace,
 )
-from api.bulkhead import install_bulkheads, request_slot
+from api.deps import current_workspace
 from api.limits import install_limits
 from api.middleware import RequestHygiene
 from bayport.wiring import Container
+from edge.bulkhead import install_bulkheads, request_slot
 from importer.errors import Conflict, ImportServiceError, Invalid, NotFound, TimedOut
 from metadata import repository as repo
 from tensorbay_api.app import PREFIX as TENSORBAY_PREFIX
@@ -41,9 +42,9 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     install_limits(app, container.settings, container.db)
     app.add_middleware(RequestHygiene)  # outermost: added last
-    # A workspace's routes hold one of its places while they run (api/bulkhead.py).
+    # A workspace's routes hold one of its places while they run (edge/bulkhead.py).
     bulkheads = install_bulkheads(app, container.settings)
-    slot = [request_slot()]
+    slot = [request_slot(current_workspace)]
     app.include_router(routes_storage.router, dependencies=slot)
     app.include_router(routes_datasets.router, dependencies=slot)
     app.include_router(routes_imports.router, dependencies=slot)

@@ -1,5 +1,5 @@
 """Request dependencies: the container, the caller's key and workspace (from the Bearer key:
-api/auth.py), paging."""
+edge/auth.py), paging."""
 
 from __future__ import annotations
 
@@ -8,19 +8,13 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.auth import authentication_of
-from bayport.wiring import Container
+from edge.auth import authentication_of, refusal_message, role_message
+from edge.container import ContainerDep, get_container
 from metadata.access_keys import KeyGrant
 
+__all__ = ["ContainerDep", "KeyDep", "PageDep", "WorkspaceDep", "get_container"]
+
 _bearer = HTTPBearer(auto_error=False, description="An access key: `Bearer bp_…`")
-
-
-def get_container(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
-
-
-ContainerDep = Annotated[Container, Depends(get_container)]
 
 
 def current_key(
@@ -57,20 +51,6 @@ def current_workspace(grant: KeyDep) -> str:
 
 
 WorkspaceDep = Annotated[str, Depends(current_workspace)]
-
-
-def refusal_message(refusal: str | None) -> str:
-    return {
-        "expired": "this access key has expired",
-        "revoked": "this access key has been revoked",
-    }.get(refusal or "", "unknown access key")
-
-
-def role_message(grant: KeyGrant, method: str) -> str:
-    return (
-        f"this access key's role is {grant.role!r}: it may only read (GET, HEAD), "
-        f"not {method.upper()}"
-    )
 
 
 def page_bounds(offset: int = 0, limit: int = 100) -> tuple[int, int]:

@@ -18,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import Authentication, Authenticator, authenticator_for, candidate_keys, remember
 from api.text_checks import TextChecksMiddleware
 from bayport.settings import Settings, SettingsError
+from edge.auth import Authentication, Authenticator, authenticator_for, candidate_keys, remember
 from metadata.db import Database
 from tensorbay_api import CALLBACK_SUFFIX
 from tensorbay_api import PREFIX as TENSORBAY_PREFIX
@@ -95,7 +95,7 @@ class RateLimitMiddleware:
     """Every request but the health checks, in this order:
 
     1. counts against its client address (`ip_item`), whatever key it carries;
-    2. is authenticated (api/auth.py: the Bearer key, or the TensorBay API's X-Token), and
+    2. is authenticated (edge/auth.py: the Bearer key, or the TensorBay API's X-Token), and
        what that found is put on request.state for the routes;
     3. with a good key, counts against that key's id (`item`); without one (no key, an
        unknown, revoked or expired one), against its client address — so a made-up key
@@ -275,7 +275,7 @@ class BodyLimitMiddleware:
 
 
 def install_limits(app: FastAPI, settings: Settings, db: Database) -> None:
-    """The body limit and the rate limits (with authentication: api/auth.py); within them,
+    """The body limit and the rate limits (with authentication: edge/auth.py); within them,
     the text checks. (The middleware added last runs first.)"""
     app.add_middleware(TextChecksMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)

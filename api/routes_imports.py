@@ -13,8 +13,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, 
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.bulkhead import StreamSlot
-from api.deps import ContainerDep, PageDep, WorkspaceDep
+from api.deps import ContainerDep, PageDep, WorkspaceDep, current_workspace
 from api.schemas import (
     FailureItem,
     JobCounts,
@@ -25,6 +24,7 @@ from api.schemas import (
     ThroughputPoint,
     UnpairedItem,
 )
+from edge.bulkhead import stream_slot
 from importer import jobs as import_jobs
 from importer import progress, service
 from importer.errors import Invalid
@@ -210,7 +210,8 @@ def _job_progress(container: ContainerDep, job_id: str) -> JobProgress | None:
         200: {"content": {"text/event-stream": {}}, "description": "Progress events"},
         429: {"description": "The workspace has BAYPORT_API_EVENT_STREAMS streams open"},
     },
-    dependencies=[StreamSlot],  # api/bulkhead.py: at most so many open per workspace
+    # edge/bulkhead.py: at most so many open per workspace
+    dependencies=[stream_slot(current_workspace)],
 )
 async def import_events(
     job_id: str,

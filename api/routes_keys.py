@@ -9,8 +9,8 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import authenticator_for
 from api.deps import ContainerDep, KeyDep
+from edge.auth import authenticator_for
 from importer.errors import Invalid
 from metadata import access_keys
 from metadata.access_keys import AccessKeyError, KeyGrant

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     retry_initial_wait: float = Field(default=0.2, ge=0)
     retry_max_wait: float = Field(default=20.0, ge=0)
     storage_timeout: float = Field(default=60.0, gt=0)
-    # One tenant must not stall the API for the others (api/bulkhead.py). The longest a
+    # One tenant must not stall the API for the others (edge/bulkhead.py). The longest a
     # storage config's check (on create) may take in all, retries and slow answers
     # included: then 504 naming the endpoint. Requests one workspace may have in flight at
     # once in one API process (its sync routes share 40 threads), and progress streams

@@ -4,11 +4,9 @@ by Bayport at `/gatewayv2/tensorbay-open-api/v1/`, so that those scripts only ch
 What the SDK sends is listed in docs/tensorbay-open-api.md; docs/tensorbay-compat.md says
 what Bayport does with it, and where it differs from TensorBay."""
 
-# Where the API is mounted, and the per-object registration call (one per object from the
-# SDK's `upload_dataset`), which the API's rate limit counts apart (api/limits.py).
-PREFIX = "/gatewayv2/tensorbay-open-api/v1"
-CALLBACK_SUFFIX = "/multi/cloud-callback"
+# Where the API is mounted, its per-object registration call and the SDK's key prefixes: the
+# shared HTTP edge's knowledge of this face (edge/faces.py).
+from edge.faces import CALLBACK_SUFFIX, KEY_PREFIXES
+from edge.faces import TENSORBAY_PREFIX as PREFIX
 
-# The SDK refuses an access key without one of these prefixes; a Bayport key is used as
-# `ACCESSKEY-<key>` (or as a bootstrap key that already starts so).
-KEY_PREFIXES = ("ACCESSKEY-", "Accesskey-")
+__all__ = ["CALLBACK_SUFFIX", "KEY_PREFIXES", "PREFIX"]

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
-from api.auth import authentication_of
-from api.deps import ContainerDep, refusal_message, role_message
+from edge.auth import authentication_of, refusal_message, role_message
+from edge.container import ContainerDep
 from tensorbay_api.errors import TensorBayError, invalid
 
 
@@ -17,7 +17,7 @@ def current_workspace(
     container: ContainerDep,
     x_token: Annotated[str | None, Header(description="ACCESSKEY-<Bayport access key>")] = None,
 ) -> str:
-    """The workspace of the X-Token's key (api/auth.py: `ACCESSKEY-<key>` first, then the
+    """The workspace of the X-Token's key (edge/auth.py: `ACCESSKEY-<key>` first, then the
     token as it is), when the key is good and allowed this method (a "read" key: GET and
     HEAD only). Its id and role are on request.state (key_id, key_role)."""
     if not x_token:

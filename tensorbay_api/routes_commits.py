@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
-from api.waiting import settled_within
 from bayport.wiring import Container
+from edge.waiting import settled_within
 from importer import drafts
 from metadata import repository as repo
 from metadata.models import Commit, Dataset, Draft, DraftStatus, utcnow
@@ -50,7 +50,7 @@ async def commit_draft(
     `commit_wait_seconds`, then answers 503 with Retry-After (the SDK retries a POST).
     The wait holds no thread (it sleeps on the event loop; each look at the draft takes a
     thread for one query), and the request holds one of its workspace's places meanwhile
-    (api/bulkhead.py), so waiting commits cannot take the threads other calls need."""
+    (edge/bulkhead.py), so waiting commits cannot take the threads other calls need."""
     progress = await run_in_threadpool(_nudge_draft, container, workspace_id, dataset_id, body)
     progress = await settled_within(
         progress,

@@ -19,11 +19,10 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 
-from api.deps import current_workspace
 from bayport.settings import Settings
 
 REQUESTS_SETTING = "BAYPORT_API_WORKSPACE_CONCURRENCY"
@@ -102,11 +101,12 @@ def too_many_requests(message: str) -> Exception:
 
 
 def request_slot(
-    resolve_workspace: Callable[..., str] = current_workspace,
+    resolve_workspace: Callable[..., str],
     refuse: Refusal = too_many_requests,
 ) -> Any:
     """A router dependency: the request holds one of its workspace's places while its route
-    runs (released when the route returns, before a streamed body is sent)."""
+    runs (released when the route returns, before a streamed body is sent).
+    `resolve_workspace` is the face's own authentication dependency."""
 
     # The dependency as a default value: a closure's variable in an annotation would not be
     # found when FastAPI reads the (postponed) annotations.
@@ -129,24 +129,27 @@ def request_slot(
     return Depends(hold_request_slot, scope="function")
 
 
-async def hold_stream_slot(
-    request: Request, workspace_id: Annotated[str, Depends(current_workspace)]
-) -> AsyncIterator[None]:
+def stream_slot(resolve_workspace: Callable[..., str]) -> Any:
     """A route dependency: the progress stream holds one of its workspace's stream places
-    until the response has been sent (the stream ended or its reader went away)."""
-    bulkhead = bulkheads_of(request).streams
-    if not bulkhead.enter(workspace_id):
-        raise HTTPException(
-            429,
-            f"too many progress streams: this workspace has {bulkhead.limit} open, the most "
-            f"one workspace may have at once ({STREAMS_SETTING}); close one, or read "
-            f"GET /v1/imports/{{id}} instead",
-            headers={"Retry-After": str(STREAM_RETRY_AFTER)},
-        )
-    try:
-        yield
-    finally:
-        bulkhead.leave(workspace_id)
+    until the response has been sent (the stream ended or its reader went away).
+    `resolve_workspace` is the face's own authentication dependency."""
 
+    async def hold_stream_slot(
+        request: Request,
+        workspace_id: str = Depends(resolve_workspace),
+    ) -> AsyncIterator[None]:
+        bulkhead = bulkheads_of(request).streams
+        if not bulkhead.enter(workspace_id):
+            raise HTTPException(
+                429,
+                f"too many progress streams: this workspace has {bulkhead.limit} open, the "
+                f"most one workspace may have at once ({STREAMS_SETTING}); close one, or read "
+                f"GET /v1/imports/{{id}} instead",
+                headers={"Retry-After": str(STREAM_RETRY_AFTER)},
+            )
+        try:
+            yield
+        finally:
+            bulkhead.leave(workspace_id)
 
-StreamSlot = Depends(hold_stream_slot)
+    return Depends(hold_stream_slot)

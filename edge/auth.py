@@ -18,12 +18,11 @@ from datetime import datetime
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 
+from edge.faces import KEY_PREFIXES, TENSORBAY_PREFIX
 from metadata import access_keys
 from metadata.access_keys import KeyGrant, hash_key
 from metadata.db import Database
 from metadata.models import utcnow
-from tensorbay_api import KEY_PREFIXES
-from tensorbay_api import PREFIX as TENSORBAY_PREFIX
 
 log = logging.getLogger("bayport.api")
 
@@ -162,3 +161,17 @@ def authentication_of(conn: HTTPConnection, db: Database, ttl: float) -> Authent
     auth = authenticator_for(db, ttl).authenticate(keys)
     remember(conn, auth)
     return auth
+
+
+def refusal_message(refusal: str | None) -> str:
+    return {
+        "expired": "this access key has expired",
+        "revoked": "this access key has been revoked",
+    }.get(refusal or "", "unknown access key")
+
+
+def role_message(grant: KeyGrant, method: str) -> str:
+    return (
+        f"this access key's role is {grant.role!r}: it may only read (GET, HEAD), "
+        f"not {method.upper()}"
+    )
