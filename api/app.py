@@ -21,12 +21,12 @@ from api import (
     routes_workspace,
 )
 from api.deps import current_workspace
-from api.limits import install_limits
-from api.middleware import RequestHygiene
-from bayport.wiring import Container
+from bootstrap import Container
 from edge.bulkhead import install_bulkheads, request_slot
+from edge.limits import install_limits
+from edge.middleware import RequestHygiene
 from importer.errors import Conflict, ImportServiceError, Invalid, NotFound, TimedOut
-from metadata import repository as repo
+from metadata.queries import workspaces
 from tensorbay_api.app import PREFIX as TENSORBAY_PREFIX
 from tensorbay_api.app import create_tensorbay_app
 
@@ -76,6 +76,6 @@ def create_app(container: Container) -> FastAPI:
     bootstrap = container.settings.bootstrap_key()
     if bootstrap is not None:
         with container.db.uow() as uow:
-            repo.ensure_bootstrap_key(uow.session, key=bootstrap)
+            workspaces.ensure_bootstrap_key(uow.session, key=bootstrap)
             uow.commit()
     return app

@@ -6,33 +6,27 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
 from pydantic import ValidationError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from api.deps import ContainerDep, PageDep, WorkspaceDep
 from api.schemas import DataItem, DatasetCreate, DatasetPublic, Page
 from importer.service import ledger_row_public
 from labels.catalog import Catalog
-from metadata import repository as repo
-from metadata.models import Dataset, Segment, StorageConfig
-from services import datasets
+from metadata.models import Dataset, Segment
+from metadata.queries import datasets as datasets_q
+from metadata.queries import labels as labels_q
+from services import datasets, lookup
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 
-def _public(session: object, dataset: Dataset) -> DatasetPublic:
-    from sqlmodel import Session
-
-    assert isinstance(session, Session)
-    config = session.get(StorageConfig, dataset.config_id) if dataset.config_id else None
-    segments = session.exec(
-        select(Segment.name).where(Segment.dataset_id == dataset.id).order_by(col(Segment.name))
-    ).all()
+def _public(view: datasets.DatasetView) -> DatasetPublic:
     return DatasetPublic(
-        name=dataset.name,
-        config_name=config.name if config else None,
-        path=dataset.path,
-        segments=list(segments),
-        created_at=dataset.created_at,
+        name=view.dataset.name,
+        config_name=view.config_name,
+        path=view.dataset.path,
+        segments=view.segments,
+        created_at=view.dataset.created_at,
     )
 
 
@@ -47,33 +41,24 @@ def create_dataset(
         config_name=body.config_name,
         path=body.path,
     )
-    with container.db.uow() as uow:
-        return _public(uow.session, dataset)
+    return _public(
+        datasets.get_dataset(workspace_id=workspace_id, db=container.db, name=dataset.name)
+    )
 
 
 @router.get("", response_model=list[DatasetPublic])
 def list_datasets(workspace_id: WorkspaceDep, container: ContainerDep) -> list[DatasetPublic]:
-    with container.db.uow() as uow:
-        return [
-            _public(uow.session, d)
-            for d in repo.list_datasets(uow.session, workspace_id=workspace_id)
-        ]
+    page = datasets.list_datasets(workspace_id=workspace_id, db=container.db)
+    return [_public(view) for view in page.datasets]
 
 
 @router.get("/{name}", response_model=DatasetPublic)
 def get_dataset(name: str, workspace_id: WorkspaceDep, container: ContainerDep) -> DatasetPublic:
-    with container.db.uow() as uow:
-        dataset = repo.get_dataset(uow.session, workspace_id=workspace_id, name=name)
-        if dataset is None:
-            raise HTTPException(404, f"dataset {name!r} does not exist")
-        return _public(uow.session, dataset)
+    return _public(datasets.get_dataset(workspace_id=workspace_id, db=container.db, name=name))
 
 
 def _dataset(s: Session, workspace_id: str, name: str) -> Dataset:
-    dataset = repo.get_dataset(s, workspace_id=workspace_id, name=name)
-    if dataset is None:
-        raise HTTPException(404, f"dataset {name!r} does not exist")
-    return dataset
+    return lookup.dataset_named(s, workspace_id=workspace_id, name=name)
 
 
 @router.put("/{name}/catalog", response_model=dict[str, Any])
@@ -83,7 +68,9 @@ def put_catalog(
     workspace_id: WorkspaceDep,
     container: ContainerDep,
 ) -> dict[str, Any]:
-    """Set the dataset's catalog; later imports check every label against it."""
+    """Set the dataset's catalog; later imports check every label against it. The answer is
+    the catalog as stored: TensorBay's catalog JSON without null members, as TensorBay's
+    API reads it back too."""
     try:
         catalog = Catalog.model_validate(body)
     except ValidationError as exc:
@@ -94,18 +81,12 @@ def put_catalog(
                 for err in exc.errors(include_url=False, include_input=False)
             ],
         ) from exc
-    with container.db.uow() as uow:
-        dataset = _dataset(uow.session, workspace_id, name)
-        dataset.catalog = catalog.dumps()
-        uow.session.add(dataset)
-        uow.commit()
-        return dataset.catalog
+    return datasets.set_catalog(catalog, workspace_id=workspace_id, db=container.db, name=name)
 
 
 @router.get("/{name}/catalog", response_model=dict[str, Any])
 def get_catalog(name: str, workspace_id: WorkspaceDep, container: ContainerDep) -> dict[str, Any]:
-    with container.db.uow() as uow:
-        return _dataset(uow.session, workspace_id, name).catalog or {}
+    return datasets.get_catalog(workspace_id=workspace_id, db=container.db, name=name)
 
 
 @router.get("/{name}/label-statistics", response_model=dict[str, Any])
@@ -124,7 +105,7 @@ def label_statistics(
         ids = [g.id for g in segments if segment is None or g.name == segment]
         if segment is not None and not ids:
             raise HTTPException(404, f"segment {segment!r} of dataset {name!r} does not exist")
-        rows = repo.label_statistics(s, segment_ids=ids)
+        rows = labels_q.label_statistics(s, segment_ids=ids)
     labels: dict[str, Any] = {}
     for label_type, category, count in rows:
         entry = labels.setdefault(label_type, {"quantity": 0, "categories": []})
@@ -148,10 +129,10 @@ def segment_data(
     with container.db.uow() as uow:
         s = uow.session
         dataset = _dataset(s, workspace_id, name)
-        seg = repo.get_segment(s, dataset_id=dataset.id, name=segment)
+        seg = datasets_q.get_segment(s, dataset_id=dataset.id, name=segment)
         if seg is None:
             raise HTTPException(404, f"segment {segment!r} of dataset {name!r} does not exist")
-        rows = repo.segment_data(
+        rows = datasets_q.segment_data(
             s,
             segment_id=seg.id,
             offset=offset,

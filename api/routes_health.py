@@ -1,6 +1,6 @@
 """Health for load balancers and Kubernetes: `/healthz` (the process answers) and `/readyz`
 (the metadata DB and the broker answer too). Neither needs a key; neither counts against the
-rate limit (api/limits.py) nor says more than which dependency failed and how."""
+rate limit (edge/limits.py) nor says more than which dependency failed and how."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from bayport.wiring import Container
+from bootstrap import Container
 
 router = APIRouter(include_in_schema=False)
 

@@ -30,8 +30,10 @@ from importer import progress, service
 from importer.errors import Invalid
 from importer.manifest import ImportManifest
 from importer.planner import DELETE_CANDIDATE, REJECTED_ROW, UNIMPORTED_KEY
-from metadata import repository as repo
 from metadata.models import Dataset, ImportJob, JobState, Segment
+from metadata.queries import job_reports, ledger
+from metadata.queries import jobs as jobs_q
+from metadata.queries import notes as notes_q
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
 
@@ -76,7 +78,7 @@ def job_public(container: ContainerDep, job: ImportJob, *, with_progress: bool =
         dataset = uow.session.get(Dataset, job.dataset_id)
         segment = uow.session.get(Segment, job.segment_id)
         rejected = (
-            repo.count_notes(uow.session, job_id=job.id, kind=REJECTED_ROW)
+            notes_q.count_notes(uow.session, job_id=job.id, kind=REJECTED_ROW)
             if job.manifest.get("source", {}).get("object_list")
             else 0
         )
@@ -123,7 +125,7 @@ def job_public(container: ContainerDep, job: ImportJob, *, with_progress: bool =
 
 def _job(container: ContainerDep, workspace_id: str, job_id: str) -> ImportJob:
     with container.db.uow() as uow:
-        job = repo.get_job(uow.session, workspace_id=workspace_id, job_id=job_id)
+        job = jobs_q.get_job(uow.session, workspace_id=workspace_id, job_id=job_id)
     if job is None:
         raise HTTPException(404, f"import job {job_id!r} does not exist")
     return job
@@ -177,7 +179,7 @@ def list_imports(
 ) -> Page[JobPublic]:
     offset, limit = page
     with container.db.uow() as uow:
-        jobs = repo.list_jobs(
+        jobs = jobs_q.list_jobs(
             uow.session, workspace_id=workspace_id, offset=offset, limit=limit + 1
         )
     return Page[JobPublic](
@@ -267,7 +269,7 @@ def import_failures(
     offset, limit = page
     job = _job(container, workspace_id, job_id)
     with container.db.uow() as uow:
-        rows = repo.job_failures(uow.session, job_id=job.id, offset=offset, limit=limit + 1)
+        rows = job_reports.job_failures(uow.session, job_id=job.id, offset=offset, limit=limit + 1)
     items = [
         FailureItem(
             source_key=r.source_key,
@@ -301,12 +303,12 @@ def import_unpaired(
     job = _job(container, workspace_id, job_id)
     with container.db.uow() as uow:
         if kind == "label_without_object":
-            notes = repo.job_notes(
+            notes = notes_q.job_notes(
                 uow.session, job_id=job.id, kind=kind, offset=offset, limit=limit + 1
             )
             keys = [n.key for n in notes]
         else:
-            entries = repo.unlabelled_entries(
+            entries = ledger.unlabelled_entries(
                 uow.session, job_id=job.id, offset=offset, limit=limit + 1
             )
             keys = [e.source_key for e in entries]
@@ -350,7 +352,7 @@ def _notes(
     offset, limit = page
     job = _job(container, workspace_id, job_id)
     with container.db.uow() as uow:
-        notes = repo.job_notes(
+        notes = notes_q.job_notes(
             uow.session, job_id=job.id, kind=kind, offset=offset, limit=limit + 1
         )
         keys = [n.key for n in notes]

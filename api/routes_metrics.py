@@ -1,4 +1,4 @@
-"""/metrics: Prometheus' text format (bayport/metrics.py), behind BAYPORT_METRICS_TOKEN when it
+"""/metrics: Prometheus' text format (telemetry/metrics.py), behind BAYPORT_METRICS_TOKEN when it
 is set (production requires it), collected at most once per BAYPORT_METRICS_CACHE_SECONDS."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api.deps import ContainerDep
-from bayport.metrics import BayportCollector
-from bayport.wiring import Container
-from workers.celery_app import TASK_QUEUE
+from bootstrap import Container
+from taskqueue.app import TASK_QUEUE
+from telemetry.metrics import BayportCollector
 
 router = APIRouter(tags=["monitoring"])
 

@@ -13,8 +13,8 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from api.deps import ContainerDep, WorkspaceDep
-from bayport.wiring import Container
-from metadata import repository as repo
+from bootstrap import Container
+from metadata.queries import job_reports, jobs
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
 
@@ -47,7 +47,7 @@ def import_report(
     (md5, crc64 or size), attempts, error code and message.
     Objects a sync found unchanged are not rows (they are counted as `unchanged`)."""
     with container.db.uow() as uow:
-        job = repo.get_job(uow.session, workspace_id=workspace_id, job_id=job_id)
+        job = jobs.get_job(uow.session, workspace_id=workspace_id, job_id=job_id)
     if job is None:
         raise HTTPException(404, f"import job {job_id!r} does not exist")
     rows = _rows(container, job.id)
@@ -63,7 +63,7 @@ def _rows(container: Container, job_id: str) -> Iterator[tuple[Any, ...]]:
     after = 0
     while True:
         with container.db.uow() as uow:
-            page = repo.report_page(uow.session, job_id=job_id, after_id=after, limit=_PAGE)
+            page = job_reports.report_page(uow.session, job_id=job_id, after_id=after, limit=_PAGE)
         if not page:
             return
         for row in page:

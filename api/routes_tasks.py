@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import ContainerDep, PageDep, WorkspaceDep
 from metadata import job_tasks
-from metadata import repository as repo
+from metadata.queries import jobs
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
 
@@ -70,7 +70,7 @@ def import_tasks(
     lease = timedelta(seconds=container.settings.lease_seconds)
     with container.db.uow() as uow:
         s = uow.session
-        job = repo.get_job(s, workspace_id=workspace_id, job_id=job_id)
+        job = jobs.get_job(s, workspace_id=workspace_id, job_id=job_id)
         if job is None:
             raise HTTPException(404, f"import job {job_id!r} does not exist")
         rows = job_tasks.shard_tasks(s, job=job, lease=lease, offset=offset, limit=limit + 1)

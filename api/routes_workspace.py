@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import ContainerDep, KeyDep
-from bayport.local_roots import LocalRoots
 from metadata.models import Workspace
+from stores.local_roots import LocalRoots
 
 router = APIRouter(prefix="/v1/workspace", tags=["workspace"])
 

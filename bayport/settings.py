@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # Folders on the workers' machines that `local` storage configs may name; none by
     # default, so an API user cannot read the server's files. Each is shared out by
     # workspace: a config may name only `<root>/<its workspace id>/...`; a root holding the
-    # data dir or the default storage stops startup (bayport/local_roots.py).
+    # data dir or the default storage stops startup (stores/local_roots.py).
     local_roots: list[Path] = Field(default_factory=list)
 
     # Copy engine.
@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     retry_initial_wait: float = Field(default=0.2, ge=0)
     retry_max_wait: float = Field(default=20.0, ge=0)
     storage_timeout: float = Field(default=60.0, gt=0)
+    # S3/OSS -> Azure copies made by Azure itself (Put Blob From URL on a presigned GET URL,
+    # pinned by the source's MD5), no byte through the worker; off: always streamed.
+    azure_pull_from_url: bool = True
     # One tenant must not stall the API for the others (edge/bulkhead.py). The longest a
     # storage config's check (on create) may take in all, retries and slow answers
     # included: then 504 naming the endpoint. Requests one workspace may have in flight at
@@ -199,6 +202,17 @@ class Settings(BaseSettings):
                 )
         return self
 
+    def to_env(self, *names: str) -> dict[str, str]:
+        """The `BAYPORT_` variables that give a child process these settings: the fields
+        `names`, or every field set explicitly (given or read from the environment). A field
+        whose value is None is left out (its default then holds in the child)."""
+        out: dict[str, str] = {}
+        for name in names or sorted(self.model_fields_set):
+            value = getattr(self, name)
+            if value is not None:
+                out[f"BAYPORT_{name.upper()}"] = _env_text(value)
+        return out
+
     def bootstrap_key(self) -> str | None:
         """BAYPORT_BOOTSTRAP_ACCESS_KEY, checked (not as a validator: pydantic would quote
         the rejected key in its error)."""
@@ -266,6 +280,19 @@ class Settings(BaseSettings):
             finally:
                 tmp.unlink()
         return [key_file.read_bytes().strip()]
+
+
+def _env_text(value: object) -> str:
+    """A setting's value as its variable spells it (what the fields' parsing reads back)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):  # azure_account_urls: account=url,...
+        return ",".join(f"{key}={url}" for key, url in value.items())
+    if isinstance(value, list | tuple):
+        return json.dumps([str(item) for item in value])
+    return str(value)
 
 
 @lru_cache(maxsize=1)

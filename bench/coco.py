@@ -18,23 +18,15 @@ import json
 import random
 import sys
 import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
-from rich.table import Table
 
-from bench.procstat import (
-    MiB,
-    RssSampler,
-    child_json,
-    peak_rss_bytes,
-    reset_peak_rss,
-    rss_bytes,
-)
+from bench.harness import new_table, peak_rss, timed
+from bench.procstat import MiB, child_json
 from labels.formats.coco import CocoIndex, encode_rle_counts
 
 SIZES = (10_000, 100_000)
@@ -127,33 +119,25 @@ def index_once(coco_path: Path, annotations: int, images: int) -> CocoResult:
     """Build the index of `coco_path` and read every label back; meant for a fresh process."""
     with tempfile.TemporaryDirectory(prefix="bayport-bench-coco-index-") as tmp:
         db_path = Path(tmp) / "coco.sqlite"
-        before = rss_bytes()
-        reset = reset_peak_rss()
-        sampler = RssSampler().start()
-        started = time.perf_counter()
-        with coco_path.open("rb") as stream:
+        with peak_rss() as memory, coco_path.open("rb") as stream:
             index = CocoIndex.build(stream, db_path)
-        seconds = time.perf_counter() - started
-        sampled_peak = sampler.stop()
-        kernel_peak = peak_rss_bytes() if reset else 0
-        started = time.perf_counter()
         labels_read = 0
-        for name in index.file_names():
-            label = index.label_for(name) or {}
-            labels_read += len(label.get("BOX2D", []))
-        lookup_seconds = time.perf_counter() - started
+        with timed() as lookups:
+            for name in index.file_names():
+                label = index.label_for(name) or {}
+                labels_read += len(label.get("BOX2D", []))
         indexed = index.annotation_count
         index.close()
         return CocoResult(
             annotations=annotations,
             images=images,
             file_bytes=coco_path.stat().st_size,
-            seconds=seconds,
-            rss_before=before,
-            peak_rss=max(kernel_peak, sampled_peak),
+            seconds=memory.seconds,
+            rss_before=memory.rss_before,
+            peak_rss=memory.peak_rss,
             index_bytes=db_path.stat().st_size,
             indexed=indexed,
-            lookup_seconds=lookup_seconds,
+            lookup_seconds=lookups.seconds,
             labels_read=labels_read,
         )
 
@@ -174,11 +158,11 @@ def measure(annotations: int, workdir: Path) -> CocoResult:
 
 
 def render(results: list[CocoResult], console: Console) -> None:
-    table = Table(title="CocoIndex.build of a generated COCO file (ijson → SQLite)")
-    for column in ("annotations", "images", "file MB", "seconds", "annotations/s"):
-        table.add_column(column, justify="right")
-    for column in ("peak RSS growth (MiB)", "index MB", "label_for all images (s)"):
-        table.add_column(column, justify="right")
+    table = new_table(
+        "CocoIndex.build of a generated COCO file (ijson → SQLite)",
+        ("annotations", "images", "file MB", "seconds", "annotations/s", "peak RSS growth (MiB)",
+         "index MB", "label_for all images (s)"),
+    )  # fmt: skip
     for r in results:
         table.add_row(
             f"{r.annotations:,}",

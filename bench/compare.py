@@ -22,7 +22,6 @@ import json
 import math
 import os
 import random
-import resource
 import secrets
 import shutil
 import subprocess
@@ -35,33 +34,30 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from bench import crossprovider, plan
-from bench.latency import LatencyProxy
-from bench.procstat import (
-    MiB,
-    RssSampler,
-    child_json,
-    peak_rss_bytes,
-    process_cpu_seconds,
-    reset_peak_rss,
-    rss_bytes,
-    tree_cpu_seconds,
-)
-from bench.s3import import (
-    IMAGE_SIZE,
+from bench import crossprovider, harness, plan
+from bench.harness import (
     S3Server,
-    _fresh_database,
-    _tail,
-    _wait_for_worker,
+    add_broker_argument,
+    add_database_argument,
+    check_cell,
+    children_cpu,
     count_keys,
+    new_table,
+    peak_rss,
     rclone_binary,
+    rclone_env,
     s3_client,
+    tail,
+    timed,
+    tool_binary,
 )
-from bench.sync import rclone_env, warm
+from bench.latency import LatencyProxy
+from bench.procstat import MiB, child_json, process_cpu_seconds, tree_cpu_seconds
+from bench.s3import import IMAGE_SIZE
+from bench.sync import warm
 from cli.client import BayportClient
-from cli.stack import LocalStack, local_stack
+from cli.stack import LocalStack
 from devstack.sample import image_key, label_key, make_label
 from devstack.services import start_rclone_s3
 from storage_adapters.base import StorageSpec
@@ -170,21 +166,13 @@ def measured(
     """Times the block; fills row_args with seconds, the tool's, the server's and the
     proxy's CPU and the proxy's request count over it."""
     requests, proxy_cpu = endpoint.counters()
-    cpu, server_cpu = tool_cpu(), process_cpu_seconds(endpoint.s3.pid)
-    started = time.perf_counter()
-    yield row_args
-    row_args["seconds"] = time.perf_counter() - started
-    row_args["cpu"] = tool_cpu() - cpu
-    row_args["server_cpu"] = process_cpu_seconds(endpoint.s3.pid) - server_cpu
+    with timed(tool_cpu, lambda: process_cpu_seconds(endpoint.s3.pid)) as span:
+        yield row_args
+    row_args.update(seconds=span.seconds, cpu=span.cpu, server_cpu=span.server_cpu)
     if endpoint.proxy is not None:
         after_requests, after_cpu = endpoint.counters()
         row_args["requests"] = after_requests - requests
         row_args["proxy_cpu"] = after_cpu - proxy_cpu
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def new_bucket(direct: S3Server, name: str) -> str:
@@ -270,7 +258,7 @@ class Bayport:
         )
 
     def fail_log(self) -> str:
-        return _tail(self.log)
+        return tail(self.log)
 
     def close(self) -> None:
         self.client.close()
@@ -288,21 +276,14 @@ def bayport_stack(
     """Bayport as `bayport standalone` runs it, on SQLite in `work` or, with `database_url`
     (a PostgreSQL server), on a throwaway database there, dropped afterwards."""
     log = work / f"{name}-worker.log"
-    overrides = {"BAYPORT_BROKER_URL": broker}
-    with contextlib.ExitStack() as stack_of_contexts:
-        url = stack_of_contexts.enter_context(_fresh_database(database_url))
-        if url:
-            overrides["BAYPORT_DATABASE_URL"] = url
-        stack = stack_of_contexts.enter_context(
-            local_stack(
-                data_dir=work / f"{name}-bayport",
-                overrides=overrides,
-                worker_processes=workers,
-                worker_log=log,
-                allow_endpoints=[direct.endpoint],  # our own servers (the proxy: same host)
-            )
-        )
-        _wait_for_worker(stack, log)
+    with harness.bayport_stack(
+        work / f"{name}-bayport",
+        broker_url=broker,
+        database_url=database_url,
+        workers=workers,
+        log=log,
+        allow_endpoints=[direct.endpoint],  # our own servers (the proxy: same host)
+    ) as stack:
         bayport = Bayport(stack, log, direct, workers)
         try:
             yield bayport
@@ -311,11 +292,6 @@ def bayport_stack(
 
 
 # --- the references -----------------------------------------------------------------------
-
-
-def s5cmd_binary() -> str:
-    beside = Path(sys.executable).parent / "s5cmd"
-    return str(beside) if beside.exists() else shutil.which("s5cmd") or "s5cmd"
 
 
 def run_reference(
@@ -340,7 +316,7 @@ def run_reference(
             "AWS_REGION": "us-east-1",
         }
         command = [
-            s5cmd_binary(), "--endpoint-url", url, "--numworkers", str(concurrency),
+            tool_binary("s5cmd"), "--endpoint-url", url, "--numworkers", str(concurrency),
             "--log", "error",  # no line per object on stdout
             "cp", f"s3://{SOURCE}/data/*", f"s3://{bucket}/data/",
         ]  # fmt: skip
@@ -369,11 +345,10 @@ def small_sections(
     root = work / "small-s3"
     for bucket in (SOURCE,):
         (root / bucket).mkdir(parents=True)
-    started = time.perf_counter()
-    populate_small(root, n)
+    with timed() as written:
+        populate_small(root, n)
     console.print(
-        f"wrote {n:,} images (16 KiB) + {n:,} labels into {root / SOURCE} in "
-        f"{time.perf_counter() - started:.1f}s"
+        f"wrote {n:,} images (16 KiB) + {n:,} labels into {root / SOURCE} in {written.seconds:.1f}s"
     )
     access_key, secret_key = "bench" + secrets.token_hex(4), secrets.token_hex(16)
     with (
@@ -494,14 +469,12 @@ def _report(row: Row, console: Console, bayport: Bayport | None = None) -> None:
 
 
 def render_rows(rows: list[Row], title: str, console: Console) -> None:
-    table = Table(title=title)
-    table.add_column("section")
-    table.add_column("tool")
-    for column in ("objects", "seconds", "objects/s", "CPU-s / 1k obj", "server CPU-s / 1k"):
-        table.add_column(column, justify="right")
-    for column in ("requests / obj", "proxy CPU µs / req"):
-        table.add_column(column, justify="right")
-    table.add_column("check")
+    table = new_table(
+        title,
+        ("section", "tool", "objects", "seconds", "objects/s", "CPU-s / 1k obj",
+         "server CPU-s / 1k", "requests / obj", "proxy CPU µs / req", "check"),
+        left=("section", "tool", "check"),
+    )  # fmt: skip
     for r in rows:
         per_k = 1000 / max(r.objects, 1)
         table.add_row(
@@ -514,7 +487,7 @@ def render_rows(rows: list[Row], title: str, console: Console) -> None:
             f"{r.server_cpu * per_k:.2f}",
             f"{r.requests / max(r.objects, 1):.2f}" if r.requests else "",
             f"{(r.proxy_cpu or 0) / r.requests * 1e6:,.0f}" if r.requests else "",
-            "ok" if r.problem is None else f"[red]FAILED: {r.problem}[/]",
+            check_cell(r.problem),
         )
     console.print(table)
 
@@ -631,7 +604,7 @@ def list_with(tool: str, direct: S3Server, n: int) -> Row:
             env = rclone_env(direct)
         else:
             command = [
-                s5cmd_binary(), "--endpoint-url", direct.endpoint,
+                tool_binary("s5cmd"), "--endpoint-url", direct.endpoint,
                 "ls", f"s3://{INPLACE}/{INPLACE_PREFIX}*",
             ]  # fmt: skip
             env = {
@@ -657,11 +630,11 @@ def inplace_section(
     console.rule(f"in-place import of {n:,} objects vs listing them")
     root = work / "inplace-s3"
     (root / INPLACE).mkdir(parents=True)
-    started = time.perf_counter()
-    coco_bytes = populate_inplace(root, n)
+    with timed() as written:
+        coco_bytes = populate_inplace(root, n)
     console.print(
         f"wrote {n:,} objects of {INPLACE_SIZE} B in folders of {INPLACE_FOLDER:,} and "
-        f"{COCO_KEY} ({coco_bytes / 1e6:.1f} MB) in {time.perf_counter() - started:.1f}s"
+        f"{COCO_KEY} ({coco_bytes / 1e6:.1f} MB) in {written.seconds:.1f}s"
     )
     access_key, secret_key = "bench" + secrets.token_hex(4), secrets.token_hex(16)
     with start_rclone_s3(root, access_key=access_key, secret_key=secret_key) as server:
@@ -741,11 +714,12 @@ def inplace_section(
             0.5,
         )
     )
-    table = Table(title=f"In-place import of {n:,} objects vs listing them (rclone serve s3)")
-    table.add_column("run")
-    for column in ("objects", "seconds", "objects/s", "÷ fastest listing", "CPU-s", "server CPU-s"):
-        table.add_column(column, justify="right")
-    table.add_column("check")
+    table = new_table(
+        f"In-place import of {n:,} objects vs listing them (rclone serve s3)",
+        ("run", "objects", "seconds", "objects/s", "÷ fastest listing", "CPU-s", "server CPU-s",
+         "check"),
+        left=("run", "check"),
+    )  # fmt: skip
     for r in (row for row in results.rows if row.section == "in-place"):
         table.add_row(
             r.tool,
@@ -755,7 +729,7 @@ def inplace_section(
             f"{r.rate / fastest.rate:.2f}" if fastest else "",
             f"{r.cpu:.1f}",
             f"{r.server_cpu:.1f}",
-            "ok" if r.problem is None else f"[red]FAILED: {r.problem}[/]",
+            check_cell(r.problem),
         )
     console.print(table)
     reference = fastest.tool.split(": ")[1] if fastest else "none"
@@ -846,66 +820,26 @@ def inplace_generated_once(keys: int) -> dict[str, Any]:
     """An in-place import of a generated listing, planned and every shard registered in
     this process (a worker's work, without Celery), SQLite ledger; meant for a fresh
     process. Returns seconds, peak RSS and the job's outcome."""
-    from bayport.settings import Settings
-    from bench.generated import KEY_PREFIX, GeneratedListing
     from importer import service
-    from importer.manifest import ImportManifest, ImportOptions, SourceSpec
-    from metadata import repository as repo
-    from metadata.db import Database, migrate
-    from metadata.models import Dataset, ImportJob
-    from storage_adapters.base import ObjectStore
+    from metadata.models import ImportJob
 
-    with tempfile.TemporaryDirectory(prefix="bayport-bench-inplace-") as tmp:
-        url = f"sqlite:///{tmp}/bayport.db"
-        settings = Settings(data_dir=Path(tmp), database_url=url)
-        migrate(url)
-        db = Database(url)
-        with db.uow() as uow:
-            workspace, _key = repo.create_workspace(uow.session, name="bench")
-            source = plan._config(workspace.id, "generated")
-            uow.session.add(source)
-            uow.session.flush()
-            uow.session.add(
-                Dataset(workspace_id=workspace.id, name="Bench", config_id=source.id, path="data/")
-            )
-            uow.commit()
-        listing = GeneratedListing(keys)
-
-        class Stores:
-            def for_config(self, config: Any, **_: object) -> ObjectStore:
-                return listing
-
-            def default_storage(self) -> ObjectStore:
-                return listing
-
-        queue = _InlineShards()
-        ctx = service.ImportContext(db=db, stores=Stores(), enqueue=queue, settings=settings)
-        manifest = ImportManifest(
-            dataset="Bench",
-            source=SourceSpec(config_name="generated", data_prefix=KEY_PREFIX),
-            options=ImportOptions(shard_size=plan.SHARD_SIZE),
-        )
-        job = service.submit_import(ctx, workspace_id=workspace.id, manifest=manifest)
-        before = rss_bytes()
-        reset = reset_peak_rss()
-        sampler = RssSampler().start()
-        started = time.perf_counter()
-        service.plan_import(ctx, job.id)
-        for shard_id in queue.shards:
-            service.copy_shard(ctx, shard_id)
-        seconds = time.perf_counter() - started
-        peak = max(sampler.stop(), peak_rss_bytes() if reset else 0)
-        with db.uow() as uow:
-            final = uow.session.get(ImportJob, job.id)
+    queue = _InlineShards()
+    generated = plan.generated_import(keys, queue, in_place=True, prefix="bayport-bench-inplace-")
+    with generated as (ctx, job_id):
+        with peak_rss() as memory:
+            service.plan_import(ctx, job_id)
+            for shard_id in queue.shards:
+                service.copy_shard(ctx, shard_id)
+        with ctx.db.uow() as uow:
+            final = uow.session.get(ImportJob, job_id)
             state = str(final.state) if final else "missing"
             registered = final.registered if final else 0
             in_place = bool(final and final.in_place)
-        db.dispose()
     return {
         "keys": keys,
-        "seconds": seconds,
-        "rss_before": before,
-        "peak_rss": peak,
+        "seconds": memory.seconds,
+        "rss_before": memory.rss_before,
+        "peak_rss": memory.peak_rss,
         "state": state.rsplit(".", 1)[-1].lower(),
         "registered": registered,
         "in_place": in_place,
@@ -930,6 +864,7 @@ def big_section(args: argparse.Namespace, results: Results, console: Console) ->
         workers=1,
         concurrency=args.big_objects,
         broker_url=args.broker_url,
+        pull=True,
     )
     runs = crossprovider.measure(xp, console)
     crossprovider.render(runs, xp, console)
@@ -944,17 +879,38 @@ def big_section(args: argparse.Namespace, results: Results, console: Console) ->
             f"bayport ÷ rclone copy: MiB/s {speed:.2f}×, peak RSS "
             f"{ours.peak_rss / max(theirs.peak_rss, 1):.2f}× (issue 8 sets no target here)"
         )
+    pulled = by_tool.get("bayport (Azure pulls)")
+    copied = args.big_objects * args.big_mb * MiB
+    # Issue 22, target 1: a cross-provider copy that moves no byte through the worker.
+    results.targets.append(
+        Target(
+            f"S3→Azure {args.big_objects}×{args.big_mb} MiB, Azure pulls: MiB/s ÷ rclone copy",
+            (pulled.bytes / pulled.seconds) / (theirs.bytes / theirs.seconds)
+            if pulled and theirs
+            else None,
+            3.0,
+        )
+    )
+    results.targets.append(
+        Target(
+            "… bytes the worker moved (read + written)",
+            pulled.moved if pulled else None,
+            max(copied // 100, 16 * MiB),  # ≈ 0: under 1% of what was copied
+            shown=f"{pulled.moved / MiB:,.1f} MiB of {copied / MiB:,.0f}" if pulled else "",
+            below=True,
+        )
+    )
 
 
 # --- the whole benchmark ------------------------------------------------------------------
 
 
 def render_targets(results: Results, console: Console) -> None:
-    table = Table(title="TARGETS (ratios measured in this run)")
-    table.add_column("target")
-    table.add_column("measured", justify="right")
-    table.add_column("required", justify="right")
-    table.add_column("")
+    table = new_table(
+        "TARGETS (ratios measured in this run)",
+        ("target", "measured", "required", ""),
+        left=("target", ""),
+    )
     for t in results.targets:
         if t.measured is None:
             measured, verdict = "—", "[yellow]not measured[/]"
@@ -967,10 +923,8 @@ def render_targets(results: Results, console: Console) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="PostgreSQL server for Bayport's ledger (a throwaway database; default: SQLite)",
+    add_database_argument(
+        parser, "PostgreSQL server for Bayport's ledger (a throwaway database; default: SQLite)"
     )
     parser.add_argument(
         "--objects", type=int, default=10_000, help="small objects: images (and as many labels)"
@@ -1011,11 +965,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip", action="append", choices=SECTIONS, default=[], help="leave a section out"
     )
-    parser.add_argument(
-        "--broker-url",
-        default=os.environ.get("BAYPORT_BROKER_URL", DEFAULT_BROKER),
-        help="Redis broker; started (valkey) when it does not answer",
-    )
+    add_broker_argument(parser, DEFAULT_BROKER)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
 
 

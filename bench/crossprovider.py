@@ -1,5 +1,10 @@
 """MiB/s of a cross-provider copy of 4 × 64 MiB, S3 → Azure, streamed in parts, next to
-`rclone copy` on the same pair at the same concurrency, with each tool's peak RSS.
+`rclone copy` on the same pair at the same concurrency, with each tool's peak RSS; and (with
+--pull, the default) the same copy made by "Azure" itself: Bayport's Put Blob From URL through
+tests/azure_pull_proxy.py in front of Azurite, which fetches each object's presigned S3 URL, so
+no byte of it passes through the worker. "worker MiB moved" shows it: in that run the worker
+reaches S3 and the proxy through byte-counting relays (bench/byterelay.py), which the proxy's
+own fetches bypass (the other runs take no relay, so as not to slow them: "—").
 
 Two servers on temporary folders: `rclone serve s3` holds the source bucket (objects of random
 bytes under data/images/, no labels) and Azurite the destination account. No server-side
@@ -20,28 +25,40 @@ blob's size and stored Content-MD5, and one blob downloaded and hashed.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import hashlib
 import os
-import resource
 import secrets
 import subprocess
 import sys
 import tempfile
-import threading
-import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import requests
 from rich.console import Console
-from rich.table import Table
 
-from bench.procstat import MiB, descendants, process_cpu_seconds, tree_cpu_seconds
-from bench.s3import import DEFAULT_BROKER, S3Server, _tail, _wait_for_worker, rclone_binary
-from bench.s3import import s3_client as make_s3_client
+from bench.byterelay import ByteRelay
+from bench.harness import (
+    S3Server,
+    add_broker_argument,
+    bayport_stack,
+    check_cell,
+    children_cpu,
+    new_table,
+    rclone_binary,
+    register_s3_configs,
+    tail,
+    timed,
+)
+from bench.harness import s3_client as make_s3_client
+from bench.procstat import MiB, TreeRss, process_cpu_seconds, tree_cpu_seconds
 from cli.client import BayportClient
-from cli.stack import local_stack
 from devstack.services import (
     AZURITE_ACCOUNT_KEY,
     AZURITE_ACCOUNT_NAME,
@@ -51,6 +68,7 @@ from devstack.services import (
 
 SOURCE = "source"  # the S3 bucket
 BAYPORT_CONTAINER, RCLONE_CONTAINER = "datasets", "rclone"  # Azurite containers
+PULLED_CONTAINER = "pulled"  # Bayport's copies made by Put Blob From URL (through the proxy)
 DATA_PREFIX = "data/images/"
 SEGMENT = "default"  # Bayport's copies land in <dataset path><segment>/<key under DATA_PREFIX>
 
@@ -85,68 +103,7 @@ class Run:
     rss_before: int
     problem: str | None = None
     note: str = ""
-
-
-class TreeRss:
-    """A thread that reads the RSS of `pid` and its descendants from /proc every `interval`
-    seconds. `peak` is the largest sum it saw; `largest` the largest single process, taken
-    from each process's VmHWM (the kernel's own high-water mark, so a spike between two
-    samples still counts). The tree is re-read every `rescan` seconds, not every sample:
-    walking /proc costs more than reading a few status files."""
-
-    def __init__(self, pid: int, *, interval: float = 0.05, rescan: float = 0.5) -> None:
-        self.pid = pid
-        self.interval = interval
-        self.rescan = rescan
-        self.peak = 0
-        self.largest = 0
-        self._pids = [pid]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tree-rss", daemon=True)
-
-    def start(self) -> TreeRss:
-        self._pids = [self.pid, *descendants(self.pid)]
-        self.sample()
-        self._thread.start()
-        return self
-
-    def stop(self) -> TreeRss:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
-        return self
-
-    def sample(self) -> int:
-        """Read every known process once; returns the tree's RSS now."""
-        total = 0
-        for pid in self._pids:
-            rss, hwm = _rss_and_hwm(pid)
-            total += rss
-            self.largest = max(self.largest, hwm, rss)
-        self.peak = max(self.peak, total)
-        return total
-
-    def _run(self) -> None:
-        next_scan = time.monotonic() + self.rescan
-        while not self._stop.wait(self.interval):
-            if time.monotonic() >= next_scan:
-                self._pids = [self.pid, *descendants(self.pid)]
-                next_scan = time.monotonic() + self.rescan
-            self.sample()
-
-
-def _rss_and_hwm(pid: int) -> tuple[int, int]:
-    """VmRSS and VmHWM of `pid` in bytes; zeros once it has exited."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0, 0
-    found = {"VmRSS:": 0, "VmHWM:": 0}
-    for line in text.splitlines():
-        fields = line.split()  # "VmRSS:", "123456", "kB"
-        if fields and fields[0] in found:
-            found[fields[0]] = int(fields[1]) * 1024
-    return found["VmRSS:"], found["VmHWM:"]
+    moved: int = -1  # bytes the worker moved over the network (-1: not measured)
 
 
 # --- the two servers ----------------------------------------------------------------------
@@ -235,41 +192,49 @@ def manifest(concurrency: int) -> dict[str, Any]:
 
 
 def run_bayport(
-    servers: Servers, source: Source, work: Path, args: argparse.Namespace, console: Console
+    servers: Servers,
+    source: Source,
+    work: Path,
+    args: argparse.Namespace,
+    console: Console,
+    *,
+    through: str | None = None,
+    s3_via: str | None = None,
+    moved: Callable[[], int] | None = None,
 ) -> Run:
+    """Bayport's import into Azurite, or into the account URL `through` (the pull proxy in
+    front of Azurite), where Azure pulls each object itself; its S3 config names `s3_via` (a
+    relay) when given, and `moved` counts the bytes the worker moved over the network."""
+    container = PULLED_CONTAINER if through else BAYPORT_CONTAINER
+    azure_url = through or servers.azure_url
+    s3 = servers.s3 if s3_via is None else dataclasses.replace(servers.s3, endpoint=s3_via)
+    work = work / ("pull" if through else "stream")
+    work.mkdir(parents=True, exist_ok=True)
     part = args.part_mb * MiB
     overrides = {
-        "BAYPORT_BROKER_URL": args.broker_url,
         "BAYPORT_MULTIPART_PART_SIZE": str(part),
         # Every object at or above one part is streamed in parts (the default threshold,
         # 64 MiB, would send a 16 MiB object in a single Put Blob).
         "BAYPORT_MULTIPART_THRESHOLD": str(part),
     }
     log = work / "worker.log"
-    with local_stack(
-        data_dir=work / "bayport",
+    with bayport_stack(
+        work / "bayport",
+        broker_url=args.broker_url,
         overrides=overrides,
-        worker_processes=args.workers,
-        worker_log=log,
-        allow_endpoints=[servers.s3.endpoint, servers.azure_url],  # our own local servers
+        workers=args.workers,
+        log=log,
+        allow_endpoints=[s3.endpoint, azure_url],  # our own local servers
     ) as stack:
-        _wait_for_worker(stack, log)
         client = BayportClient(stack.url, stack.access_key)
-        client.create_storage_config(
-            name="bench-s3",
-            provider="s3",
-            endpoint=servers.s3.endpoint,
-            bucket_name=SOURCE,
-            accesskey_id=servers.s3.access_key,
-            accesskey_secret=servers.s3.secret_key,
-        )
+        register_s3_configs(client, s3, {"bench-s3": SOURCE})
         client.create_storage_config(
             name="bench-azure",
             provider="azure",
             account_name=AZURITE_ACCOUNT_NAME,
             account_key=AZURITE_ACCOUNT_KEY,
-            container_name=BAYPORT_CONTAINER,
-            endpoint=servers.azure_url,
+            container_name=container,
+            endpoint=azure_url,
         )
         dataset = client.create_dataset("Big", config_name="bench-azure")
         console.print(
@@ -280,43 +245,73 @@ def run_bayport(
         worker = stack.workers[0].pid
         rss = TreeRss(worker).start()
         rss_before = rss.peak
-        cpu, server_cpu = tree_cpu_seconds(worker), servers.cpu_seconds()
-        started = time.perf_counter()
-        job = client.submit(manifest(args.concurrency))
-        try:
-            done = client.wait(job["id"], timeout=600.0, interval=0.2)
-        except TimeoutError:
-            done = client.job(job["id"])
-        seconds = time.perf_counter() - started
-        cpu = tree_cpu_seconds(worker) - cpu
-        server_cpu = servers.cpu_seconds() - server_cpu
+        moved_before = moved() if moved else 0
+        with timed(lambda: tree_cpu_seconds(worker), servers.cpu_seconds) as span:
+            job = client.submit(manifest(args.concurrency))
+            try:
+                done = client.wait(job["id"], timeout=600.0, interval=0.2)
+            except TimeoutError:
+                done = client.job(job["id"])
         rss.stop()
+        moved_during = moved() - moved_before if moved else -1
         client.close()
     counts = done["counts"]
     prefix = f"{dataset.get('path') or ''}{SEGMENT}/"
-    arrived, check = check_copies(servers.azure_url, BAYPORT_CONTAINER, prefix, source)
+    arrived, check = check_copies(servers.azure_url, container, prefix, source)
     problem = None
     if done["state"] != "succeeded" or counts["copied"] != len(source.objects):
         problem = (
             f"job {done['state']}: copied {counts['copied']} of {len(source.objects)}, "
             f"failed {counts['failed']}"
         )
-        console.print(f"[red]{problem}[/]; the worker log ends:\n{_tail(log)}")
+        console.print(f"[red]{problem}[/]; the worker log ends:\n{tail(log)}")
     elif not check.startswith("ok"):
         problem = check
     return Run(
-        "bayport",
+        "bayport (Azure pulls)" if through else "bayport",
         counts["copied"],
         arrived * args.size_mb * MiB,
-        seconds,
-        cpu,
-        server_cpu,
+        span.seconds,
+        span.cpu,
+        span.server_cpu,
         rss.peak,
         rss.largest,
         rss_before,
         problem,
         check,
+        moved_during,
     )
+
+
+def run_pulled(
+    servers: Servers, source: Source, work: Path, args: argparse.Namespace, console: Console
+) -> Run:
+    """Bayport with "Azure" pulling: its worker reaches S3 and the pull proxy (in front of
+    Azurite) through byte-counting relays, and the proxy reaches S3 on its own route, so the
+    relays count exactly what the worker moved."""
+    s3_host = urlsplit(servers.s3.endpoint)
+    with ByteRelay(s3_host.hostname or "127.0.0.1", s3_host.port or 80) as s3_relay:
+        s3_via = f"127.0.0.1:{s3_relay.port}"
+        with pull_proxy(servers.azure_url, {s3_via: s3_host.netloc}) as (proxy_url, counters):
+            proxy = urlsplit(proxy_url)
+            with ByteRelay(proxy.hostname or "127.0.0.1", proxy.port or 80) as az_relay:
+                run = run_bayport(
+                    servers,
+                    source,
+                    work,
+                    args,
+                    console,
+                    through=f"http://127.0.0.1:{az_relay.port}{proxy.path}",
+                    s3_via=f"http://{s3_via}",
+                    moved=lambda: s3_relay.moved() + az_relay.moved(),
+                )
+            got = counters()
+    console.print(
+        f'the pull proxy ("Azure", a process of its own) fetched {got["pulled"] / MiB:,.0f} '
+        f"MiB from S3 in {got['put_blob_from_url']} Put Blob From URL call(s); the worker "
+        f"moved {run.moved / 1024:,.0f} KiB over the network (both relays)"
+    )
+    return run
 
 
 # --- rclone copy --------------------------------------------------------------------------
@@ -350,19 +345,13 @@ def run_rclone_copy(
         "--azureblob-upload-concurrency", "1",
     ]  # fmt: skip
     console.print("reference: rclone " + " ".join(command[1:]))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server_cpu = servers.cpu_seconds()
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    rss = TreeRss(proc.pid).start()
-    stdout, stderr = proc.communicate()
-    rss.stop()
-    seconds = time.perf_counter() - started
-    server_cpu = servers.cpu_seconds() - server_cpu
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    with timed(children_cpu, servers.cpu_seconds) as span:
+        proc = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        rss = TreeRss(proc.pid).start()
+        stdout, stderr = proc.communicate()
+        rss.stop()
     arrived, check = check_copies(servers.azure_url, RCLONE_CONTAINER, DATA_PREFIX, source)
     problem = None
     if proc.returncode != 0:
@@ -374,9 +363,9 @@ def run_rclone_copy(
         "rclone copy",
         arrived,
         arrived * args.size_mb * MiB,
-        seconds,
-        cpu,
-        server_cpu,
+        span.seconds,
+        span.cpu,
+        span.server_cpu,
         rss.peak,
         rss.largest,
         0,
@@ -385,28 +374,61 @@ def run_rclone_copy(
     )
 
 
+@contextlib.contextmanager
+def pull_proxy(
+    azure_url: str, routes: dict[str, str]
+) -> Iterator[tuple[str, Callable[[], dict[str, int]]]]:
+    """tests/azure_pull_proxy.py in a process of its own (Azure's work is not the bench's):
+    its account URL, and a function that reads its counters. `routes`: see AzurePullProxy."""
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "tests.azure_pull_proxy",
+            azure_url, AZURITE_ACCOUNT_NAME, AZURITE_ACCOUNT_KEY,
+            *(f"{a}={b}" for a, b in routes.items()),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url:
+            raise RuntimeError("the pull proxy did not start")
+        base = url.rsplit("/", 1)[0]
+
+        def counters() -> dict[str, int]:
+            found: dict[str, int] = requests.get(f"{base}/_pull_proxy/counters", timeout=10).json()
+            return found
+
+        yield url, counters
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 # --- the whole benchmark ------------------------------------------------------------------
 
 
 def render(runs: list[Run], args: argparse.Namespace, console: Console) -> None:
-    table = Table(
-        title=f"S3 → Azure copy of {args.objects} × {args.size_mb} MiB "
+    table = new_table(
+        f"S3 → Azure copy of {args.objects} × {args.size_mb} MiB "
         "(rclone serve s3 → Azurite), concurrency "
-        f"{args.concurrency}, part size {args.part_mb} MiB"
+        f"{args.concurrency}, part size {args.part_mb} MiB",
+        (
+            "tool",
+            "objects",
+            "MiB",
+            "seconds",
+            "MiB/s",
+            "worker MiB moved",
+            "peak RSS (MiB)",
+            "largest proc (MiB)",
+            "CPU-s",
+            "servers CPU-s",
+            "check",
+        ),
+        left=("tool", "check"),
     )
-    table.add_column("tool")
-    for column in (
-        "objects",
-        "MiB",
-        "seconds",
-        "MiB/s",
-        "peak RSS (MiB)",
-        "largest proc (MiB)",
-        "CPU-s",
-        "servers CPU-s",
-    ):
-        table.add_column(column, justify="right")
-    table.add_column("check")
     for r in runs:
         table.add_row(
             r.tool,
@@ -414,11 +436,12 @@ def render(runs: list[Run], args: argparse.Namespace, console: Console) -> None:
             f"{r.bytes / MiB:,.0f}",
             f"{r.seconds:.2f}",
             f"{r.bytes / MiB / r.seconds:,.1f}",
+            f"{r.moved / MiB:,.2f}" if r.moved >= 0 else "—",
             f"{r.peak_rss / MiB:,.0f}",
             f"{r.largest_process / MiB:,.0f}",
             f"{r.cpu:.2f}",
             f"{r.server_cpu:.2f}",
-            r.note if r.problem is None else f"[red]WARNING: {r.problem}[/]",
+            check_cell(r.problem, ok=r.note, word="WARNING"),
         )
     console.print(table)
     console.print(
@@ -451,10 +474,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=4, help="copies in flight")
     parser.add_argument(
-        "--broker-url",
-        default=os.environ.get("BAYPORT_BROKER_URL", DEFAULT_BROKER),
-        help="Redis broker; started (valkey) when it does not answer",
+        "--pull",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run Bayport with Azure pulling from presigned URLs (the proxy)",
     )
+    add_broker_argument(parser)
 
 
 def run(args: argparse.Namespace, console: Console | None = None) -> int:
@@ -481,17 +506,19 @@ def measure(args: argparse.Namespace, console: Console) -> list[Run]:
             s3_client = make_s3_client(servers.s3, pool=4)
             s3_client.create_bucket(Bucket=SOURCE)
             service = blob_service(servers.azure_url)
-            for container in (BAYPORT_CONTAINER, RCLONE_CONTAINER):
+            for container in (BAYPORT_CONTAINER, RCLONE_CONTAINER, PULLED_CONTAINER):
                 service.create_container(container)
             service.close()
-            started = time.perf_counter()
-            source = populate(s3_client, args.objects, args.size_mb * MiB)
+            with timed() as filled:
+                source = populate(s3_client, args.objects, args.size_mb * MiB)
             console.print(
                 f"populated {args.objects} × {args.size_mb} MiB in "
-                f"{time.perf_counter() - started:.1f}s at {servers.s3.endpoint}; "
+                f"{filled.seconds:.1f}s at {servers.s3.endpoint}; "
                 f"Azurite at {servers.azure_url}; {os.cpu_count()} CPUs"
             )
             runs = [run_bayport(servers, source, work, args, console)]
+            if getattr(args, "pull", True):
+                runs.append(run_pulled(servers, source, work, args, console))
             runs.append(run_rclone_copy(servers, source, work, args, console))
     return runs
 

@@ -14,25 +14,26 @@ parent's maximum across fork and exec, and it includes setup (alembic's migratio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import resource
 import sys
 import tempfile
-import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from bayport.settings import Settings
 from bench.generated import KEY_PREFIX, GeneratedListing
-from bench.procstat import RssSampler, child_json, peak_rss_bytes, reset_peak_rss, rss_bytes
+from bench.harness import new_table, peak_rss
+from bench.procstat import child_json
 from importer import service
 from importer.manifest import ImportManifest, ImportOptions, SourceSpec
-from metadata import repository as repo
 from metadata.db import Database, migrate
 from metadata.models import Dataset, ImportJob, StorageConfig
+from metadata.queries import workspaces
 from storage_adapters.base import ObjectStore
 from storage_adapters.memory import MemoryStore
 
@@ -73,23 +74,36 @@ class _CountingQueue:
         pass
 
 
-def plan_once(keys: int) -> PlanResult:
-    """Submit and plan one import of a `keys`-object listing; meant for a fresh process."""
-    with tempfile.TemporaryDirectory(prefix="bayport-bench-plan-") as tmp:
+@contextlib.contextmanager
+def generated_import(
+    keys: int, enqueue: Any, *, in_place: bool = False, prefix: str = "bayport-bench-plan-"
+) -> Iterator[tuple[service.ImportContext, str]]:
+    """An import of a generated `keys`-object listing into dataset Bench, submitted on a
+    migrated SQLite ledger in a temporary folder, its tasks sent to `enqueue`: the context
+    and the job's id. The dataset lies on a memory store, or with `in_place` in the
+    listing's own storage (path data/: the import registers the objects where they are)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         url = f"sqlite:///{tmp}/bayport.db"
         settings = Settings(data_dir=Path(tmp), database_url=url)
         migrate(url)
         db = Database(url)
         with db.uow() as uow:
-            workspace, _key = repo.create_workspace(uow.session, name="bench")
+            workspace, _key = workspaces.create_workspace(uow.session, name="bench")
             source = _config(workspace.id, "generated")
-            dest = _config(workspace.id, "datasets")
+            dest = source if in_place else _config(workspace.id, "datasets")
             uow.session.add_all([source, dest])
             uow.session.flush()
-            uow.session.add(Dataset(workspace_id=workspace.id, name="Bench", config_id=dest.id))
+            uow.session.add(
+                Dataset(
+                    workspace_id=workspace.id,
+                    name="Bench",
+                    config_id=dest.id,
+                    path="data/" if in_place else "",
+                )
+            )
             uow.commit()
-
-        listing, dataset_store = GeneratedListing(keys), MemoryStore()
+        listing = GeneratedListing(keys)
+        dataset_store: ObjectStore = listing if in_place else MemoryStore()
 
         class Stores:
             def for_config(self, config: StorageConfig, **_: object) -> ObjectStore:
@@ -98,39 +112,37 @@ def plan_once(keys: int) -> PlanResult:
             def default_storage(self) -> ObjectStore:
                 return dataset_store
 
-        queue = _CountingQueue()
-        ctx = service.ImportContext(db=db, stores=Stores(), enqueue=queue, settings=settings)
+        ctx = service.ImportContext(db=db, stores=Stores(), enqueue=enqueue, settings=settings)
         manifest = ImportManifest(
             dataset="Bench",
             source=SourceSpec(config_name="generated", data_prefix=KEY_PREFIX),
             options=ImportOptions(shard_size=SHARD_SIZE),
         )
         job = service.submit_import(ctx, workspace_id=workspace.id, manifest=manifest)
+        try:
+            yield ctx, job.id
+        finally:
+            db.dispose()
 
-        before = rss_bytes()
-        reset = reset_peak_rss()
-        sampler = RssSampler().start()
-        started = time.perf_counter()
-        service.plan_import(ctx, job.id)
-        seconds = time.perf_counter() - started
-        sampled_peak = sampler.stop()
-        after = rss_bytes()
-        max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        kernel_peak = peak_rss_bytes() if reset else max_rss
 
-        with db.uow() as uow:
-            planned = uow.session.get(ImportJob, job.id)
+def plan_once(keys: int) -> PlanResult:
+    """Submit and plan one import of a `keys`-object listing; meant for a fresh process."""
+    queue = _CountingQueue()
+    with generated_import(keys, queue) as (ctx, job_id):
+        with peak_rss() as memory:
+            service.plan_import(ctx, job_id)
+        with ctx.db.uow() as uow:
+            planned = uow.session.get(ImportJob, job_id)
             listed = planned.listed if planned else -1
-        db.dispose()
     return PlanResult(
         keys=keys,
-        seconds=seconds,
+        seconds=memory.seconds,
         shards=queue.shards,
         listed=listed,
-        rss_before=before,
-        rss_after=after,
-        peak_rss=max(kernel_peak, sampled_peak),
-        ru_maxrss=max_rss,
+        rss_before=memory.rss_before,
+        rss_after=memory.rss_after,
+        peak_rss=memory.peak_rss,
+        ru_maxrss=memory.ru_maxrss,
     )
 
 
@@ -152,11 +164,11 @@ def measure(keys: int) -> PlanResult:
 
 
 def render(results: list[PlanResult], console: Console) -> None:
-    table = Table(title="plan_import of a generated listing (shard_size 1000, SQLite ledger)")
-    for column in ("keys", "seconds", "keys/s", "shards written"):
-        table.add_column(column, justify="right")
-    for column in ("RSS before (MiB)", "RSS after (MiB)", "peak RSS (MiB)", "growth (MiB)"):
-        table.add_column(column, justify="right")
+    table = new_table(
+        "plan_import of a generated listing (shard_size 1000, SQLite ledger)",
+        ("keys", "seconds", "keys/s", "shards written", "RSS before (MiB)", "RSS after (MiB)",
+         "peak RSS (MiB)", "growth (MiB)"),
+    )  # fmt: skip
     for r in results:
         table.add_row(
             f"{r.keys:,}",

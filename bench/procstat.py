@@ -1,4 +1,5 @@
-"""Memory and CPU readings from /proc (Linux): RSS of this process, CPU of a process tree."""
+"""Memory and CPU readings from /proc (Linux): RSS of this process or of a process tree, CPU of
+a process tree."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,68 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.peak = max(self.peak, rss_bytes())
+
+
+class TreeRss:
+    """A thread that reads the RSS of `pid` and its descendants from /proc every `interval`
+    seconds. `peak` is the largest sum it saw; `largest` the largest single process, taken
+    from each process's VmHWM (the kernel's own high-water mark, so a spike between two
+    samples still counts). The tree is re-read every `rescan` seconds, not every sample:
+    walking /proc costs more than reading a few status files."""
+
+    def __init__(self, pid: int, *, interval: float = 0.05, rescan: float = 0.5) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.rescan = rescan
+        self.peak = 0
+        self.largest = 0
+        self._pids = [pid]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-rss", daemon=True)
+
+    def start(self) -> TreeRss:
+        self._pids = [self.pid, *descendants(self.pid)]
+        self.sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> TreeRss:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        return self
+
+    def sample(self) -> int:
+        """Read every known process once; returns the tree's RSS now."""
+        total = 0
+        for pid in self._pids:
+            rss, hwm = _rss_and_hwm(pid)
+            total += rss
+            self.largest = max(self.largest, hwm, rss)
+        self.peak = max(self.peak, total)
+        return total
+
+    def _run(self) -> None:
+        next_scan = time.monotonic() + self.rescan
+        while not self._stop.wait(self.interval):
+            if time.monotonic() >= next_scan:
+                self._pids = [self.pid, *descendants(self.pid)]
+                next_scan = time.monotonic() + self.rescan
+            self.sample()
+
+
+def _rss_and_hwm(pid: int) -> tuple[int, int]:
+    """VmRSS and VmHWM of `pid` in bytes; zeros once it has exited."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0, 0
+    found = {"VmRSS:": 0, "VmHWM:": 0}
+    for line in text.splitlines():
+        fields = line.split()  # "VmRSS:", "123456", "kB"
+        if fields and fields[0] in found:
+            found[fields[0]] = int(fields[1]) * 1024
+    return found["VmRSS:"], found["VmHWM:"]
 
 
 def _stat(pid: int) -> list[str] | None:

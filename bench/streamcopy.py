@@ -12,15 +12,14 @@ import hashlib
 import json
 import os
 import resource
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-MiB = 1024 * 1024
+from bench.harness import new_table
+from bench.procstat import MiB, child_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,31 +58,25 @@ def _child(size: int, concurrency: int, objects: int) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     size = args.size_mb * MiB
-    table = Table(title=f"streamed single copies of {args.size_mb} MiB objects")
-    for column in (
-        "concurrency",
-        "objects",
-        "peak RSS added (MiB)",
-        "bound size×conc (MiB)",
-        "added ÷ bound",
-    ):
-        table.add_column(column, justify="right")
+    table = new_table(
+        f"streamed single copies of {args.size_mb} MiB objects",
+        (
+            "concurrency",
+            "objects",
+            "peak RSS added (MiB)",
+            "bound size×conc (MiB)",
+            "added ÷ bound",
+        ),
+    )
     for concurrency in args.concurrency:
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.streamcopy",
-                "--child",
-                str(size),
-                str(concurrency),
-                str(args.objects),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        extra = json.loads(out.stdout.strip().splitlines()[-1])["extra"]
+        extra = child_json(
+            "bench.streamcopy",
+            "--child",
+            str(size),
+            str(concurrency),
+            str(args.objects),
+            what=f"streamed copies at concurrency {concurrency}",
+        )["extra"]
         bound = size * concurrency
         table.add_row(
             str(concurrency),

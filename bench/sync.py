@@ -22,13 +22,11 @@ import hashlib
 import os
 import random
 import re
-import resource
 import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,20 +34,24 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from bench.procstat import process_cpu_seconds, tree_cpu_seconds
-from bench.s3import import (
-    DEFAULT_BROKER,
+from bench.harness import (
     S3Server,
-    _fresh_database,
-    _tail,
-    _wait_for_worker,
+    add_broker_argument,
+    add_database_argument,
+    bayport_stack,
+    children_cpu,
+    new_table,
     rclone_binary,
+    rclone_env,
+    register_s3_configs,
     s3_client,
+    tail,
+    timed,
 )
+from bench.procstat import process_cpu_seconds, tree_cpu_seconds
 from cli.client import BayportClient
-from cli.stack import LocalStack, local_stack
+from cli.stack import LocalStack
 from devstack.services import RunningService, free_port, start_rclone_s3
 
 SOURCE, DATASETS = "source", "datasets"
@@ -158,31 +160,20 @@ def s3_server(root: Path, access_key: str, secret_key: str, port: int) -> Iterat
         yield S3Server(service.url, access_key, secret_key, service.pid or 0)
 
 
-def rclone_env(s3: S3Server) -> dict[str, str]:
-    return {
-        **os.environ,
-        "RCLONE_CONFIG_BENCH_TYPE": "s3",
-        "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
-        "RCLONE_CONFIG_BENCH_ENDPOINT": s3.endpoint,
-        "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": s3.access_key,
-        "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": s3.secret_key,
-    }
-
-
 def warm(s3: S3Server, *targets: str) -> float:
     """One untimed listing of each `bucket/prefix`, so each timed run finds the server in the
     same state: its VFS has read the folders and computed the ETags (the MD5 of each file,
     which rclone serve s3 computes on the first listing of a file; a real S3 has them
     stored). Returns the seconds it took."""
-    started = time.perf_counter()
-    for target in targets:
-        subprocess.run(
-            [rclone_binary(), "--config", os.devnull, "size", "--json", f"bench:{target}"],
-            env=rclone_env(s3),
-            capture_output=True,
-            check=True,
-        )
-    return time.perf_counter() - started
+    with timed() as span:
+        for target in targets:
+            subprocess.run(
+                [rclone_binary(), "--config", os.devnull, "size", "--json", f"bench:{target}"],
+                env=rclone_env(s3),
+                capture_output=True,
+                check=True,
+            )
+    return span.seconds
 
 
 # --- Bayport ----------------------------------------------------------------------------
@@ -200,15 +191,7 @@ def manifest(concurrency: int) -> dict[str, Any]:
 def register(client: BayportClient, s3: S3Server) -> str:
     """The two storage configs (same endpoint and keys: server-side copies) and the dataset;
     returns the prefix of the segment's objects in the DATASETS bucket."""
-    for name, bucket in (("bench-source", SOURCE), ("bench-datasets", DATASETS)):
-        client.create_storage_config(
-            name=name,
-            provider="s3",
-            endpoint=s3.endpoint,
-            bucket_name=bucket,
-            accesskey_id=s3.access_key,
-            accesskey_secret=s3.secret_key,
-        )
+    register_s3_configs(client, s3, {"bench-source": SOURCE, "bench-datasets": DATASETS})
     dataset = client.create_dataset(DATASET, config_name="bench-datasets")
     return f"{dataset['path']}{SEGMENT}/"
 
@@ -228,16 +211,12 @@ def run_bayport(
     """Submits the manifest and polls (every 0.2 s) until the job is final."""
     n = args.objects
     worker = stack.workers[0].pid
-    cpu, server_cpu = tree_cpu_seconds(worker), process_cpu_seconds(s3.pid)
-    started = time.perf_counter()
-    job = client.submit(manifest(args.concurrency))
-    try:
-        done = client.wait(job["id"], timeout=max(600.0, n / 10), interval=0.2)
-    except TimeoutError:
-        done = client.job(job["id"])
-    seconds = time.perf_counter() - started
-    cpu = tree_cpu_seconds(worker) - cpu
-    server_cpu = process_cpu_seconds(s3.pid) - server_cpu
+    with timed(lambda: tree_cpu_seconds(worker), lambda: process_cpu_seconds(s3.pid)) as span:
+        job = client.submit(manifest(args.concurrency))
+        try:
+            done = client.wait(job["id"], timeout=max(600.0, n / 10), interval=0.2)
+        except TimeoutError:
+            done = client.job(job["id"])
     counts = done["counts"]
     # Objects the ledger holds unchanged: `skipped` (a field `unchanged` may count them).
     skipped = max(counts.get("skipped", 0), counts.get("unchanged", 0))
@@ -254,10 +233,10 @@ def run_bayport(
             problems.append(f"job {what} {got:,} ≠ {want:,}" if isinstance(got, int) else
                             f"job {what} {got} ≠ {want}")  # fmt: skip
     if problems:
-        console.print(f"[red]bayport {phase}: {'; '.join(problems)}[/]; worker log:\n{_tail(log)}")
+        console.print(f"[red]bayport {phase}: {'; '.join(problems)}[/]; worker log:\n{tail(log)}")
     console.print(f"bayport {phase}: job {done['id']} {done['state']}, counts {counts}")
-    return Run(tool, phase, counts["listed"], counts["copied"], n, seconds, cpu, server_cpu,
-               problems, DATASETS)  # fmt: skip
+    return Run(tool, phase, counts["listed"], counts["copied"], n, span.seconds, span.cpu,
+               span.server_cpu, problems, DATASETS)  # fmt: skip
 
 
 # --- rclone -----------------------------------------------------------------------------
@@ -283,14 +262,8 @@ def run_rclone(
         "--stats", "1h", "--stats-log-level", "NOTICE",
     ]  # fmt: skip
     console.print("rclone: " + " ".join(argv[3:]))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server_cpu = process_cpu_seconds(s3.pid)
-    started = time.perf_counter()
-    proc = subprocess.run(argv, env=rclone_env(s3), capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
-    server_cpu = process_cpu_seconds(s3.pid) - server_cpu
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    with timed(children_cpu, lambda: process_cpu_seconds(s3.pid)) as span:
+        proc = subprocess.run(argv, env=rclone_env(s3), capture_output=True, text=True, check=False)
     stats = _rclone_stats(proc.stderr)
     problems = []
     if proc.returncode != 0:
@@ -300,8 +273,8 @@ def run_rclone(
     if problems:
         console.print(f"[red]{command} {dest}: {'; '.join(problems)}[/]\n{proc.stderr[-3000:]}")
     tool = " ".join(["rclone", command, *flags])
-    return Run(tool, phase, stats["listed"], stats["copied"], args.objects, seconds, cpu,
-               server_cpu, problems, dest)  # fmt: skip
+    return Run(tool, phase, stats["listed"], stats["copied"], args.objects, span.seconds,
+               span.cpu, span.server_cpu, problems, dest)  # fmt: skip
 
 
 def _rclone_stats(stderr: str) -> dict[str, int]:
@@ -362,14 +335,12 @@ def verify(
 
 
 def render(runs: list[Run], n: int, changed: int, ledger: str, console: Console) -> None:
-    table = Table(
-        title=f"Sync of {n:,} objects of 1–4 KiB with {changed:,} changed, through rclone serve s3"
-    )
-    table.add_column("tool")
-    table.add_column("phase")
-    for column in ("listed", "copied", "seconds", "objects/s", "CPU-s", "server CPU-s"):
-        table.add_column(column, justify="right")
-    table.add_column("check")
+    table = new_table(
+        f"Sync of {n:,} objects of 1–4 KiB with {changed:,} changed, through rclone serve s3",
+        ("tool", "phase", "listed", "copied", "seconds", "objects/s", "CPU-s", "server CPU-s",
+         "check"),
+        left=("tool", "phase", "check"),
+    )  # fmt: skip
     for r in runs:
         table.add_row(
             r.tool,
@@ -408,14 +379,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=32,
         help="Bayport's copies in flight; rclone's --transfers and --checkers",
     )
-    parser.add_argument(
-        "--database-url", default=None, help="PostgreSQL server to use (default: SQLite)"
-    )
-    parser.add_argument(
-        "--broker-url",
-        default=os.environ.get("BAYPORT_BROKER_URL", DEFAULT_BROKER),
-        help="Redis broker; started (valkey) when it does not answer",
-    )
+    add_database_argument(parser)
+    add_broker_argument(parser)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
 
 
@@ -436,87 +401,83 @@ def _run(args: argparse.Namespace, work: Path, console: Console) -> int:
     root = work / "s3"
     for bucket in (SOURCE, DATASETS, INITIAL_RCLONE_DEST):
         (root / bucket).mkdir(parents=True)
-    started = time.perf_counter()
-    size = populate_on_disk(root, n, args.folder_size)
+    with timed() as written:
+        size = populate_on_disk(root, n, args.folder_size)
     console.print(
         f"wrote {n:,} objects ({size / 2**20:,.0f} MiB) into {root / SOURCE} in "
-        f"{time.perf_counter() - started:.1f}s"
+        f"{written.seconds:.1f}s"
     )
     access_key, secret_key = "bench" + secrets.token_hex(4), secrets.token_hex(16)
     port = free_port()
     log = work / "worker.log"
-    overrides = {"BAYPORT_BROKER_URL": args.broker_url}
     runs: list[Run] = []
-    with _fresh_database(args.database_url) as database_url:
-        if database_url:
-            overrides["BAYPORT_DATABASE_URL"] = database_url
-        with local_stack(
-            data_dir=work / "bayport",
-            overrides=overrides,
-            worker_processes=args.workers,
-            worker_log=log,
-            allow_endpoints=[f"http://127.0.0.1:{port}"],  # our own local S3 server
-        ) as stack:
-            _wait_for_worker(stack, log)
-            db = stack.settings.resolved_database_url.split("://")[0].split("+")[0]
-            ledger = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(db, db)
-            tool = f"bayport ({ledger})"
-            console.print(
-                f"bayport: {args.workers} worker processes, concurrency {args.concurrency}, "
-                f"{ledger}, broker {args.broker_url}"
-            )
-            client = BayportClient(stack.url, stack.access_key)
-            try:
-                # 1. The initial states: Bayport's import, rclone's copy.
-                with s3_server(root, access_key, secret_key, port) as s3:
-                    dataset_prefix = register(client, s3)
-                    warm(s3, f"{SOURCE}/{PREFIX}")
+    with bayport_stack(
+        work / "bayport",
+        broker_url=args.broker_url,
+        database_url=args.database_url,
+        workers=args.workers,
+        log=log,
+        allow_endpoints=[f"http://127.0.0.1:{port}"],  # our own local S3 server
+    ) as stack:
+        db = stack.settings.resolved_database_url.split("://")[0].split("+")[0]
+        ledger = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(db, db)
+        tool = f"bayport ({ledger})"
+        console.print(
+            f"bayport: {args.workers} worker processes, concurrency {args.concurrency}, "
+            f"{ledger}, broker {args.broker_url}"
+        )
+        client = BayportClient(stack.url, stack.access_key)
+        try:
+            # 1. The initial states: Bayport's import, rclone's copy.
+            with s3_server(root, access_key, secret_key, port) as s3:
+                dataset_prefix = register(client, s3)
+                warm(s3, f"{SOURCE}/{PREFIX}")
+                runs.append(
+                    run_bayport(stack, client, s3, args, tool=tool, phase="initial import",
+                                expect_copied=n, log=log, console=console)
+                )  # fmt: skip
+                warm(s3, f"{SOURCE}/{PREFIX}")  # the VFS forgets after 5 minutes
+                runs.append(
+                    run_rclone(s3, args, command="copy", dest=INITIAL_RCLONE_DEST, flags=[],
+                               phase="initial copy", expect_copied=n, console=console)
+                )  # fmt: skip
+            # 2. One destination per rclone mode, all the same initial copy: copied on
+            # disk (modification times kept) while the server is down, so that its VFS
+            # reads the new bucket folders when it starts again.
+            for bucket in RCLONE_MODES:
+                if bucket != INITIAL_RCLONE_DEST:
+                    shutil.copytree(root / INITIAL_RCLONE_DEST, root / bucket)
+            with s3_server(root, access_key, secret_key, port) as s3:
+                # 3. Change 1%.
+                changed = change(
+                    s3_client(s3, pool=args.concurrency), root, n, args.folder_size,
+                    args.changed_percent, args.concurrency,
+                )  # fmt: skip
+                console.print(f"changed {len(changed):,} source objects (new size and content)")
+                # 4. The syncs, one after the other, each after a warm-up listing.
+                seconds = warm(s3, f"{SOURCE}/{PREFIX}", f"{DATASETS}/{dataset_prefix}")
+                console.print(f"warm-up listing of the source and the dataset: {seconds:.1f}s")
+                runs.append(
+                    run_bayport(stack, client, s3, args, tool=tool, phase="sync",
+                                expect_copied=len(changed), log=log, console=console)
+                )  # fmt: skip
+                for bucket, flags in RCLONE_MODES.items():
+                    warm(s3, f"{SOURCE}/{PREFIX}", f"{bucket}/{PREFIX}")
                     runs.append(
-                        run_bayport(stack, client, s3, args, tool=tool, phase="initial import",
-                                    expect_copied=n, log=log, console=console)
+                        run_rclone(s3, args, command="sync", dest=bucket, flags=flags,
+                                   phase="sync", expect_copied=len(changed), console=console)
                     )  # fmt: skip
-                    warm(s3, f"{SOURCE}/{PREFIX}")  # the VFS forgets after 5 minutes
-                    runs.append(
-                        run_rclone(s3, args, command="copy", dest=INITIAL_RCLONE_DEST, flags=[],
-                                   phase="initial copy", expect_copied=n, console=console)
-                    )  # fmt: skip
-                # 2. One destination per rclone mode, all the same initial copy: copied on
-                # disk (modification times kept) while the server is down, so that its VFS
-                # reads the new bucket folders when it starts again.
-                for bucket in RCLONE_MODES:
-                    if bucket != INITIAL_RCLONE_DEST:
-                        shutil.copytree(root / INITIAL_RCLONE_DEST, root / bucket)
-                with s3_server(root, access_key, secret_key, port) as s3:
-                    # 3. Change 1%.
-                    changed = change(
-                        s3_client(s3, pool=args.concurrency), root, n, args.folder_size,
-                        args.changed_percent, args.concurrency,
-                    )  # fmt: skip
-                    console.print(f"changed {len(changed):,} source objects (new size and content)")
-                    # 4. The syncs, one after the other, each after a warm-up listing.
-                    seconds = warm(s3, f"{SOURCE}/{PREFIX}", f"{DATASETS}/{dataset_prefix}")
-                    console.print(f"warm-up listing of the source and the dataset: {seconds:.1f}s")
-                    runs.append(
-                        run_bayport(stack, client, s3, args, tool=tool, phase="sync",
-                                    expect_copied=len(changed), log=log, console=console)
-                    )  # fmt: skip
-                    for bucket, flags in RCLONE_MODES.items():
-                        warm(s3, f"{SOURCE}/{PREFIX}", f"{bucket}/{PREFIX}")
-                        runs.append(
-                            run_rclone(s3, args, command="sync", dest=bucket, flags=flags,
-                                       phase="sync", expect_copied=len(changed), console=console)
-                        )  # fmt: skip
-                    # 5. Independently: every destination against the source.
-                    started = time.perf_counter()
+                # 5. Independently: every destination against the source.
+                with timed() as checked:
                     source = listing(s3_client(s3), SOURCE, PREFIX)
                     destinations = {DATASETS: dataset_prefix, **dict.fromkeys(RCLONE_MODES, PREFIX)}
                     source_problems, problems = verify(s3, source, changed, destinations, n)
-                    console.print(
-                        f"checked {len(destinations)} destinations against the source in "
-                        f"{time.perf_counter() - started:.1f}s"
-                    )
-            finally:
-                client.close()
+                console.print(
+                    f"checked {len(destinations)} destinations against the source in "
+                    f"{checked.seconds:.1f}s"
+                )
+        finally:
+            client.close()
     for r in runs:
         if r.phase == "sync":
             r.problems += [f"{r.dest}: {p}" for p in problems[r.dest]]

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
+from bench.harness import DEFAULT_BROKER, new_table
 from cli.client import BayportClient
 from cli.stack import local_stack
 from devstack.sample import image_key, make_label, populate
@@ -37,7 +37,6 @@ from storage_adapters.base import StorageSpec
 from storage_adapters.registry import open_store
 
 BASE = "/gatewayv2/tensorbay-open-api/v1"
-DEFAULT_BROKER = "redis://127.0.0.1:6379/15"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -194,13 +193,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 t_manifest = time.perf_counter() - t1
                 client.close()
 
-    table = Table(
-        title=f"TensorBay SDK pattern: {n} objects, {args.jobs} client threads, "
+    table = new_table(
+        f"TensorBay SDK pattern: {n} objects, {args.jobs} client threads, "
         f"{args.api_processes} API processes, {args.workers} worker processes, "
-        f"{'PostgreSQL' if args.database_url else 'SQLite'}"
+        f"{'PostgreSQL' if args.database_url else 'SQLite'}",
+        ("measure", "value"),
+        left=("measure",),
     )
-    table.add_column("measure")
-    table.add_column("value", justify="right")
     table.add_row("cloud-callback calls/s", f"{n / t_calls:,.0f}")
     table.add_row(
         "call latency p50 / p95 / max (ms)",

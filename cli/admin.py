@@ -30,9 +30,9 @@ def rotate_secrets(
     """Re-seal every stored provider credential under the first (newest) key of
     BAYPORT_SECRET_KEY, while the service runs. Safe to repeat or interrupt. Every process
     must already open both keys (README: "Rotating the secret key")."""
-    from bayport.rotation import rotate_credentials
-    from bayport.secretbox import SecretBox, SecretKeyError
+    from crypto.secretbox import SecretBox, SecretKeyError
     from metadata.db import Database
+    from services.credential_rotation import rotate_credentials
 
     settings = get_settings()
     if settings.secret_key is None:  # (else a development key would be made up here)

@@ -59,7 +59,8 @@ def health_worker(
 ) -> None:
     """This machine's worker touched its heartbeat file lately (its event loop turns); with
     --ping it also answers a control ping through the broker."""
-    from workers.health import check_heartbeat, node_name, ping_worker, worker_heartbeat_path
+    from bayport.heartbeats import check_heartbeat, worker_heartbeat_path
+    from workers.health import node_name, ping_worker
 
     node = node_name(name)
     ok, said = check_heartbeat(
@@ -86,7 +87,7 @@ def health_beat(
 ) -> None:
     """This machine's beat turned its scheduling loop lately (or, waiting for the lock as a
     standby, is still waiting)."""
-    from workers.health import beat_heartbeat_path, check_heartbeat
+    from bayport.heartbeats import beat_heartbeat_path, check_heartbeat
 
     settings = get_settings()
     limit = max_age if max_age is not None else max(60.0, 3 * settings.beat_refresh_seconds)

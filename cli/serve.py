@@ -23,7 +23,7 @@ def api(
 
     from api.app import create_app
     from bayport.logs import configure_logging
-    from bayport.wiring import get_container
+    from bootstrap import get_container
     from metadata.db import migrate as run_migrations
 
     configure_logging(get_settings())
@@ -48,7 +48,7 @@ def worker(
 ) -> None:
     """Run a Celery worker (prefork, task events on) against the configured broker. SIGTERM
     is a warm shutdown: running shards finish, the rest stay queued."""
-    from workers.celery_app import TASK_QUEUE
+    from taskqueue.app import TASK_QUEUE
     from workers.celery_app import app as celery_app
     from workers.health import WorkerHeartbeat
 
@@ -86,10 +86,10 @@ def beat(
     import os
     import signal
 
+    from bayport.heartbeats import beat_heartbeat_path, touch
     from bayport.logs import configure_logging
     from bayport.settings import SettingsError
     from scheduler.lock import holding_beat_lock
-    from workers.health import beat_heartbeat_path, touch
 
     settings = get_settings()
     configure_logging(settings)

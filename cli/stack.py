@@ -22,9 +22,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
+from pydantic import SecretStr
 
 from bayport.settings import Settings
-from bayport.wiring import build_container, set_container
+from bootstrap import build_container, set_container
 from cli.tls import local_tls
 from devstack.services import RunningService, redis_reachable, start_valkey
 from metadata.db import migrate
@@ -182,27 +183,31 @@ def local_stack(
     S3 server), added to BAYPORT_ALLOWED_PRIVATE_ENDPOINTS: storage configs may name them
     though they are loopback addresses. `tls`: the API serves HTTPS with a certificate from
     a CA generated in `data_dir/tls` (`stack.ca_file`; cli/tls.py)."""
-    # The stack's configuration is exported into this process's environment (and so its
-    # children's) for the stack's lifetime: every process reads the same BAYPORT_ variables.
+    # The stack's settings are read once (the environment and `overrides`), completed here,
+    # and exported into this process's environment (and so its children's, `stack.env`) for
+    # the stack's lifetime: every process reads the same BAYPORT_ variables.
     saved_env = dict(os.environ)
     os.environ.update(overrides or {})
-    if allow_endpoints:
-        allowed = Settings().allowed_private_endpoints + [
-            urlsplit(url).hostname or url for url in allow_endpoints
-        ]
-        os.environ["BAYPORT_ALLOWED_PRIVATE_ENDPOINTS"] = ",".join(dict.fromkeys(allowed))
-    os.environ["BAYPORT_DATA_DIR"] = str(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings()
+    settings = Settings(data_dir=data_dir)
+    updates: dict[str, object] = {}
+    if allow_endpoints:
+        updates["allowed_private_endpoints"] = list(
+            dict.fromkeys(
+                settings.allowed_private_endpoints
+                + [urlsplit(url).hostname or url for url in allow_endpoints]
+            )
+        )
     broker: RunningService | None = None
     if not redis_reachable(settings.broker_url):
         broker = start_valkey(data_dir=data_dir / "broker")
-        os.environ["BAYPORT_BROKER_URL"] = broker.url
+        updates["broker_url"] = broker.url
     if settings.bootstrap_access_key is None:
-        os.environ["BAYPORT_BOOTSTRAP_ACCESS_KEY"] = "bp_" + secrets.token_urlsafe(32)
+        updates["bootstrap_access_key"] = SecretStr("bp_" + secrets.token_urlsafe(32))
     if flower_port is not None and settings.flower_basic_auth is None:
-        os.environ["BAYPORT_FLOWER_BASIC_AUTH"] = f"{FLOWER_USER}:{secrets.token_urlsafe(18)}"
-    settings = Settings()
+        updates["flower_basic_auth"] = SecretStr(f"{FLOWER_USER}:{secrets.token_urlsafe(18)}")
+    settings = settings.model_copy(update=updates)
+    os.environ.update(settings.to_env("data_dir", *updates))
     env = dict(os.environ)
     migrate(settings.resolved_database_url)
     container = build_container(settings)

@@ -1,6 +1,6 @@
 """Who is calling: the access key a request carries (`Authorization: Bearer <key>` on the main
 API, `X-Token: ACCESSKEY-<key>` on the TensorBay one), looked up once per request and cached
-per process for BAYPORT_API_KEY_CACHE_SECONDS. The outermost middleware (api/limits.py)
+per process for BAYPORT_API_KEY_CACHE_SECONDS. The outermost middleware (edge/limits.py)
 authenticates, so that it can count a request against the key that authenticated; the
 route dependencies (api/deps.py, tensorbay_api/deps.py) read what it found from
 `request.state`: `key_grant` (the KeyGrant, or None), `key_refusal` (why not), and, for a

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from bayport.wiring import Container
+from bootstrap import Container
 
 
 def get_container(request: Request) -> Container:

@@ -2,7 +2,7 @@
 its per-object registration call, and the prefixes its SDK puts before an access key."""
 
 # Where the TensorBay API is mounted, and the per-object registration call (one per object
-# from the SDK's `upload_dataset`), which the API's rate limit counts apart (api/limits.py).
+# from the SDK's `upload_dataset`), which the API's rate limit counts apart (edge/limits.py).
 TENSORBAY_PREFIX = "/gatewayv2/tensorbay-open-api/v1"
 CALLBACK_SUFFIX = "/multi/cloud-callback"
 

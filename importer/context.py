@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from bayport.metrics import MetricsSink, NullMetrics
 from bayport.settings import Settings
-from bayport.throttle import Throttle
 from importer.copier import CopyLimits
-from importer.ports import Enqueuer, RequestCaps, StoreResolver
+from importer.ports import Enqueuer, MetricsSink, NullMetrics, RequestCaps, StoreResolver
 from metadata.db import Database
 from storage_adapters.retry import RetryPolicy
+from stores.throttle import Throttle
 
 log = logging.getLogger("bayport.importer")
 

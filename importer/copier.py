@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from oss2.utils import Crc64  # CRC-64/ECMA as OSS computes it (C-accelerated via crcmod)
-
+from importer.crc64 import Crc64
 from storage_adapters.base import ObjectInfo, ObjectStore, UploadedPart
 from storage_adapters.errors import ErrorKind, StorageError, changed
 from storage_adapters.retry import OnRetry, RetryPolicy
@@ -80,7 +79,7 @@ class _Digest:
     def __init__(self, *, crc64: bool = True) -> None:
         self.size = 0
         self._md5 = hashlib.md5(usedforsecurity=False)
-        self._crc = Crc64(0) if crc64 else None
+        self._crc = Crc64() if crc64 else None
 
     @classmethod
     def for_copy(cls, source: ObjectInfo, dst: ObjectStore) -> _Digest:
@@ -98,7 +97,7 @@ class _Digest:
 
     @property
     def crc64(self) -> str | None:
-        return str(self._crc.crc) if self._crc is not None else None
+        return str(self._crc.value) if self._crc is not None else None
 
     def check_source(self, call: _Requests, src: ObjectStore, source: ObjectInfo) -> ObjectInfo:
         """`check` against the source as listed; on an MD5 mismatch, against its HEAD: a
@@ -148,11 +147,20 @@ def copy_object(
             limits.max_single_copy_size, dst.capabilities.max_single_copy_size or 2**63
         )
         if source.size <= max_single:
-            info = call(
-                partial(dst.copy_from, src, source.key, dst_key, size=source.size, etag=source.etag)
-            )
-            return _verify_server_copy(call, src, dst, source, dst_key, info, "server")
-        if dst.capabilities.multipart_copy:
+            try:
+                info = call(
+                    partial(
+                        dst.copy_from, src, source.key, dst_key, size=source.size, etag=source.etag
+                    )
+                )
+            except StorageError as exc:
+                # A copy from a URL that cannot be pinned to this version (a multipart ETag),
+                # or a server that turns out to lack it: the object is streamed instead.
+                if exc.kind is not ErrorKind.UNSUPPORTED:
+                    raise
+            else:
+                return _verify_server_copy(call, src, dst, source, dst_key, info, "server")
+        elif dst.capabilities.multipart_copy:
             try:
                 info = _multipart_server_copy(call, src, dst, source, dst_key, limits.part_size)
             except StorageError as exc:

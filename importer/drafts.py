@@ -23,8 +23,8 @@ from importer.errors import Conflict, Invalid, NotFound
 from importer.jobs import submit
 from importer.locations import folder_of
 from importer.manifest import ImportManifest, ImportOptions, SourceSpec
-from metadata import repository as repo
 from metadata.models import Dataset, Draft, DraftStatus, ImportJob, JobState, StorageConfig
+from metadata.queries import drafts
 
 # How long a gathering that found a job running on its segment waits before looking again.
 BUSY_RETRY_SECONDS = 1.0
@@ -53,7 +53,7 @@ def register(
     nothing is registered into a draft between the commit's last check and the commit."""
     if draft.status != DraftStatus.OPEN.value:
         raise Invalid(f"draft {draft.number} is {draft.status}, not OPEN", field="draftNumber")
-    repo.register_draft_objects(
+    drafts.register_draft_objects(
         s,
         dataset_id=draft.dataset_id,
         draft_number=draft.number,
@@ -66,9 +66,9 @@ def request_gathering(
     ctx: ImportContext, *, dataset_id: str, draft_number: int, segment_name: str
 ) -> None:
     """Queue a gathering of the segment unless one is queued (after a registration
-    committed: see repo.flag_draft_batch for why that order loses nothing)."""
+    committed: see drafts.flag_draft_batch for why that order loses nothing)."""
     with ctx.db.uow() as uow:
-        send = repo.flag_draft_batch(
+        send = drafts.flag_draft_batch(
             uow.session,
             dataset_id=dataset_id,
             draft_number=draft_number,
@@ -99,13 +99,13 @@ def gather(ctx: ImportContext, key: str) -> str:
     }
     nothing = f"draft {draft_number} segment {segment_name!r}: nothing waiting"
     with ctx.db.uow() as uow:
-        repo.clear_draft_batch(uow.session, **where)
+        drafts.clear_draft_batch(uow.session, **where)
         uow.commit()
     with ctx.db.uow() as uow:
         s = uow.session
         dataset = s.get(Dataset, dataset_id)
         config = s.get(StorageConfig, dataset.config_id) if dataset and dataset.config_id else None
-        waiting = repo.waiting_draft_objects(s, **where)
+        waiting = drafts.waiting_draft_objects(s, **where)
         if dataset is None or config is None or waiting == 0:
             return nothing
         workspace_id, dataset_name, config_name = dataset.workspace_id, dataset.name, config.name
@@ -118,13 +118,13 @@ def gather(ctx: ImportContext, key: str) -> str:
     )
     taken = [0]
 
-    def take(s: Any, job: ImportJob) -> None:
-        taken[0] = repo.assign_draft_objects(s, **where, job_id=job.id)
+    def take(s: Session, job: ImportJob) -> None:
+        taken[0] = drafts.assign_draft_objects(s, **where, job_id=job.id)
         if taken[0] == 0:  # a concurrent gathering took them
             raise _NothingWaiting
         # Each object is placed by where it lies (JobPlace.registers); a job all of whose
         # objects lie in the dataset's storage path already is an in-place job.
-        job.in_place = repo.draft_objects_outside(s, job_id=job.id, prefix=storage_path) == 0
+        job.in_place = drafts.draft_objects_outside(s, job_id=job.id, prefix=storage_path) == 0
 
     try:
         job = submit(ctx, workspace_id=workspace_id, manifest=manifest, before_commit=take).job
@@ -135,7 +135,7 @@ def gather(ctx: ImportContext, key: str) -> str:
         # objects wait for it, and a gathering looks again shortly: this one, unless a
         # registration has queued one since.
         with ctx.db.uow() as uow:
-            again = repo.flag_draft_batch(uow.session, **where)
+            again = drafts.flag_draft_batch(uow.session, **where)
             uow.commit()
         if again:
             ctx.enqueue.gather_draft(key, delay=BUSY_RETRY_SECONDS)
@@ -166,8 +166,8 @@ class DraftProgress:
 def progress(ctx: ImportContext, *, dataset_id: str, draft_number: int) -> DraftProgress:
     with ctx.db.uow() as uow:
         s = uow.session
-        waiting = repo.waiting_draft_objects(s, dataset_id=dataset_id, draft_number=draft_number)
-        job_ids = repo.draft_job_ids(s, dataset_id=dataset_id, draft_number=draft_number)
+        waiting = drafts.waiting_draft_objects(s, dataset_id=dataset_id, draft_number=draft_number)
+        job_ids = drafts.draft_job_ids(s, dataset_id=dataset_id, draft_number=draft_number)
         jobs = s.exec(select(ImportJob).where(col(ImportJob.id).in_(job_ids))).all()
         running = sum(1 for j in jobs if not JobState(j.state).is_final)
         failed = sum(j.failed for j in jobs if JobState(j.state).is_final)
@@ -178,7 +178,7 @@ def nudge(ctx: ImportContext, *, dataset_id: str, draft_number: int) -> None:
     """Queue a gathering of every segment of the draft with objects waiting, queued or
     not: a gathering message the broker lost must not leave them waiting for good."""
     with ctx.db.uow() as uow:
-        segments = repo.waiting_draft_segments(
+        segments = drafts.waiting_draft_segments(
             uow.session, dataset_id=dataset_id, draft_number=draft_number
         )
     for segment_name in segments:

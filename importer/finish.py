@@ -10,10 +10,18 @@ from sqlalchemy import or_, update
 from sqlmodel import col
 
 from importer.context import ImportContext, log
-from importer.jobs import JobPlace, dataset_store, finalize_job, load_place, source_store
+from importer.jobs import (
+    JobPlace,
+    dataset_store,
+    finalize_job,
+    finish_listing,
+    load_place,
+    source_store,
+)
 from importer.rules import destination_key
-from metadata import repository as repo
 from metadata.models import ImportJob, JobState, utcnow
+from metadata.queries import jobs, labels, notes
+from metadata.queries import ledger as ledger_q
 from storage_adapters.errors import StorageError
 
 LABEL_WITHOUT_OBJECT = "label_without_object"
@@ -32,7 +40,7 @@ def finish_if_ready(ctx: ImportContext, job_id: str) -> None:
         job = uow.session.get(ImportJob, job_id)
         if job is None or JobState(job.state).is_final or not job.listing_done:
             return
-        if repo.shards_pending(uow.session, job_id=job_id):
+        if jobs.shards_pending(uow.session, job_id=job_id):
             return
         place = load_place(uow.session, job)
     if not _claim(ctx, job_id):
@@ -55,7 +63,7 @@ def finish_if_ready(ctx: ImportContext, job_id: str) -> None:
         except StorageError as exc:  # they expire by the bucket's lifecycle rules anyway
             log.warning("job %s: could not drop unfinished uploads: %s", job_id, exc)
     with ctx.db.uow() as uow:
-        job = repo.lock_job(uow.session, job_id=job_id)
+        job = jobs.lock_job(uow.session, job_id=job_id)
         if job is not None:
             finalize_job(uow.session, job)
             uow.commit()
@@ -74,7 +82,7 @@ def _abort_leftover_uploads(ctx: ImportContext, place: JobPlace) -> None:
     if not uploads:
         return
     with ctx.db.uow() as uow:
-        own = repo.job_dest_keys(uow.session, job_id=place.job.id, keys=[k for k, _ in uploads])
+        own = ledger_q.job_dest_keys(uow.session, job_id=place.job.id, keys=[k for k, _ in uploads])
     dropped = 0
     for key, upload_id in uploads:
         if key in own:
@@ -109,7 +117,7 @@ def _report_labels_without_object(ctx: ImportContext, place: JobPlace) -> None:
     segment pairs with is noted. Runs after every shard, so the ledger is complete."""
     spec = place.manifest.source
     with ctx.db.uow() as uow:
-        repo.clear_job_notes(uow.session, job_id=place.job.id, kind=LABEL_WITHOUT_OBJECT)
+        notes.clear_job_notes(uow.session, job_id=place.job.id, kind=LABEL_WITHOUT_OBJECT)
         uow.commit()
     if spec.coco_file is not None:
         _report_coco_images_without_object(ctx, place)
@@ -121,15 +129,15 @@ def _report_labels_without_object(ctx: ImportContext, place: JobPlace) -> None:
         page = ctx.retry.call(functools.partial(source.list_page, spec.label_prefix, cursor=cursor))
         keys = [o.key for o in page.objects if o.key.endswith(spec.suffix)]
         with ctx.db.uow() as uow:
-            paired = repo.label_keys_paired(
+            paired = ledger_q.label_keys_paired(
                 uow.session, segment_id=place.segment.id, label_keys=keys
             )
             orphans = [k for k in keys if k not in paired]
-            repo.add_job_notes(
+            notes.add_job_notes(
                 uow.session, job_id=place.job.id, kind=LABEL_WITHOUT_OBJECT, keys=orphans
             )
             total += len(orphans)
-            job = repo.lock_job(uow.session, job_id=place.job.id)
+            job = jobs.lock_job(uow.session, job_id=place.job.id)
             if job is not None:
                 job.labels_without_object = total
                 job.finishing_at = utcnow()  # alive: the claim is not stale
@@ -146,7 +154,7 @@ def _report_coco_images_without_object(ctx: ImportContext, place: JobPlace) -> N
     total, after = 0, 0
     while True:
         with ctx.db.uow() as uow:
-            rows = repo.import_labels_without_object(
+            rows = labels.import_labels_without_object(
                 uow.session,
                 job_id=place.job.id,
                 segment_id=place.segment.id,
@@ -155,7 +163,7 @@ def _report_coco_images_without_object(ctx: ImportContext, place: JobPlace) -> N
             )
             if not rows:
                 return
-            repo.add_job_notes(
+            notes.add_job_notes(
                 uow.session,
                 job_id=place.job.id,
                 kind=LABEL_WITHOUT_OBJECT,
@@ -163,8 +171,20 @@ def _report_coco_images_without_object(ctx: ImportContext, place: JobPlace) -> N
             )
             total += len(rows)
             after = rows[-1].id or after
-            job = repo.lock_job(uow.session, job_id=place.job.id)
+            job = jobs.lock_job(uow.session, job_id=place.job.id)
             if job is not None:
                 job.labels_without_object = total
                 job.finishing_at = utcnow()  # alive: the claim is not stale
             uow.commit()
+
+
+def abandon_planning(ctx: ImportContext, job_id: str, reason: str) -> None:
+    """The planning task failed for good: the job ends (failed) once its shards are done."""
+    with ctx.db.uow() as uow:
+        job = jobs.lock_job(uow.session, job_id=job_id)
+        if job is None or JobState(job.state).is_final:
+            return
+        job.error = reason
+        finish_listing(uow.session, job)
+        uow.commit()
+    finish_if_ready(ctx, job_id)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from importer.context import ImportContext, log
 from importer.errors import Conflict, Invalid, NotFound
@@ -26,7 +26,6 @@ from importer.rules import (
     destination_key,
     remote_path,
 )
-from metadata import repository as repo
 from metadata.models import (
     Dataset,
     ImportJob,
@@ -36,6 +35,9 @@ from metadata.models import (
     StorageConfig,
     utcnow,
 )
+from metadata.queries import datasets, storage_configs
+from metadata.queries import jobs as jobs_q
+from metadata.queries import ledger as ledger_q
 from storage_adapters.base import ObjectStore
 from storage_adapters.errors import StorageError
 
@@ -74,7 +76,7 @@ def submit(
     manifest: ImportManifest,
     schedule_id: str | None = None,
     idempotency_key: str | None = None,
-    before_commit: Callable[[Any, ImportJob], None] | None = None,
+    before_commit: Callable[[Session, ImportJob], None] | None = None,
 ) -> Submitted:
     """`submit_import`, once per idempotency key: a submission repeated with the key of an
     earlier one (a client retrying after a timeout, or an API restart) gets the earlier
@@ -109,7 +111,7 @@ def _submit(
     schedule_id: str | None,
     idempotency_key: str | None,
     digest: str | None,
-    before_commit: Callable[[Any, ImportJob], None] | None = None,
+    before_commit: Callable[[Session, ImportJob], None] | None = None,
 ) -> Submitted:
     with ctx.db.uow() as uow:
         s = uow.session
@@ -122,19 +124,21 @@ def _submit(
             ).first()
             if earlier is not None:
                 return _replay(earlier, idempotency_key, digest)
-        dataset = repo.get_dataset(s, workspace_id=workspace_id, name=manifest.dataset)
+        dataset = datasets.get_dataset(s, workspace_id=workspace_id, name=manifest.dataset)
         if dataset is None:
             raise NotFound(f"dataset {manifest.dataset!r} does not exist", field="dataset")
-        config = repo.get_config(s, workspace_id=workspace_id, name=manifest.source.config_name)
+        config = storage_configs.get_config(
+            s, workspace_id=workspace_id, name=manifest.source.config_name
+        )
         if config is None:
             raise NotFound(
                 f"storage config {manifest.source.config_name!r} does not exist",
                 field="source.config_name",
             )
-        segment = repo.get_or_create_segment(s, dataset_id=dataset.id, name=manifest.segment)
+        segment = datasets.get_or_create_segment(s, dataset_id=dataset.id, name=manifest.segment)
         # One import at a time per segment: the ledger row of an object says which job last
         # touched it, and two jobs racing on one segment would take each other's objects.
-        running = repo.running_job_on_segment(s, segment_id=segment.id)
+        running = datasets.running_job_on_segment(s, segment_id=segment.id)
         if (
             running is not None
             and idempotency_key is not None
@@ -263,7 +267,7 @@ class JobPlace:
         return name if name is not None else remote_path(key, self.manifest.source.data_prefix)
 
 
-def load_place(s: Any, job: ImportJob) -> JobPlace:
+def load_place(s: Session, job: ImportJob) -> JobPlace:
     dataset = s.get(Dataset, job.dataset_id)
     segment = s.get(Segment, job.segment_id)
     source_config = s.get(StorageConfig, job.source_config_id)
@@ -318,7 +322,7 @@ def coco_file_etag(ctx: ImportContext, source: ObjectStore, coco_file: str | Non
         return None  # read (and failed, with the reason) when the labels are loaded
 
 
-def finish_listing(s: Any, job: ImportJob) -> None:
+def finish_listing(s: Session, job: ImportJob) -> None:
     """Listing is over (done, failed or cancelled); the caller runs `finish_if_ready` after
     its commit."""
     job.listing_done = True
@@ -326,7 +330,7 @@ def finish_listing(s: Any, job: ImportJob) -> None:
         job.state = JobState.COPYING.value
 
 
-def finalize_job(s: Any, job: ImportJob) -> None:
+def finalize_job(s: Session, job: ImportJob) -> None:
     """Freeze the counts and set the final state. Runs once: under the job's row lock, by
     whichever of listing or the last shard finishes last."""
     if JobState(job.state).is_final:
@@ -334,14 +338,14 @@ def finalize_job(s: Any, job: ImportJob) -> None:
     if job.manifest.get("options", {}).get("dry_run"):
         job.skipped = job.unchanged
     else:
-        counts = repo.job_counts(s, job_id=job.id)
+        counts = ledger_q.job_counts(s, job_id=job.id)
         job.copied, job.registered = counts.copied, counts.registered
         job.skipped, job.failed = counts.skipped + job.unchanged, counts.failed
         job.relabelled, job.deleted = counts.relabelled, counts.deleted
         job.bytes_copied = counts.bytes_copied
         source = job.manifest.get("source", {})
         if any(source.get(k) is not None for k in ("label_prefix", "coco_file", "mask_prefix")):
-            job.unlabelled = repo.count_unlabelled(s, job_id=job.id)
+            job.unlabelled = ledger_q.count_unlabelled(s, job_id=job.id)
     nothing, job.notice = left_out_notice(job)
     if nothing and job.error is None and not job.cancel_requested:
         job.error = job.notice  # listed N, planned 0, and not by the user's own filters
@@ -405,28 +409,14 @@ def left_out_notice(job: ImportJob) -> tuple[bool, str | None]:
     return False, "; ".join(said) or None
 
 
-def abandon_planning(ctx: ImportContext, job_id: str, reason: str) -> None:
-    """The planning task failed for good: the job ends (failed) once its shards are done."""
-    with ctx.db.uow() as uow:
-        job = repo.lock_job(uow.session, job_id=job_id)
-        if job is None or JobState(job.state).is_final:
-            return
-        job.error = reason
-        finish_listing(uow.session, job)
-        uow.commit()
-    from importer.finish import finish_if_ready
-
-    finish_if_ready(ctx, job_id)
-
-
 # --- cancel and retry -----------------------------------------------------------------
 
 
-def _lock_own_job(s: Any, *, workspace_id: str, job_id: str) -> ImportJob:
+def _lock_own_job(s: Session, *, workspace_id: str, job_id: str) -> ImportJob:
     """The caller's job, locked; NotFound for another workspace's or an unknown one."""
-    if repo.get_job(s, workspace_id=workspace_id, job_id=job_id) is None:
+    if jobs_q.get_job(s, workspace_id=workspace_id, job_id=job_id) is None:
         raise NotFound(f"import job {job_id!r} does not exist")
-    job = repo.lock_job(s, job_id=job_id)
+    job = jobs_q.lock_job(s, job_id=job_id)
     assert job is not None
     return job
 
@@ -437,7 +427,7 @@ def cancel_import(ctx: ImportContext, *, workspace_id: str, job_id: str) -> Impo
         if JobState(job.state).is_final:
             raise Conflict(f"import job {job_id} has already ended ({job.state})")
         job.cancel_requested = True
-        if job.listing_done and repo.shards_pending(uow.session, job_id=job.id) == 0:
+        if job.listing_done and jobs_q.shards_pending(uow.session, job_id=job.id) == 0:
             finalize_job(uow.session, job)
         uow.commit()
         return job
@@ -451,10 +441,10 @@ def retry_import(ctx: ImportContext, *, workspace_id: str, job_id: str) -> Impor
             raise Conflict(f"import job {job_id} is still running ({job.state})")
         if job.manifest.get("options", {}).get("dry_run"):
             raise Conflict(f"import job {job_id} was a dry run: submit it again instead")
-        if repo.job_counts(uow.session, job_id=job_id).failed == 0:
+        if ledger_q.job_counts(uow.session, job_id=job_id).failed == 0:
             raise Conflict(f"import job {job_id} has no failed objects to retry")
         # One import at a time per segment, as for a submission: a retry is a job running.
-        running = repo.running_job_on_segment(uow.session, segment_id=job.segment_id)
+        running = datasets.running_job_on_segment(uow.session, segment_id=job.segment_id)
         if running is not None and running.id != job.id:
             raise Conflict(
                 f"import job {running.id} is still {running.state} on this segment: wait "
@@ -475,10 +465,10 @@ def retry_import(ctx: ImportContext, *, workspace_id: str, job_id: str) -> Impor
     return job
 
 
-def job_progress(ctx: ImportContext, job: ImportJob) -> repo.JobCounts:
+def job_progress(ctx: ImportContext, job: ImportJob) -> ledger_q.JobCounts:
     """Live counts while a job runs; the frozen ones once it has ended."""
     if JobState(job.state).is_final or job.manifest.get("options", {}).get("dry_run"):
-        return repo.JobCounts(
+        return ledger_q.JobCounts(
             copied=job.copied,
             registered=job.registered,
             skipped=job.skipped,
@@ -488,7 +478,7 @@ def job_progress(ctx: ImportContext, job: ImportJob) -> repo.JobCounts:
             deleted=job.deleted,
         )
     with ctx.db.uow() as uow:
-        counts = repo.job_counts(uow.session, job_id=job.id)
+        counts = ledger_q.job_counts(uow.session, job_id=job.id)
     return dataclasses.replace(counts, skipped=counts.skipped + job.unchanged)
 
 

@@ -13,14 +13,17 @@ from labels.catalog import Catalog, validate_label
 from labels.formats.voc import parse_voc
 from labels.formats.yolo import image_size, parse_yolo
 from labels.parse import LabelError, parse_label, parse_label_doc
-from metadata import repository as repo
 from metadata.models import LedgerEntry, Outcome, utcnow
+from metadata.queries._common import PRESENT_OUTCOMES
+from metadata.queries.ledger import LedgerRow
 from storage_adapters.base import ObjectInfo, ObjectStore
 from storage_adapters.errors import ErrorKind, StorageError
+from storage_adapters.retry import OnRetry
 
 
-def ledger_row(place: JobPlace, obj: PlannedObject) -> dict[str, Any]:
-    """A ledger row for `obj` as this job sees it, before its outcome is known."""
+def ledger_row(place: JobPlace, obj: PlannedObject) -> LedgerRow:
+    """A ledger row for `obj` as this job sees it, before its outcome is known (pending: the
+    caller sets the outcome and attempts)."""
     return {
         "dataset_id": place.dataset.id,
         "segment_id": place.segment.id,
@@ -37,14 +40,16 @@ def ledger_row(place: JobPlace, obj: PlannedObject) -> dict[str, Any]:
         "label_etag": None,
         "label_type": None,
         "label": None,
+        "outcome": Outcome.PENDING.value,
+        "attempts": 0,
         "error_code": None,
         "error_message": None,
         "updated_at": utcnow(),
     }
 
 
-def row_from_entry(place: JobPlace, entry: LedgerEntry) -> dict[str, Any]:
-    """A ledger row as the entry stands, now touched by this job."""
+def row_from_entry(place: JobPlace, entry: LedgerEntry) -> LedgerRow:
+    """A ledger row as the entry stands, now touched by this job (pending, as `ledger_row`'s)."""
     return {
         "dataset_id": entry.dataset_id,
         "segment_id": entry.segment_id,
@@ -61,6 +66,8 @@ def row_from_entry(place: JobPlace, entry: LedgerEntry) -> dict[str, Any]:
         "label_etag": entry.label_etag,
         "label_type": entry.label_type,
         "label": entry.label,
+        "outcome": Outcome.PENDING.value,
+        "attempts": 0,
         "error_code": None,
         "error_message": None,
         "updated_at": utcnow(),
@@ -114,7 +121,7 @@ class ObjectImporter:
         labels_in_files = spec.coco_file is None
         return any(o.size is None or (labels_in_files and o.label_key) for o in todo)
 
-    def run(self, obj: PlannedObject) -> dict[str, Any]:
+    def run(self, obj: PlannedObject) -> LedgerRow:
         attempts = [1]
 
         def count(_exc: StorageError, _n: int) -> None:
@@ -145,28 +152,38 @@ class ObjectImporter:
             outcome = self._transfer(info, row, count, entry)
             row["outcome"] = outcome.value
         except _LabelProblem as exc:
-            row.update(outcome=Outcome.FAILED.value, error_code=exc.code, error_message=str(exc))
+            row.update(
+                {"outcome": Outcome.FAILED.value, "error_code": exc.code, "error_message": str(exc)}
+            )
         except LabelError as exc:
             row.update(
-                outcome=Outcome.FAILED.value,
-                error_code="label_invalid",
-                error_message=f"{obj.label_key}: {exc}" if obj.label_key else str(exc),
+                {
+                    "outcome": Outcome.FAILED.value,
+                    "error_code": "label_invalid",
+                    "error_message": f"{obj.label_key}: {exc}" if obj.label_key else str(exc),
+                }
             )
         except StorageError as exc:
             row.update(
-                outcome=Outcome.FAILED.value, error_code=exc.kind.value, error_message=str(exc)
+                {
+                    "outcome": Outcome.FAILED.value,
+                    "error_code": exc.kind.value,
+                    "error_message": str(exc),
+                }
             )
         except Exception as exc:  # a bug must fail this object, not the shard
             log.exception("job %s: unexpected error on %s", place.job.id, obj.key)
             row.update(
-                outcome=Outcome.FAILED.value,
-                error_code="internal",
-                error_message=f"{type(exc).__name__}: {exc}",
+                {
+                    "outcome": Outcome.FAILED.value,
+                    "error_code": "internal",
+                    "error_message": f"{type(exc).__name__}: {exc}",
+                }
             )
         row["attempts"] = attempts[0]
         return row
 
-    def _label(self, obj: PlannedObject, row: dict[str, Any], count: Any) -> None:
+    def _label(self, obj: PlannedObject, row: LedgerRow, count: OnRetry) -> None:
         spec = self.place.manifest.source
         if spec.coco_file is not None:
             self._coco_label(row)
@@ -202,7 +219,7 @@ class ObjectImporter:
             label = parse_label(raw, label_type=spec.label_type)
         self._keep_label(row, label, where=obj.label_key or obj.key)
 
-    def _keep_label(self, row: dict[str, Any], label: dict[str, Any], *, where: str) -> None:
+    def _keep_label(self, row: LedgerRow, label: dict[str, Any], *, where: str) -> None:
         """Check `label` against the dataset's catalog, then put it on the ledger row."""
         if self.catalog is not None:
             try:
@@ -212,7 +229,7 @@ class ObjectImporter:
         row["label"] = label
         row["label_type"] = ",".join(sorted(label))
 
-    def _mask(self, obj: PlannedObject, row: dict[str, Any], count: Any) -> None:
+    def _mask(self, obj: PlannedObject, row: LedgerRow, count: OnRetry) -> None:
         """The object's mask file, paired by stem: copied beside the segment's objects (in
         `_masks/`), or registered where it is for an in-place import."""
         spec = self.place.manifest.source
@@ -254,7 +271,7 @@ class ObjectImporter:
         row["label"] = label
         row["label_type"] = ",".join(sorted(label))
 
-    def _coco_label(self, row: dict[str, Any]) -> None:
+    def _coco_label(self, row: LedgerRow) -> None:
         """From the labels planning read out of the COCO file: None when the file does not
         list the image (missing), {} when it lists it without annotations."""
         name = row["remote_path"]
@@ -268,7 +285,7 @@ class ObjectImporter:
         if label:
             self._keep_label(row, label, where=name)
 
-    def _sent_label(self, row: dict[str, Any]) -> None:
+    def _sent_label(self, row: LedgerRow) -> None:
         """The label a TensorBay client sent with the object (held with it by name), checked
         as a label file's would be."""
         name = row["remote_path"]
@@ -281,7 +298,7 @@ class ObjectImporter:
             raise LabelError(f"the label sent for {name!r}: {exc}") from exc
         self._keep_label(row, parsed, where=name)
 
-    def _image_size(self, obj: PlannedObject, count: Any) -> tuple[int, int] | None:
+    def _image_size(self, obj: PlannedObject, count: OnRetry) -> tuple[int, int] | None:
         """Width and height from the image's first bytes (YOLO boxes are relative)."""
 
         def head() -> bytes:
@@ -297,13 +314,13 @@ class ObjectImporter:
             )
         return size
 
-    def _source_info(self, obj: PlannedObject, count: Any) -> ObjectInfo:
+    def _source_info(self, obj: PlannedObject, count: OnRetry) -> ObjectInfo:
         if obj.size is not None:
             return ObjectInfo(key=obj.key, size=obj.size, etag=obj.etag, md5=obj.md5)
         return self.ctx.retry.call(lambda: self.source.head(obj.key), on_retry=count)
 
     def _transfer(
-        self, info: ObjectInfo, row: dict[str, Any], count: Any, entry: LedgerEntry | None
+        self, info: ObjectInfo, row: LedgerRow, count: OnRetry, entry: LedgerEntry | None
     ) -> Outcome:
         if self.place.registers(info.key):
             row["checksum"] = checksum_of(info)
@@ -313,7 +330,7 @@ class ObjectImporter:
             entry is not None
             and self.place.manifest.options.overwrite == "skip_existing"
             and not self.place.manifest.options.move
-            and entry.outcome in repo.PRESENT_OUTCOMES
+            and entry.outcome in PRESENT_OUTCOMES
             and entry.source_config_id == self.place.source_config.id
             and entry.source_key == info.key
             and entry.dest_key == dst_key
@@ -341,7 +358,7 @@ class ObjectImporter:
         self._move(info, row, count)
         return Outcome.COPIED
 
-    def _copy(self, info: ObjectInfo, dst_key: str, count: Any) -> CopyResult:
+    def _copy(self, info: ObjectInfo, dst_key: str, count: OnRetry) -> CopyResult:
         """Copy, each storage request retried alone by the policy (a large copy resumes
         part by part); a checksum mismatch gets exactly one more try of the whole copy. A
         request that exhausts its retries fails the object: repeating the whole copy would
@@ -364,7 +381,7 @@ class ObjectImporter:
                 count(exc, 0)
         raise AssertionError("unreachable")
 
-    def _move(self, info: ObjectInfo, row: dict[str, Any], count: Any) -> None:
+    def _move(self, info: ObjectInfo, row: LedgerRow, count: OnRetry) -> None:
         """With `move`, the source object goes once its copy is verified (never before), and
         only the version copied: a source written again since it was listed stays (the
         next run copies the new version), and the row says so."""

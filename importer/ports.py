@@ -55,3 +55,26 @@ class Enqueuer(Protocol):
         """Gather a draft segment's registered objects into a job (importer.drafts.gather),
         `delay` seconds from now at the earliest."""
         ...
+
+
+class MetricsSink(Protocol):
+    """Where workers record what only they see."""
+
+    def retry(self, kind: str) -> None: ...
+
+    def task_finished(self, task: str, seconds: float, *, failed: bool) -> None: ...
+
+    def resent(self, what: str, n: int) -> None:
+        """The recovery sweep sent `n` lost pieces of work again ("shard", "planning",
+        "finish")."""
+
+
+class NullMetrics:
+    def retry(self, kind: str) -> None:
+        pass
+
+    def resent(self, what: str, n: int) -> None:
+        pass
+
+    def task_finished(self, task: str, seconds: float, *, failed: bool) -> None:
+        pass

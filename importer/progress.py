@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from importer.context import ImportContext
-from metadata import repository as repo
 from metadata.models import ImportJob, JobState
+from metadata.queries import jobs
+from metadata.queries import ledger as ledger_q
 
 # The throughput series has at most this many points, whatever the job's length.
 MAX_POINTS = 120
@@ -205,7 +206,7 @@ def _rounded(value: float | None) -> float | None:
 
 
 def measure(
-    ctx: ImportContext, job: ImportJob, counts: repo.JobCounts, *, now: datetime | None = None
+    ctx: ImportContext, job: ImportJob, counts: ledger_q.JobCounts, *, now: datetime | None = None
 ) -> Progress:
     """The job's progress from its row, its ledger `counts` (`service.job_progress`) and
     its ledger rows' update times."""
@@ -215,16 +216,16 @@ def measure(
         s = uow.session
         started = job.started_at or job.created_at
         if job.run > 1:  # a retry: from its first shard (none yet: it starts now)
-            started = repo.run_started_at(s, job_id=job.id, run=job.run) or datetime.fromtimestamp(
+            started = jobs.run_started_at(s, job_id=job.id, run=job.run) or datetime.fromtimestamp(
                 moment, UTC
             )
         since = started.timestamp()
         end = job.finished_at.timestamp() if final and job.finished_at else moment
         width = bucket_width(max(end - since, 0.0))
-        rows = repo.ledger_throughput(
+        rows = jobs.ledger_throughput(
             s, job_id=job.id, since=datetime.fromtimestamp(since, UTC), bucket_seconds=width
         )
-        work_objects, work_bytes = repo.run_work(s, job_id=job.id, run=job.run)
+        work_objects, work_bytes = jobs.run_work(s, job_id=job.id, run=job.run)
     figures = JobFigures(
         state=job.state,
         run=job.run,

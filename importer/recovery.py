@@ -27,8 +27,9 @@ from sqlmodel import Session
 
 from importer.context import ImportContext, log
 from importer.finish import finishing_stale_after
-from metadata import repository as repo
 from metadata.models import ImportJob, utcnow
+from metadata.queries import drafts
+from metadata.queries import leases as leases_q
 
 # --- leases ---------------------------------------------------------------------------
 
@@ -139,11 +140,11 @@ def claim_shard(ctx: ImportContext, shard_id: str, owner: str) -> bool:
     mine, stale = holder(owner), now - _lease(ctx)
     with ctx.db.uow() as uow:
         s = uow.session
-        claimed = repo.claim_shard(s, shard_id=shard_id, owner=mine, now=now, stale=stale)
+        claimed = leases_q.claim_shard(s, shard_id=shard_id, owner=mine, now=now, stale=stale)
         if not claimed:
-            current = repo.shard_lease_owner(s, shard_id=shard_id)
+            current = leases_q.shard_lease_owner(s, shard_id=shard_id)
             if current is not None and current.startswith(owner + "@") and _process_gone(current):
-                claimed = repo.claim_shard(
+                claimed = leases_q.claim_shard(
                     s, shard_id=shard_id, owner=mine, now=now, stale=stale, take_over=current
                 )
         uow.commit()
@@ -155,7 +156,7 @@ def release_shard(ctx: ImportContext, shard_id: str, owner: str) -> None:
     once. A failure to release is logged: the lease then goes stale by itself."""
     try:
         with ctx.db.uow() as uow:
-            repo.release_shard(uow.session, shard_id=shard_id, owner=holder(owner))
+            leases_q.release_shard(uow.session, shard_id=shard_id, owner=holder(owner))
             uow.commit()
     except Exception as exc:
         log.warning("shard %s: releasing its lease failed (%s)", shard_id, _short(exc))
@@ -166,7 +167,7 @@ def shard_heartbeat(ctx: ImportContext, shard_id: str, owner: str) -> Heartbeat:
 
     def beat() -> bool:
         with ctx.db.uow() as uow:
-            held = repo.beat_shard(uow.session, shard_id=shard_id, owner=mine, now=utcnow())
+            held = leases_q.beat_shard(uow.session, shard_id=shard_id, owner=mine, now=utcnow())
             uow.commit()
         return held
 
@@ -177,7 +178,7 @@ def claim_planning(ctx: ImportContext, s: Session, job_id: str) -> datetime | No
     """Take the lease of the job's planning within the caller's transaction (which holds
     the job's row lock); the holder's token, or None when a live task holds it."""
     now = utcnow()
-    claimed = repo.claim_planning(s, job_id=job_id, now=now, stale=now - _lease(ctx))
+    claimed = leases_q.claim_planning(s, job_id=job_id, now=now, stale=now - _lease(ctx))
     return now if claimed else None
 
 
@@ -187,7 +188,7 @@ def planning_heartbeat(ctx: ImportContext, job_id: str, token: datetime) -> Hear
     def beat() -> bool:
         now = utcnow()
         with ctx.db.uow() as uow:
-            ok = repo.beat_planning(uow.session, job_id=job_id, token=held[0], now=now)
+            ok = leases_q.beat_planning(uow.session, job_id=job_id, token=held[0], now=now)
             uow.commit()
         if ok:
             held[0] = now
@@ -234,35 +235,37 @@ def sweep(
     in the DB (committed before anything is sent), so concurrent sweeps send it once."""
     now = now or utcnow()
     stale = now - _lease(ctx)
-    shards: list[repo.ShardLease] = []
+    shards: list[leases_q.ShardLease] = []
     with ctx.db.uow() as uow:
         # A shard a task took since it was sent, and whose lease then went stale, lost its
         # task: sent again at once. One no task took may still wait in the queue: sent again
         # only once the queue is empty.
-        for lease in repo.unleased_shards(
+        for lease in leases_q.unleased_shards(
             uow.session, stale=stale, queue_empty=broker_idle, limit=limit
         ):
-            if repo.mark_shard_resent(uow.session, lease=lease, now=now):
+            if leases_q.mark_shard_resent(uow.session, lease=lease, now=now):
                 shards.append(lease)
         uow.commit()
     for lease in shards:
         ctx.enqueue.copy_shard(lease.id, job_id=lease.job_id, seq=lease.seq)
     plans: list[str] = []
     with ctx.db.uow() as uow:
-        for job in repo.unplanned_jobs(uow.session, stale=stale):
+        for job in leases_q.unplanned_jobs(uow.session, stale=stale):
             # A dead planner's lease is released here, so the resent task can take it.
             if planning_needs_resend(
                 job, stale=stale, broker_idle=broker_idle
-            ) and repo.mark_job_resent(uow.session, job_id=job.id, seen=job.heartbeat_at, now=None):
+            ) and leases_q.mark_job_resent(
+                uow.session, job_id=job.id, seen=job.heartbeat_at, now=None
+            ):
                 plans.append(job.id)
         uow.commit()
     finishes: list[str] = []
     with ctx.db.uow() as uow:
         claim_stale = now - finishing_stale_after(ctx)
-        for job in repo.unfinished_jobs(uow.session, stale=stale, claim_stale=claim_stale):
+        for job in leases_q.unfinished_jobs(uow.session, stale=stale, claim_stale=claim_stale):
             # The planning task finishes a job whose listing is done; the job's lease time
             # marks it sent, so it is not sent again within a lease.
-            if repo.mark_job_resent(uow.session, job_id=job.id, seen=job.heartbeat_at, now=now):
+            if leases_q.mark_job_resent(uow.session, job_id=job.id, seen=job.heartbeat_at, now=now):
                 finishes.append(job.id)
         uow.commit()
     for job_id in plans + finishes:
@@ -271,7 +274,7 @@ def sweep(
     # finds its segment busy marks it queued anew when it sends itself again): its message
     # was lost.
     with ctx.db.uow() as uow:
-        gatherings = repo.claim_stale_draft_batches(uow.session, stale=stale, now=now)
+        gatherings = drafts.claim_stale_draft_batches(uow.session, stale=stale, now=now)
         uow.commit()
     for key in gatherings:
         ctx.enqueue.gather_draft(key)

@@ -8,8 +8,8 @@ between two stores).
 """
 
 from importer.context import ImportContext
+from importer.finish import abandon_planning
 from importer.jobs import (
-    abandon_planning,
     cancel_import,
     job_progress,
     ledger_row_public,

@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextvars
 import functools
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
 
 from bayport.logs import log_context
 from importer import recovery
@@ -18,8 +17,11 @@ from importer.jobs import JobPlace, coco_file_etag, dataset_store, load_place, s
 from importer.object_import import ObjectImporter, ledger_row, row_from_entry
 from importer.rules import PlannedObject, destination_key
 from labels.catalog import label_facts
-from metadata import repository as repo
 from metadata.models import ImportJob, LedgerEntry, Outcome, Shard, new_id, utcnow
+from metadata.queries import drafts, jobs
+from metadata.queries import labels as labels_q
+from metadata.queries import ledger as ledger_q
+from metadata.queries.ledger import LedgerRow
 from storage_adapters.errors import ErrorKind, StorageError
 
 # --- copy a shard ---------------------------------------------------------------------
@@ -91,7 +93,7 @@ def _copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
             return ShardResult()
         place = load_place(s, job)
         items = [PlannedObject.from_item(i) for i in shard.items]
-        known = repo.ledger_entries_by_path(
+        known = ledger_q.ledger_entries_by_path(
             s,
             segment_id=place.segment.id,
             remote_paths=(place.name_of(o) for o in items),
@@ -131,7 +133,7 @@ def _copy_shard(ctx: ImportContext, shard_id: str) -> ShardResult:
 
 def _complete_shard(ctx: ImportContext, *, job_id: str, shard_id: str) -> None:
     with ctx.db.uow() as uow:
-        job = repo.lock_job(uow.session, job_id=job_id)
+        job = jobs.lock_job(uow.session, job_id=job_id)
         shard = uow.session.get(Shard, shard_id)
         if job is None or shard is None or shard.done:
             return
@@ -152,19 +154,21 @@ def abandon_shard(ctx: ImportContext, shard_id: str, reason: str) -> None:
             return
         place = load_place(s, job)
         items = [PlannedObject.from_item(i) for i in shard.items]
-        known = repo.ledger_entries_by_path(
+        known = ledger_q.ledger_entries_by_path(
             s, segment_id=place.segment.id, remote_paths=(place.name_of(o) for o in items)
         )
-    rows = []
+    rows: list[LedgerRow] = []
     for obj in items:
         entry = known.get(place.name_of(obj))
         if entry is None or entry.job_id != job.id or entry.outcome == Outcome.FAILED.value:
             row = ledger_row(place, obj)
             row.update(
-                outcome=Outcome.FAILED.value,
-                error_code="internal",
-                error_message=reason,
-                attempts=1,
+                {
+                    "outcome": Outcome.FAILED.value,
+                    "error_code": "internal",
+                    "error_message": reason,
+                    "attempts": 1,
+                }
             )
             rows.append(row)
     _write_ledger(ctx, rows)
@@ -187,7 +191,7 @@ def _copy_objects(
         worker.coco_etag = coco_file_etag(ctx, source, spec.coco_file)
     if spec.coco_file is not None or spec.draft is not None:
         # Labels kept for the job by name: read out of its COCO file, or sent by a client.
-        lookup = repo.draft_labels if spec.draft is not None else repo.import_labels
+        lookup = drafts.draft_labels if spec.draft is not None else labels_q.import_labels
         with ctx.db.uow() as uow:
             worker.stored_labels = lookup(
                 uow.session, job_id=place.job.id, names=[place.name_of(o) for o in todo]
@@ -202,7 +206,7 @@ def _copy_objects(
 def _run_and_record(
     ctx: ImportContext,
     place: JobPlace,
-    fn: Any,
+    fn: Callable[[PlannedObject], LedgerRow | None],
     todo: list[PlannedObject],
     *,
     inline: bool = False,
@@ -210,7 +214,7 @@ def _run_and_record(
     """Run `fn` over `todo` concurrently (or, `inline`, one after the other in this thread);
     its ledger rows are written in batches."""
     tally: dict[str, int] = {}
-    batch: list[dict[str, Any]] = []
+    batch: list[LedgerRow] = []
     rows = (
         map(fn, todo)
         if inline
@@ -231,7 +235,7 @@ def _run_and_record(
     return tally
 
 
-def _still_ours(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _still_ours(rows: list[LedgerRow]) -> list[LedgerRow]:
     """The rows to record. Once another task took the shard over, this one's failures are
     left out: two tasks on one object may fail each other, and the new holder decides the
     object (a success is a fact either way)."""
@@ -270,7 +274,7 @@ def _delete_objects(
         folder, name = posixpath.split(remote_path)
         stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
         with ctx.db.uow() as uow:
-            siblings = repo.present_entries_with_prefix(
+            siblings = ledger_q.present_entries_with_prefix(
                 uow.session,
                 segment_id=place.segment.id,
                 prefix=posixpath.join(folder, stem) + ".",
@@ -283,14 +287,16 @@ def _delete_objects(
                     return True
         return False
 
-    def delete(obj: PlannedObject) -> dict[str, Any] | None:
+    def delete(obj: PlannedObject) -> LedgerRow | None:
         entry = known.get(place.name_of(obj))
         if entry is None:  # deleted meanwhile by someone else: nothing to do
             row = ledger_row(place, obj)
             row.update(
-                outcome=Outcome.DELETED.value,
-                attempts=1,
-                dest_key=place.dest_key(obj.key, name=obj.name),
+                {
+                    "outcome": Outcome.DELETED.value,
+                    "attempts": 1,
+                    "dest_key": place.dest_key(obj.key, name=obj.name),
+                }
             )
             return row
         row = row_from_entry(place, entry)
@@ -316,12 +322,14 @@ def _delete_objects(
                         and not mask_shared(entry.remote_path, path)
                     ):
                         ctx.retry.call(functools.partial(dest.delete, path), on_retry=count)
-            row.update(outcome=Outcome.DELETED.value, label=None, label_type=None)
+            row.update({"outcome": Outcome.DELETED.value, "label": None, "label_type": None})
         except StorageError as exc:
             row.update(
-                outcome=Outcome.FAILED.value,
-                error_code=exc.kind.value,
-                error_message=f"deleting {entry.dest_key} (gone from the source): {exc}",
+                {
+                    "outcome": Outcome.FAILED.value,
+                    "error_code": exc.kind.value,
+                    "error_message": f"deleting {entry.dest_key} (gone from the source): {exc}",
+                }
             )
         row["attempts"] = attempts[0]
         return row
@@ -329,7 +337,7 @@ def _delete_objects(
     return _run_and_record(ctx, place, delete, todo)
 
 
-def _write_ledger(ctx: ImportContext, rows: list[dict[str, Any]]) -> None:
+def _write_ledger(ctx: ImportContext, rows: list[LedgerRow]) -> None:
     """One transaction per batch: the ledger rows and the label facts filters count."""
     if not rows:
         return
@@ -340,20 +348,24 @@ def _write_ledger(ctx: ImportContext, rows: list[dict[str, Any]]) -> None:
             label_facts(label) if label else []
         )
     with ctx.db.uow() as uow:
-        repo.upsert_ledger(uow.session, rows=rows)
+        ledger_q.upsert_ledger(uow.session, rows=rows)
         for segment_id, by_path in facts.items():
-            repo.replace_label_facts(uow.session, segment_id=segment_id, facts=by_path)
+            labels_q.replace_label_facts(uow.session, segment_id=segment_id, facts=by_path)
         uow.commit()
 
 
 def _run_bounded(
-    fn: Any, items: list[PlannedObject], concurrency: int, ctx: ImportContext, place: JobPlace
-) -> Iterator[dict[str, Any] | None]:
+    fn: Callable[[PlannedObject], LedgerRow | None],
+    items: list[PlannedObject],
+    concurrency: int,
+    ctx: ImportContext,
+    place: JobPlace,
+) -> Iterator[LedgerRow | None]:
     """Results of `fn` over `items`, at most `concurrency` in flight; stops starting new
     ones soon after the job is cancelled (checked about once a second)."""
     import time
 
-    pending: set[Future[dict[str, Any] | None]] = set()
+    pending: set[Future[LedgerRow | None]] = set()
     it = iter(items)
     next_check = time.monotonic() + 1.0
     stopped = False

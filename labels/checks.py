@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeGuard
 
 from labels.errors import LabelError
 
@@ -41,7 +41,7 @@ def key_path(path: str, key: str) -> str:
     return f"{path}[{key!r}]"
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -83,9 +83,10 @@ def number(value: Any, path: str) -> int | float:
 
 
 def non_negative_number(value: Any, path: str) -> int | float:
-    if number(value, path) < 0:
+    n = number(value, path)
+    if n < 0:
         fail(path, f": {show(value)} is negative")
-    return value
+    return n
 
 
 def non_negative_int(value: Any, path: str) -> int:

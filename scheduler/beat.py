@@ -19,13 +19,13 @@ from typing import Any
 
 from celery.beat import Scheduler
 
+from bayport.heartbeats import beat_heartbeat_path, touch
 from bayport.settings import get_settings
-from bayport.wiring import get_container
+from bootstrap import get_container
 from metadata.models import Schedule, utcnow
 from metadata.queries import schedules as queries
 from scheduler.cron import CronSchedule
 from scheduler.service import fire_due, floor_of
-from workers.health import beat_heartbeat_path, touch
 
 log = logging.getLogger("bayport.scheduler.beat")
 
@@ -47,7 +47,7 @@ def _watch(schedule: Schedule, now: datetime) -> _Watch:
     return _Watch(schedule.id, cron, floor, now if due else cron.next(now))
 
 
-class DatabaseScheduler(Scheduler):
+class DatabaseScheduler(Scheduler):  # type: ignore[misc]  # celery is untyped
     """A beat scheduler whose entries are the DB's enabled schedules (see the module doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

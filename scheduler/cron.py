@@ -68,7 +68,7 @@ class CronSchedule:
         it = self._iter(start)
         every_hour = self._fires_every_hour()
         for _ in range(_MAX_STEPS):
-            found = it.get_next(datetime) if forward else it.get_prev(datetime)
+            found: datetime = it.get_next(datetime) if forward else it.get_prev(datetime)
             occurrence = found.astimezone(UTC)
             if every_hour or not self._is_second_pass(occurrence):
                 return occurrence

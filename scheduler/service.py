@@ -30,9 +30,9 @@ from importer.context import ImportContext
 from importer.errors import Conflict, ImportServiceError, Invalid, NotFound
 from importer.jobs import submit_import
 from importer.manifest import NAME_PATTERN, ImportManifest
-from metadata import repository as repo
 from metadata.db import Database
 from metadata.models import ImportJob, JobState, Schedule, ScheduleRun, utcnow
+from metadata.queries import datasets, storage_configs
 from metadata.queries import schedules as queries
 from scheduler.cron import CronSchedule, parse_cron, parse_timezone, shortest_interval
 
@@ -110,9 +110,12 @@ def _check_manifest(s: Session, *, workspace_id: str, manifest: ImportManifest) 
             "source.draft is for the TensorBay API's own jobs, not a schedule",
             field="manifest.source.draft",
         )
-    if repo.get_dataset(s, workspace_id=workspace_id, name=manifest.dataset) is None:
+    if datasets.get_dataset(s, workspace_id=workspace_id, name=manifest.dataset) is None:
         raise NotFound(f"dataset {manifest.dataset!r} does not exist", field="manifest.dataset")
-    if repo.get_config(s, workspace_id=workspace_id, name=manifest.source.config_name) is None:
+    if (
+        storage_configs.get_config(s, workspace_id=workspace_id, name=manifest.source.config_name)
+        is None
+    ):
         raise NotFound(
             f"storage config {manifest.source.config_name!r} does not exist",
             field="manifest.source.config_name",

@@ -13,16 +13,12 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bayport.deadline import DeadlineExceeded, call_within
-from bayport.endpoints import EndpointPolicy, EndpointRefused
-from bayport.local_roots import LocalFolderRefused, LocalRoots
-from bayport.secretbox import SecretBox, mask
 from bayport.settings import Settings
-from bayport.stores import spec_for_config
+from crypto.secretbox import SecretBox, mask
 from importer.errors import Conflict, Invalid, NotFound, TimedOut
-from metadata import repository as repo
 from metadata.db import Database
 from metadata.models import StorageConfig
+from metadata.queries import storage_configs
 from services.storage_config_requests import (
     AzureConfigCreate,
     LocalConfigCreate,
@@ -30,6 +26,10 @@ from services.storage_config_requests import (
 )
 from storage_adapters.errors import ErrorKind, StorageError
 from storage_adapters.registry import open_store
+from stores.deadline import DeadlineExceeded, call_within
+from stores.endpoints import EndpointPolicy, EndpointRefused
+from stores.local_roots import LocalFolderRefused, LocalRoots
+from stores.resolver import spec_for_config
 
 
 def create_storage_config(
@@ -46,7 +46,7 @@ def create_storage_config(
     endpoint (SSRF) and, with `verify`, one listing with it have passed."""
     config = _new_config(workspace_id, request, box, settings)
     with db.uow() as uow:
-        if repo.get_config(uow.session, workspace_id=workspace_id, name=request.name):
+        if storage_configs.get_config(uow.session, workspace_id=workspace_id, name=request.name):
             raise Conflict(f"storage config {request.name!r} already exists")
     # An Azure account URL Bayport derived (no endpoint given) is Azure's own domain: it may
     # not resolve before the account exists; a named endpoint must.
@@ -64,12 +64,12 @@ def create_storage_config(
 
 def list_storage_configs(*, workspace_id: str, db: Database) -> list[StorageConfig]:
     with db.uow() as uow:
-        return list(repo.list_configs(uow.session, workspace_id=workspace_id))
+        return list(storage_configs.list_configs(uow.session, workspace_id=workspace_id))
 
 
 def get_storage_config(name: str, *, workspace_id: str, db: Database) -> StorageConfig:
     with db.uow() as uow:
-        config = repo.get_config(uow.session, workspace_id=workspace_id, name=name)
+        config = storage_configs.get_config(uow.session, workspace_id=workspace_id, name=name)
     if config is None:
         raise NotFound(f"storage config {name!r} does not exist")
     return config
@@ -78,17 +78,17 @@ def get_storage_config(name: str, *, workspace_id: str, db: Database) -> Storage
 def delete_storage_config(name: str, *, workspace_id: str, db: Database) -> None:
     """Refused while a dataset or an import job uses the config."""
     with db.uow() as uow:
-        config = repo.get_config(uow.session, workspace_id=workspace_id, name=name)
+        config = storage_configs.get_config(uow.session, workspace_id=workspace_id, name=name)
         if config is None:
             raise NotFound(f"storage config {name!r} does not exist")
-        if repo.config_in_use(uow.session, config_id=config.id):
+        if storage_configs.config_in_use(uow.session, config_id=config.id):
             raise Conflict(f"storage config {name!r} is used by datasets or import jobs")
         uow.session.delete(config)
         uow.commit()
 
 
 def _check_local_folder(settings: Settings, request: LocalConfigCreate, workspace_id: str) -> None:
-    """Only the workspace's own folders of BAYPORT_LOCAL_ROOTS (bayport/local_roots.py)."""
+    """Only the workspace's own folders of BAYPORT_LOCAL_ROOTS (stores/local_roots.py)."""
     try:
         LocalRoots.from_settings(settings).check(workspace_id, request.bucket_name)
     except LocalFolderRefused as exc:
@@ -165,7 +165,7 @@ def _verify(
 ) -> None:
     """One cheap listing with the new credentials: a wrong bucket, key or endpoint is
     Invalid with the provider's reason now, not a failed import later. All of it within
-    BAYPORT_CONFIG_CHECK_DEADLINE (bayport/deadline.py): an endpoint that answers slowly,
+    BAYPORT_CONFIG_CHECK_DEADLINE (stores/deadline.py): an endpoint that answers slowly,
     or a byte at a time, is TimedOut naming it then, and its connections are cut."""
     seconds = settings.config_check_deadline
 

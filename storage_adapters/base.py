@@ -77,6 +77,9 @@ class Capabilities:
     # Lists unfinished multipart uploads (`list_uploads`): S3, OSS, local, memory. Azure's
     # uncommitted blocks expire by themselves.
     lists_uploads: bool = False
+    # Copies server-side from another provider's store by fetching the source's presigned
+    # URL itself (Azure's Put Blob From URL): `can_copy_from` says for which sources.
+    copy_from_url: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +173,9 @@ class ObjectStore(Protocol):
         size: int | None = None,
         etag: str | None = None,
     ) -> ObjectInfo:
-        """Server-side copy of one object; UNSUPPORTED unless `can_copy_from(source)`.
+        """Server-side copy of one object; UNSUPPORTED unless `can_copy_from(source)`, and
+        UNSUPPORTED for one object the adapter cannot copy so (Azure pulling from another
+        provider: a multipart ETag, a source Azure cannot reach): the caller streams it.
         `size` is the source's size as listed: an adapter whose copy answer lacks the size
         may report it instead of asking again (the caller verifies by content hash). With
         `etag`, only that version of the source is copied (S3/OSS copy-source-if-match,

@@ -1,4 +1,8 @@
-"""A folder as a bucket: Bayport's default storage in standalone mode, and a local import source."""
+"""A folder as a bucket: Bayport's default storage in standalone mode, and a local import source.
+
+The store itself; local_fs opens its folders and files without following symbolic links, and
+local_errors maps every OSError.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from storage_adapters.base import (
 )
 from storage_adapters.common import page_limit, still_version
 from storage_adapters.errors import ErrorKind, StorageError, changed, not_found
+from storage_adapters.local_errors import translate as _translate
 
 # Names Bayport writes beside the data (temp files of atomic writes, multipart parts): hidden
 # from listings at every depth and refused as key segments.
@@ -491,31 +496,3 @@ def _info(key: str, st: os.stat_result) -> ObjectInfo:
         last_modified=datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC),
         md5=None,
     )
-
-
-def _translate(exc: OSError, key: str | None, *, writing: bool = False) -> StorageError:
-    """The one place an OSError becomes a StorageError. When writing, a file or folder in the
-    way of the key is ALREADY_EXISTS; when reading, it means no object there. A symbolic
-    link on the key's path (ELOOP: never followed) is PERMISSION_DENIED."""
-    if exc.errno == errno.ELOOP:
-        return StorageError(
-            ErrorKind.PERMISSION_DENIED,
-            "the key's path goes through a symbolic link, which local storage never follows",
-            key=key,
-            status=403,
-        )
-    if isinstance(exc, FileNotFoundError):
-        return StorageError(ErrorKind.NOT_FOUND, "no such object", key=key, status=404)
-    if isinstance(exc, PermissionError):
-        return StorageError(ErrorKind.PERMISSION_DENIED, str(exc), key=key, status=403)
-    if isinstance(exc, NotADirectoryError | IsADirectoryError | FileExistsError):
-        if writing:
-            return StorageError(
-                ErrorKind.ALREADY_EXISTS, "a file or folder is in the way of the key", key=key
-            )
-        return StorageError(ErrorKind.NOT_FOUND, "no such object", key=key, status=404)
-    if exc.errno == errno.ENAMETOOLONG:
-        return StorageError(ErrorKind.INVALID_CONFIG, "key too long for a file name", key=key)
-    if exc.errno in (errno.EIO, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN):
-        return StorageError(ErrorKind.UNAVAILABLE, str(exc), key=key)
-    return StorageError(ErrorKind.UNEXPECTED, str(exc), key=key, transient=False)

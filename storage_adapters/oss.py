@@ -1,21 +1,20 @@
-"""Alibaba Cloud OSS through oss2 (v1 signatures, what oss2 sends by default)."""
+"""Alibaba Cloud OSS through oss2 (v1 signatures, what oss2 sends by default).
+
+The store itself; oss_client makes the oss2 Bucket it sends its requests on, and oss_errors
+maps every failure.
+"""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import hashlib
-import http.client
 import re
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import oss2
-import oss2.exceptions as oss_errors
-import requests.exceptions
-import urllib3.exceptions
 from oss2.models import PartInfo
 
 from storage_adapters.base import (
@@ -32,13 +31,12 @@ from storage_adapters.common import (
     normalize_root,
     page_limit,
     presign_seconds,
-    read_listing,
-    retry_after_seconds,
     still_version,
     strip_etag,
 )
 from storage_adapters.errors import ErrorKind, StorageError, changed
-from storage_adapters.netguard import NetGuard, guarded_session, refused
+from storage_adapters.oss_client import new_bucket
+from storage_adapters.oss_errors import translate as _translate
 
 KiB = 1024
 GiB = 1024 * 1024 * KiB
@@ -70,36 +68,10 @@ class OssStore:
             )
         self.bucket = spec.bucket
         self._root = normalize_root(spec.root)
-        access_key = spec.credentials.get("accesskey_id") or ""
-        secret = spec.credentials.get("accesskey_secret") or ""
-        token = spec.credentials.get("security_token") or ""
-        auth: Any
-        if not access_key:
-            auth = oss2.AnonymousAuth()
-        elif token:
-            auth = oss2.StsAuth(access_key, secret, token)
-        else:
-            auth = oss2.Auth(access_key, secret)
-        try:
-            # One attempt per call: oss2's Bucket methods do not retry (only its listing
-            # iterators do, unused here) and its requests adapters have max_retries=0. The
-            # tenacity layer is the only one that retries.
-            self._bucket = _Bucket(
-                auth,
-                spec.endpoint,
-                spec.bucket,
-                session=_shared_session(max_pool_connections, spec.guard),
-                connect_timeout=timeout,  # oss2 gives it to requests as connect and read timeout
-                enable_crc=True,
-            )
-        except ValueError as exc:  # urllib's "Port could not be cast to integer value"
-            raise StorageError(
-                ErrorKind.INVALID_CONFIG, f"bad OSS endpoint {spec.endpoint!r}: {exc}"
-            ) from exc
-        except Exception as exc:  # oss2's ClientError for a malformed endpoint or bucket name
-            raise _translate(exc, None, bucket=spec.bucket) from exc
+        self._bucket = new_bucket(spec, timeout=timeout, max_pool_connections=max_pool_connections)
         # The endpoint as oss2 normalised it (scheme://host[:port]), so spellings agree.
         self._endpoint: str = self._bucket.endpoint
+        access_key = spec.credentials.get("accesskey_id") or ""
         self._account = hashlib.sha256(f"oss\n{self._endpoint}\n{access_key}".encode()).hexdigest()
         self.capabilities = Capabilities(
             lists_uploads=True,
@@ -438,46 +410,6 @@ class OssStore:
         return source
 
 
-class _Bucket(oss2.Bucket):
-    """oss2's Bucket, its XML answers (a listing above all) read capped: oss2 would read a
-    hostile endpoint's endless "listing" whole into memory."""
-
-    @staticmethod
-    def _parse_result(resp: Any, parse_func: Any, klass: Any) -> Any:
-        result = klass(resp)
-        internal = resp.response  # requests' response
-        if internal._content_consumed:  # oss2 already read an empty answer's body
-            parse_func(result, internal._content if isinstance(internal._content, bytes) else b"")
-            return result
-        chunks = internal.iter_content(1024 * 1024)  # its (decoded) body
-        try:
-            body = read_listing(lambda _: next(chunks, b""), key="an OSS answer")
-        except StorageError:
-            internal.close()  # the rest unread: this connection can't be reused
-            raise
-        parse_func(result, body)
-        return result
-
-
-def _shared_session(pool_size: int, guard: NetGuard | None) -> oss2.Session:
-    """One oss2 Session (a requests connection pool) per pool size and connection guard,
-    shared by every store: requests go out with each store's own signature, so credentials
-    never mix. Its connections go only where the guard allows (also `bucket.endpoint`, the
-    host oss2 actually contacts) and it follows no redirect."""
-    with _sessions_lock:
-        session = _sessions.get((pool_size, guard))
-        if session is None:
-            session = _sessions[(pool_size, guard)] = oss2.Session(pool_size=pool_size)
-            session.session = guarded_session(
-                guard, pool_connections=pool_size, pool_maxsize=pool_size
-            )
-        return session
-
-
-_sessions: dict[tuple[int, NetGuard | None], oss2.Session] = {}
-_sessions_lock = threading.Lock()
-
-
 def _check_download(resp: Any) -> None:
     """A whole object read: the CRC-64 of the bytes received must be the one OSS states."""
     if resp.content_range is None:
@@ -523,27 +455,6 @@ def _unix_time(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("retry-after") if headers else None
-    return retry_after_seconds(value)
-
-
-_NOT_FOUND = frozenset({"NoSuchKey", "NoSuchUpload", "NoSuchVersion", "404"})
-_DENIED = frozenset(
-    {
-        "AccessDenied",
-        "AccessForbidden",
-        "403",
-        "401",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "SecurityTokenExpired",
-        "InvalidSecurityToken",
-        "UserDisable",
-    }
-)
-
-
 def _pinned(etag: str | None) -> dict[str, str] | None:
     """The header that makes a copy take version `etag` of its source only. OSS ETags are
     upper-case hex; ours are lower-cased, and OSS compares them as sent."""
@@ -553,105 +464,3 @@ def _pinned(etag: str | None) -> dict[str, str] | None:
 
 
 _HEX = re.compile(r"[0-9a-f]{32}(-[0-9]+)?")
-
-_PRECONDITION = frozenset(
-    {
-        "PreconditionFailed",
-        "412",
-        "InvalidPart",
-        "InvalidPartOrder",
-        "EntityTooSmall",
-        "EntityTooLarge",
-        "FileTooLarge",
-        "InvalidRange",
-        "416",
-    }
-)
-_RATE_LIMITED = frozenset(
-    {
-        "ServiceUnavailable",
-        "ServerBusy",
-        "QpsLimitExceeded",
-        "Throttling",
-        "TooManyRequests",
-        "SlowDown",
-        "DownloadTrafficRateLimitExceeded",
-        "UploadTrafficRateLimitExceeded",
-        "429",
-        "503",
-    }
-)
-_UNAVAILABLE = frozenset(
-    {"InternalError", "RequestTimeout", "BadGateway", "GatewayTimeout", "500", "502", "504"}
-)
-_CHECKSUM = frozenset({"InvalidDigest", "BadDigest"})
-_CONFIG = frozenset({"InvalidBucketName", "SecondLevelDomainForbidden", "PermanentRedirect", "301"})
-_UNSUPPORTED = frozenset({"NotImplemented", "OperationNotSupported", "501", "InvalidObjectState"})
-# Failures on the way: the request may succeed when made again.
-_NETWORK_ERRORS = (
-    requests.exceptions.ConnectionError,  # refused, reset, connect timeout
-    requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    urllib3.exceptions.ProtocolError,
-    urllib3.exceptions.ReadTimeoutError,
-    http.client.IncompleteRead,
-    ConnectionError,
-    TimeoutError,
-)
-_BAD_URL = (
-    requests.exceptions.SSLError,  # a certificate problem does not heal by itself
-    requests.exceptions.InvalidURL,
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.MissingSchema,
-)
-
-
-def _translate(exc: BaseException, key: str | None, *, bucket: str | None = None) -> StorageError:
-    """The one place an oss2/requests failure becomes a StorageError."""
-    if isinstance(exc, StorageError):
-        return exc
-    if (guarded := refused(exc)) is not None:  # a connection or redirect the guard refused
-        return guarded
-    if isinstance(exc, oss_errors.InconsistentError):  # CRC-64 of the bytes differs from OSS's
-        detail = str(exc.body).rsplit("InconsistentError: ", 1)[-1]
-        return StorageError(ErrorKind.CHECKSUM_MISMATCH, f"CRC-64 mismatch: {detail}", key=key)
-    if isinstance(exc, oss_errors.RequestError):  # oss2's wrapper of a requests failure
-        return _translate(exc.exception, key, bucket=bucket)
-    if isinstance(exc, oss_errors.ClientError):  # oss2 refused the call before sending it
-        return StorageError(ErrorKind.INVALID_CONFIG, exc.body, key=key)
-    if isinstance(exc, oss_errors.OssError):
-        code = str(exc.code or "")
-        status = exc.status if isinstance(exc.status, int) and exc.status > 0 else None
-        status_code = str(status or "")
-        message = str(exc.message or code or f"HTTP {status}")
-        if exc.request_id:
-            message += f" (request id {exc.request_id})"
-        facts: dict[str, Any] = {"key": key, "status": status, "code": code or None}
-        if code == "NoSuchBucket":
-            name = exc.details.get("BucketName") or bucket or "?"
-            return StorageError(ErrorKind.NOT_FOUND, f"bucket {name!r} does not exist", **facts)
-        table = (
-            (_NOT_FOUND, ErrorKind.NOT_FOUND),
-            (_DENIED, ErrorKind.PERMISSION_DENIED),
-            (_PRECONDITION, ErrorKind.PRECONDITION_FAILED),
-            (_CHECKSUM, ErrorKind.CHECKSUM_MISMATCH),
-            (_CONFIG, ErrorKind.INVALID_CONFIG),
-            (_UNSUPPORTED, ErrorKind.UNSUPPORTED),
-            (_RATE_LIMITED, ErrorKind.RATE_LIMITED),
-            (_UNAVAILABLE, ErrorKind.UNAVAILABLE),
-        )
-        # The error code decides; an unknown code falls back on the HTTP status.
-        kind = next((k for codes, k in table if code in codes), None)
-        kind = kind or next((k for codes, k in table if status_code in codes), None)
-        if kind is None:
-            is_5xx = status is not None and status >= 500
-            kind = ErrorKind.UNAVAILABLE if is_5xx else ErrorKind.UNEXPECTED
-        retry_after = None
-        if kind is ErrorKind.RATE_LIMITED:
-            retry_after = _retry_after(exc.headers)
-        return StorageError(kind, message, retry_after=retry_after, **facts)
-    if isinstance(exc, _BAD_URL):
-        return StorageError(ErrorKind.INVALID_CONFIG, str(exc), key=key)
-    if isinstance(exc, _NETWORK_ERRORS):
-        return StorageError(ErrorKind.UNAVAILABLE, str(exc), key=key, transient=True)
-    return StorageError(ErrorKind.UNEXPECTED, f"{type(exc).__name__}: {exc}", key=key)

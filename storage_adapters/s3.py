@@ -1,22 +1,16 @@
-"""Amazon S3 and S3-compatible servers (rclone, MinIO, moto, ...) through boto3."""
+"""Amazon S3 and S3-compatible servers (rclone, MinIO, moto, ...) through boto3.
+
+The store itself; s3_client makes its connections (boto3's client and the lean path, s3_wire),
+s3_answers reads what the server answers, and s3_errors maps every failure.
+"""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
 import hashlib
-import http.client
-import re
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
 from typing import Any
-
-import boto3
-import botocore.exceptions as boto_errors
-import urllib3.exceptions
-from botocore import UNSIGNED
-from botocore.config import Config
 
 from storage_adapters.base import (
     Blob,
@@ -32,18 +26,17 @@ from storage_adapters.common import (
     normalize_root,
     page_limit,
     presign_seconds,
-    read_listing,
-    retry_after_seconds,
     still_version,
     strip_etag,
 )
 from storage_adapters.errors import ErrorKind, StorageError, changed
-from storage_adapters.netguard import guard_botocore, refused
+from storage_adapters.s3_answers import listing_page, object_info
+from storage_adapters.s3_client import new_client, new_wire
+from storage_adapters.s3_errors import translate as _translate
 from storage_adapters.s3_wire import Redirected, S3Wire
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-_MD5_HEX = re.compile(r"[0-9a-f]{32}")
 # The longest a SigV4 presigned URL may live (X-Amz-Expires): AWS refuses more than 7 days.
 _MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
@@ -74,58 +67,13 @@ class S3Store:
         self._account = hashlib.sha256(
             f"s3\n{self._endpoint or 'aws'}\n{access_key or ''}".encode()
         ).hexdigest()
-        options: dict[str, Any] = {
-            # Our tenacity layer retries; botocore making its own attempts would multiply them.
-            "retries": {"total_max_attempts": 1, "mode": "standard"},
-            "connect_timeout": timeout,
-            "read_timeout": timeout,
-            "max_pool_connections": max_pool_connections,
-            # Checksums beyond Content-MD5 only when an operation demands them: many
-            # S3-compatible servers reject the newer flexible-checksum headers.
-            "request_checksum_calculation": "when_required",
-            "response_checksum_validation": "when_required",
-        }
-        if self._endpoint:
-            options["s3"] = {"addressing_style": "path"}
-        if access_key is None:
-            options["signature_version"] = UNSIGNED
-        else:
-            # Requests are signed SigV4 either way; named, presigned URLs are too (left
-            # unnamed, botocore presigns S3 with SigV2, which rclone and newer regions refuse).
-            options["signature_version"] = "s3v4"
-        try:
-            self._client = _new_client(
-                "s3",
-                endpoint_url=self._endpoint,
-                region_name=spec.region or "us-east-1",
-                aws_access_key_id=access_key,
-                aws_secret_access_key=spec.credentials.get("accesskey_secret") or None,
-                aws_session_token=spec.credentials.get("security_token") or None,
-                config=Config(**options),
-            )
-        except ValueError as exc:  # botocore's "Invalid endpoint: ..."
-            raise StorageError(ErrorKind.INVALID_CONFIG, str(exc)) from exc
-        guard_botocore(self._client, spec.guard, custom_endpoint=bool(self._endpoint))
-        # boto3 reads a whole answer before parsing it: its listings are read here, capped.
-        self._client.meta.events.register_last(
-            "before-send.s3.ListObjectsV2", self._send_listing_capped
-        )
+        self._client = new_client(spec, timeout=timeout, max_pool_connections=max_pool_connections)
         # The per-object requests take the lean path (s3_wire) unless `wire=False` or an
         # environment proxy is set; boto3 takes over for good if the server redirects.
-        endpoint_url: str = self._client.meta.endpoint_url
         self._wire: S3Wire | None = None
-        if wire and S3Wire.usable(endpoint_url):
-            self._wire = S3Wire(
-                endpoint_url=endpoint_url,
-                bucket=self.bucket,
-                region=self._client.meta.region_name,
-                path_style=bool(self._endpoint),
-                access_key=access_key,
-                secret_key=spec.credentials.get("accesskey_secret") or None,
-                session_token=spec.credentials.get("security_token") or None,
-                timeout=timeout,
-                pool_size=max_pool_connections,
-                guard=spec.guard,
+        if wire:
+            self._wire = new_wire(
+                self._client, spec, timeout=timeout, pool_size=max_pool_connections
             )
         self.capabilities = Capabilities(
             lists_uploads=True,
@@ -169,8 +117,9 @@ class S3Store:
             ),
         )
         if listed is not _BOTO3:
-            return self._page(
+            return listing_page(
                 [(o.key, o.size, o.etag, o.last_modified) for o in listed.objects],
+                root=self._root,
                 truncated=listed.truncated,
                 prefix=prefix,
             )
@@ -179,36 +128,8 @@ class S3Store:
             (item["Key"], item.get("Size", 0), item.get("ETag"), item.get("LastModified"))
             for item in resp.get("Contents", ())
         ]
-        return self._page(items, truncated=bool(resp.get("IsTruncated")), prefix=prefix)
-
-    def _page(
-        self,
-        items: list[tuple[str, int, str | None, datetime | None]],
-        *,
-        truncated: bool,
-        prefix: str,
-    ) -> ListPage:
-        """A listing's page in the store's terms: keys under its root, folder markers out,
-        the last key listed as the cursor when there is more."""
-        found: list[ObjectInfo] = []
-        folders: list[str] = []
-        last: str | None = None
-        for last, size, etag, modified in items:
-            if not last.startswith(self._root):
-                continue
-            if last.endswith("/"):
-                if size:
-                    folders.append(last[len(self._root) :])
-                continue
-            found.append(_info(last[len(self._root) :], size, etag, modified))
-        if not truncated:
-            return ListPage(objects=found, cursor=None, folder_keys_with_data=folders)
-        if last is None:
-            raise StorageError(
-                ErrorKind.UNEXPECTED, "the server said truncated but listed nothing", key=prefix
-            )
-        return ListPage(
-            objects=found, cursor=last[len(self._root) :], folder_keys_with_data=folders
+        return listing_page(
+            items, root=self._root, truncated=bool(resp.get("IsTruncated")), prefix=prefix
         )
 
     def head(self, key: str) -> ObjectInfo:
@@ -216,13 +137,15 @@ class S3Store:
         if answer is not _BOTO3:
             sse = answer.headers.get("x-amz-server-side-encryption")
             sse_c = answer.headers.get("x-amz-server-side-encryption-customer-algorithm")
-            info = _info(key, answer.length, answer.etag, answer.last_modified)
+            info = object_info(key, answer.length, answer.etag, answer.last_modified)
         else:
             resp = self._call(
                 self._client.head_object, key, Bucket=self.bucket, Key=self._root + key
             )
             sse, sse_c = resp.get("ServerSideEncryption"), resp.get("SSECustomerAlgorithm")
-            info = _info(key, resp["ContentLength"], resp.get("ETag"), resp.get("LastModified"))
+            info = object_info(
+                key, resp["ContentLength"], resp.get("ETag"), resp.get("LastModified")
+            )
         if sse_c or (sse or "").startswith("aws:kms"):
             # An SSE-KMS or SSE-C object's ETag is no MD5 of its content, 32 hex digits or not.
             return dataclasses.replace(info, md5=None)
@@ -314,7 +237,7 @@ class S3Store:
             raise _translate(exc, key, bucket=self.bucket) from exc
         finally:
             body.close()
-        info = _info(key, len(data), strip_etag(resp.get("ETag")), resp.get("LastModified"))
+        info = object_info(key, len(data), strip_etag(resp.get("ETag")), resp.get("LastModified"))
         return Blob(data=data, info=info)
 
     def put(self, key: str, data: bytes | bytearray) -> ObjectInfo:
@@ -379,7 +302,7 @@ class S3Store:
         if size is None or etag is None:
             # CopyObject does not say the size; the HEAD also proves the copy landed.
             return self.head(dst_key)
-        return _info(dst_key, size, etag, None)
+        return object_info(dst_key, size, etag, None)
 
     def _copy_object(
         self, src: S3Store, src_key: str, dst_key: str, *, if_match: str | None
@@ -544,20 +467,6 @@ class S3Store:
         except Exception as exc:
             raise _translate(exc, key, bucket=self.bucket) from exc
 
-    def _send_listing_capped(self, request: Any, **_: Any) -> Any:
-        """botocore's `before-send` for ListObjectsV2: send it on the client's own HTTP
-        session, its body left unread, then read at most MAX_LISTING_BYTES of it."""
-        request.stream_output = True  # the session then leaves the body to us
-        response = self._client._endpoint.http_session.send(request)
-        try:
-            response._content = read_listing(response.raw.read, key=f"s3://{self.bucket}")
-        except BaseException:
-            response.raw.close()  # unread bytes would garble the connection's next answer
-            raise
-        finally:
-            response.raw.release_conn()
-        return response
-
     def _read_on_wire(self, wire: S3Wire, key: str, max_size: int) -> Blob:
         answer, chunks = wire.get_stream(self._root + key, chunk_size=256 * 1024)
         try:
@@ -570,7 +479,7 @@ class S3Store:
             data = b"".join(chunks)
         finally:
             chunks.close()
-        return Blob(data=data, info=_info(key, len(data), answer.etag, answer.last_modified))
+        return Blob(data=data, info=object_info(key, len(data), answer.etag, answer.last_modified))
 
     def _call(self, operation: Callable[..., Any], key: str | None, **params: Any) -> Any:
         try:
@@ -588,153 +497,5 @@ class S3Store:
         return source
 
 
-def _new_client(*args: Any, **kwargs: Any) -> Any:
-    """A boto3 client from one shared session. Clients are thread-safe, sessions are not (hence
-    the lock); sharing one saves loading the S3 service model for every store. Credentials go
-    to each client, never to the session."""
-    global _session
-    with _session_lock:
-        if _session is None:
-            _session = boto3.session.Session()
-        return _session.client(*args, **kwargs)
-
-
-_session: boto3.session.Session | None = None
 # Returned by S3Store._on_wire when boto3 is to make the request.
 _BOTO3: Any = object()
-_session_lock = threading.Lock()
-
-
-def _info(key: str, size: int, etag: str | None, last_modified: datetime | None) -> ObjectInfo:
-    etag = strip_etag(etag)
-    # A single-part upload's ETag is the content MD5 (SSE-KMS aside); a multipart one has '-N'.
-    md5 = etag if etag is not None and _MD5_HEX.fullmatch(etag) else None
-    return ObjectInfo(key=key, size=size, etag=etag, last_modified=last_modified, md5=md5)
-
-
-def _retry_after(headers: dict[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    return retry_after_seconds(value)
-
-
-_NOT_FOUND = frozenset({"NoSuchKey", "NoSuchUpload", "NoSuchVersion", "NotFound", "404"})
-_DENIED = frozenset(
-    {
-        "AccessDenied",
-        "Forbidden",
-        "403",
-        "401",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "AllAccessDisabled",
-        "AccountProblem",
-        "ExpiredToken",
-        "InvalidToken",
-        "InvalidSecurity",
-    }
-)
-_PRECONDITION = frozenset(
-    {
-        "PreconditionFailed",
-        "412",
-        "InvalidPart",
-        "InvalidPartOrder",
-        "EntityTooSmall",
-        "EntityTooLarge",
-        "InvalidRange",
-        "416",
-    }
-)
-_RATE_LIMITED = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "TooManyRequests",
-        "ServiceUnavailable",
-        "429",
-        "503",
-    }
-)
-_UNAVAILABLE = frozenset(
-    {"InternalError", "RequestTimeout", "BadGateway", "GatewayTimeout", "500", "502", "504"}
-)
-_CHECKSUM = frozenset({"BadDigest", "XAmzContentSHA256Mismatch"})
-_CONFIG = frozenset(
-    {
-        "InvalidBucketName",
-        "PermanentRedirect",
-        "301",
-        "AuthorizationHeaderMalformed",
-        "IllegalLocationConstraintException",
-    }
-)
-_UNSUPPORTED = frozenset({"NotImplemented", "501", "InvalidObjectState"})
-# Network failures: the request may succeed when made again.
-_NETWORK_ERRORS = (
-    boto_errors.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, proxies
-    boto_errors.HTTPClientError,  # ConnectionClosedError, ReadTimeoutError, ResponseStreaming
-    boto_errors.IncompleteReadError,
-    urllib3.exceptions.ProtocolError,
-    urllib3.exceptions.TimeoutError,  # connect and read timeouts of the lean path (s3_wire)
-    urllib3.exceptions.NewConnectionError,  # refused, unreachable, no such host
-    urllib3.exceptions.ProxyError,
-    http.client.IncompleteRead,
-    ConnectionError,
-    TimeoutError,
-)
-
-
-def _translate(exc: BaseException, key: str | None, *, bucket: str | None = None) -> StorageError:
-    """The one place a botocore/boto3/urllib3 failure becomes a StorageError."""
-    if isinstance(exc, StorageError):
-        return exc
-    if (guarded := refused(exc)) is not None:  # a connection or redirect the guard refused
-        return guarded
-    if isinstance(exc, boto_errors.ClientError):
-        error: Any = exc.response.get("Error", {})
-        meta: Any = exc.response.get("ResponseMetadata", {})
-        code = str(error.get("Code") or "")
-        status = meta.get("HTTPStatusCode")
-        status_code = str(status or "")
-        message = str(error.get("Message") or code or exc)
-        facts: dict[str, Any] = {"key": key, "status": status, "code": code or None}
-        if code == "NoSuchBucket":
-            name = error.get("BucketName") or bucket or "?"
-            return StorageError(ErrorKind.NOT_FOUND, f"bucket {name!r} does not exist", **facts)
-        table = (
-            (_NOT_FOUND, ErrorKind.NOT_FOUND),
-            (_DENIED, ErrorKind.PERMISSION_DENIED),
-            (_PRECONDITION, ErrorKind.PRECONDITION_FAILED),
-            (_CHECKSUM, ErrorKind.CHECKSUM_MISMATCH),
-            (_CONFIG, ErrorKind.INVALID_CONFIG),
-            (_UNSUPPORTED, ErrorKind.UNSUPPORTED),
-            (_RATE_LIMITED, ErrorKind.RATE_LIMITED),
-            (_UNAVAILABLE, ErrorKind.UNAVAILABLE),
-        )
-        # The error code decides; an unknown code falls back on the HTTP status.
-        kind = next((k for codes, k in table if code in codes), None)
-        kind = kind or next((k for codes, k in table if status_code in codes), None)
-        if kind is None:
-            is_5xx = isinstance(status, int) and status >= 500
-            kind = ErrorKind.UNAVAILABLE if is_5xx else ErrorKind.UNEXPECTED
-        retry_after = None
-        if kind is ErrorKind.RATE_LIMITED:
-            retry_after = _retry_after(meta.get("HTTPHeaders", {}))
-        return StorageError(kind, message, retry_after=retry_after, **facts)
-    if isinstance(exc, boto_errors.SSLError | urllib3.exceptions.SSLError):
-        # A certificate problem does not heal by itself.
-        return StorageError(ErrorKind.INVALID_CONFIG, str(exc), key=key)
-    if isinstance(exc, _NETWORK_ERRORS):
-        return StorageError(ErrorKind.UNAVAILABLE, str(exc), key=key, transient=True)
-    if isinstance(
-        exc,
-        boto_errors.NoCredentialsError
-        | boto_errors.PartialCredentialsError
-        | boto_errors.ParamValidationError
-        | boto_errors.NoRegionError,
-    ):
-        return StorageError(ErrorKind.INVALID_CONFIG, str(exc), key=key)
-    return StorageError(ErrorKind.UNEXPECTED, f"{type(exc).__name__}: {exc}", key=key)

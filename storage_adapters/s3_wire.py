@@ -8,8 +8,8 @@ connection pool (what botocore sends them on), reading only the headers the adap
 about 0.2 ms each. Listing, multipart uploads and everything else stay on boto3.
 
 Errors come back in the shape botocore gives them (`ClientError` with the S3 error code, the
-status and headers), so `storage_adapters.s3._translate` stays the one place they become
-StorageErrors. An answer boto3 would follow and this path does not (a redirect to the
+status and headers), so `storage_adapters.s3_errors.translate` stays the one place they
+become StorageErrors. An answer boto3 would follow and this path does not (a redirect to the
 bucket's region) raises `Redirected`: the store then hands the request, and every later one,
 to boto3.
 """

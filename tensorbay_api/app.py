@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bayport.wiring import Container
+from bootstrap import Container
 from edge.bulkhead import REQUEST_RETRY_AFTER, Bulkheads, install_bulkheads, request_slot
 from importer.errors import Conflict, ImportServiceError, Invalid, NotFound, TimedOut
 from tensorbay_api import (

@@ -11,8 +11,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 
-from bayport.secretbox import SecretBoxError
-from bayport.wiring import Container
+from bootstrap import Container
+from crypto.secretbox import SecretBoxError
 from metadata.models import StorageConfig
 from storage_adapters.base import ObjectStore
 from storage_adapters.errors import ErrorKind, StorageError

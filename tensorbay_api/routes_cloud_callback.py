@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from importer import drafts
 from importer.manifest import SEGMENT_PATTERN
 from importer.rules import key_problem
-from metadata import repository as repo
+from metadata.queries import datasets as datasets_q
 from tensorbay_api.deps import ContainerDep, WorkspaceDep
 from tensorbay_api.errors import invalid, not_found
 from tensorbay_api.versions import find_dataset, find_draft
@@ -77,7 +77,7 @@ def cloud_callback(
                 "config that holds them"
             )
         draft = find_draft(s, dataset, body.draft_number, share=True)
-        if repo.get_segment(s, dataset_id=dataset.id, name=body.segment_name) is None:
+        if datasets_q.get_segment(s, dataset_id=dataset.id, name=body.segment_name) is None:
             raise not_found(f"segment {body.segment_name!r} of dataset {dataset.name!r}")
         drafts.register(s, draft, segment_name=body.segment_name, objects=objects)
         uow.commit()

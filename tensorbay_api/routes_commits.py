@@ -7,22 +7,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import select
-from starlette.concurrency import run_in_threadpool
 
-from bayport.wiring import Container
-from edge.waiting import settled_within
-from importer import drafts
-from metadata import repository as repo
-from metadata.models import Commit, Dataset, Draft, DraftStatus, utcnow
+from metadata.models import Commit
+from services import drafts
 from tensorbay_api.deps import ContainerDep, PageDep, WorkspaceDep
 from tensorbay_api.errors import TensorBayError, not_found
 from tensorbay_api.versions import (
     MAIN,
     ROOT_COMMIT_ID,
-    author_of,
     find_dataset,
-    find_draft,
     paged,
     seconds,
 )
@@ -48,87 +41,29 @@ async def commit_draft(
 ) -> dict[str, Any]:
     """Commit the draft once every object it registered is imported: waits for that up to
     `commit_wait_seconds`, then answers 503 with Retry-After (the SDK retries a POST).
-    The wait holds no thread (it sleeps on the event loop; each look at the draft takes a
-    thread for one query), and the request holds one of its workspace's places meanwhile
-    (edge/bulkhead.py), so waiting commits cannot take the threads other calls need."""
-    progress = await run_in_threadpool(_nudge_draft, container, workspace_id, dataset_id, body)
-    progress = await settled_within(
-        progress,
-        lambda: drafts.progress(
-            container.ctx, dataset_id=dataset_id, draft_number=body.draft_number
-        ),
-        settled=lambda p: p.settled,
-        seconds=container.settings.commit_wait_seconds,
-    )
-    return await run_in_threadpool(
-        _commit_draft, container, workspace_id, dataset_id, body, progress
-    )
-
-
-def _nudge_draft(
-    container: Container, workspace_id: str, dataset_id: str, body: CommitBody
-) -> drafts.DraftProgress:
-    ctx = container.ctx
-    with container.db.uow() as uow:
-        dataset = find_dataset(uow.session, workspace_id, dataset_id)
-        find_draft(uow.session, dataset, body.draft_number)
-    drafts.nudge(ctx, dataset_id=dataset_id, draft_number=body.draft_number)
-    return drafts.progress(ctx, dataset_id=dataset_id, draft_number=body.draft_number)
-
-
-def _commit_draft(
-    container: Container,
-    workspace_id: str,
-    dataset_id: str,
-    body: CommitBody,
-    progress: drafts.DraftProgress,
-) -> dict[str, Any]:
-    if not progress.settled:
-        raise TensorBayError(
-            503,
-            f"draft {body.draft_number} is still importing ({progress.waiting} objects "
-            f"waiting, {progress.running_jobs} import jobs running): commit again when "
-            "they end",
-            code="DraftImporting",
-            retry_after=5,
-        )
-    with container.db.uow() as uow:
-        s = uow.session
-        dataset = find_dataset(s, workspace_id, dataset_id)
-        s.exec(select(Dataset).where(Dataset.id == dataset.id).with_for_update()).first()
-        s.exec(
-            select(Draft)
-            .where(Draft.dataset_id == dataset.id, Draft.number == body.draft_number)
-            .with_for_update()
-        ).first()
-        draft = find_draft(s, dataset, body.draft_number)
-        late = repo.waiting_draft_objects(s, dataset_id=dataset.id, draft_number=body.draft_number)
-        if late:  # registered while the commit waited: they go into this version too
-            raise TensorBayError(
-                503,
-                f"draft {body.draft_number}: {late} objects were registered while it was "
-                "being committed: commit again when they are imported",
-                code="DraftImporting",
-                retry_after=1,
-            )
-        commit = Commit(
-            dataset_id=dataset.id,
-            draft_number=draft.number,
-            parent_commit_id=dataset.head_commit_id,
+    The wait holds no thread (services/drafts.py), and the request holds one of its
+    workspace's places meanwhile (edge/bulkhead.py), so waiting commits cannot take the
+    threads other calls need."""
+    try:
+        committed = await drafts.commit_draft(
+            container.ctx,
+            workspace_id=workspace_id,
+            dataset_id=dataset_id,
+            draft_number=body.draft_number,
             title=body.title,
             description=body.description,
             tag=body.tag,
-            committer=author_of(s, workspace_id),
+            wait_seconds=container.settings.commit_wait_seconds,
         )
-        s.add(commit)
-        draft.status = DraftStatus.COMMITTED.value
-        draft.commit_id = commit.id
-        draft.updated_at = utcnow()
-        dataset.head_commit_id = commit.id
-        s.add(draft)
-        s.add(dataset)
-        uow.commit()
-        return {"commitId": commit.id, "failedObjects": progress.failed, "jobs": progress.jobs}
+    except drafts.DraftImporting as exc:
+        raise TensorBayError(
+            503, exc.message, code="DraftImporting", retry_after=exc.retry_after
+        ) from exc
+    return {
+        "commitId": committed.commit_id,
+        "failedObjects": committed.failed_objects,
+        "jobs": committed.jobs,
+    }
 
 
 def _commit_public(commit: Commit, *, name: str | None = None) -> dict[str, Any]:

@@ -6,11 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import Session
 
 from importer.manifest import NAME_PATTERN
-from metadata import repository as repo
-from metadata.models import Dataset, StorageConfig
 from services import datasets
 from tensorbay_api.deps import ContainerDep, PageDep, WorkspaceDep
 from tensorbay_api.errors import invalid
@@ -18,10 +15,10 @@ from tensorbay_api.versions import (
     MAIN,
     ROOT_COMMIT_ID,
     VersionDep,
-    dataset_at,
     find_dataset,
     find_draft,
     paged,
+    read_dataset_at,
     seconds,
 )
 
@@ -38,8 +35,8 @@ class DatasetBody(BaseModel):
     config_name: str | None = Field(default=None, alias="configName")
 
 
-def _dataset_public(s: Session, dataset: Dataset) -> dict[str, Any]:
-    config = s.get(StorageConfig, dataset.config_id) if dataset.config_id else None
+def _dataset_public(view: datasets.DatasetView) -> dict[str, Any]:
+    dataset = view.dataset
     return {
         "id": dataset.id,
         "name": dataset.name,
@@ -48,7 +45,7 @@ def _dataset_public(s: Session, dataset: Dataset) -> dict[str, Any]:
         "isPublic": False,
         "defaultBranch": MAIN,
         "commitId": dataset.head_commit_id or ROOT_COMMIT_ID,
-        "configName": config.name if config else None,
+        "configName": view.config_name,
         "createdAt": seconds(dataset.created_at),
     }
 
@@ -77,21 +74,19 @@ def list_datasets(
     name: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
     offset, limit = page
-    with container.db.uow() as uow:
-        s = uow.session
-        found = list(repo.list_datasets(s, workspace_id=workspace_id))
-        if name is not None:  # exact: the SDK takes the first dataset it gets
-            found = [d for d in found if d.name == name]
-        items = [_dataset_public(s, d) for d in found[offset : offset + limit]]
-    return paged("datasets", items, len(found), offset)
+    found = datasets.list_datasets(
+        workspace_id=workspace_id, db=container.db, name=name, offset=offset, limit=limit
+    )
+    items = [_dataset_public(view) for view in found.datasets]
+    return paged("datasets", items, found.total, offset)
 
 
 @router.get("/datasets/{dataset_id}")
 def get_dataset(
     dataset_id: str, workspace_id: WorkspaceDep, container: ContainerDep
 ) -> dict[str, Any]:
-    with container.db.uow() as uow:
-        return _dataset_public(uow.session, find_dataset(uow.session, workspace_id, dataset_id))
+    view = datasets.get_dataset(workspace_id=workspace_id, db=container.db, dataset_id=dataset_id)
+    return _dataset_public(view)
 
 
 class NotesBody(BaseModel):
@@ -131,7 +126,5 @@ def get_notes(
     container: ContainerDep,
     version: VersionDep,
 ) -> dict[str, Any]:
-    with container.db.uow() as uow:
-        s = uow.session
-        dataset = dataset_at(s, workspace_id, dataset_id, version)
-        return {"isContinuous": False, "binPointCloudFields": None, **(dataset.notes or {})}
+    dataset = read_dataset_at(container.db, workspace_id, dataset_id, version)
+    return {"isContinuous": False, "binPointCloudFields": None, **(dataset.notes or {})}

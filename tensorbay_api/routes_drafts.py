@@ -6,27 +6,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
 
-from metadata import repository as repo
-from metadata.models import Draft, DraftStatus, utcnow
+from metadata.models import Draft
+from services import drafts
 from tensorbay_api.deps import ContainerDep, PageDep, WorkspaceDep
-from tensorbay_api.errors import TensorBayError, invalid
-from tensorbay_api.versions import (
-    MAIN,
-    ROOT_COMMIT_ID,
-    author_of,
-    find_dataset,
-    find_draft,
-    paged,
-    seconds,
-)
+from tensorbay_api.versions import MAIN, ROOT_COMMIT_ID, paged, seconds
 
 router = APIRouter()
 
 
-def _draft_public(s: Session, draft: Draft) -> dict[str, Any]:
+def _draft_public(draft: Draft) -> dict[str, Any]:
     return {
         "number": draft.number,
         "title": draft.title,
@@ -54,33 +43,15 @@ def create_draft(
     workspace_id: WorkspaceDep,
     container: ContainerDep,
 ) -> dict[str, Any]:
-    if body.branch_name != MAIN:
-        raise invalid(f"branch {body.branch_name!r} does not exist: Bayport keeps {MAIN!r} only")
-    for _ in range(3):  # two drafts made at once: the loser takes the next number
-        with container.db.uow() as uow:
-            s = uow.session
-            dataset = find_dataset(s, workspace_id, dataset_id)
-            last = s.exec(
-                select(func.max(Draft.number)).where(Draft.dataset_id == dataset.id)
-            ).one()
-            number = int(last or 0) + 1
-            s.add(
-                Draft(
-                    dataset_id=dataset.id,
-                    number=number,
-                    title=body.title,
-                    description=body.description,
-                    branch_name=MAIN,
-                    parent_commit_id=dataset.head_commit_id,
-                    author=author_of(s, workspace_id),
-                )
-            )
-            try:
-                uow.commit()
-            except IntegrityError:
-                continue
-            return {"draftNumber": number}
-    raise TensorBayError(409, "drafts were being made at the same time: try again")
+    number = drafts.create_draft(
+        workspace_id=workspace_id,
+        db=container.db,
+        dataset_id=dataset_id,
+        title=body.title,
+        description=body.description,
+        branch_name=body.branch_name,
+    )
+    return {"draftNumber": number}
 
 
 @router.get("/datasets/{dataset_id}/drafts")
@@ -94,20 +65,15 @@ def list_drafts(
     draft_number: Annotated[int | None, Query(alias="draftNumber")] = None,
 ) -> dict[str, Any]:
     offset, limit = page
-    with container.db.uow() as uow:
-        s = uow.session
-        dataset = find_dataset(s, workspace_id, dataset_id)
-        query = select(Draft).where(Draft.dataset_id == dataset.id)
-        if status is not None and status.upper() != "ALL":
-            if status.upper() not in DraftStatus.__members__:
-                raise invalid(f"status must be OPEN, COMMITTED, CLOSED or ALL, not {status!r}")
-            query = query.where(Draft.status == status.upper())
-        if branch_name is not None:
-            query = query.where(Draft.branch_name == branch_name)
-        if draft_number is not None:
-            query = query.where(Draft.number == draft_number)
-        found = s.exec(query.order_by(col(Draft.number))).all()
-        items = [_draft_public(s, d) for d in found[offset : offset + limit]]
+    found = drafts.list_drafts(
+        workspace_id=workspace_id,
+        db=container.db,
+        dataset_id=dataset_id,
+        status=status,
+        branch_name=branch_name,
+        number=draft_number,
+    )
+    items = [_draft_public(d) for d in found[offset : offset + limit]]
     return paged("drafts", items, len(found), offset)
 
 
@@ -129,20 +95,13 @@ def update_draft(
 ) -> dict[str, Any]:
     """`update_draft` (title, description) and `close_draft` (status CLOSED: the objects it
     registered that no job took yet are dropped; its running imports go on)."""
-    if body.status is not None and body.status != DraftStatus.CLOSED.value:
-        raise invalid(f"status can only be set to CLOSED, not {body.status!r}")
-    with container.db.uow() as uow:
-        s = uow.session
-        dataset = find_dataset(s, workspace_id, dataset_id)
-        draft = find_draft(s, dataset, number)
-        if body.title is not None:
-            draft.title = body.title
-        if body.description is not None:
-            draft.description = body.description
-        if body.status is not None:
-            draft.status = DraftStatus.CLOSED.value
-            repo.drop_waiting_draft_objects(s, dataset_id=dataset.id, draft_number=number)
-        draft.updated_at = utcnow()
-        s.add(draft)
-        uow.commit()
+    drafts.update_draft(
+        workspace_id=workspace_id,
+        db=container.db,
+        dataset_id=dataset_id,
+        number=number,
+        title=body.title,
+        description=body.description,
+        status=body.status,
+    )
     return {}

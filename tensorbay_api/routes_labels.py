@@ -9,11 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import select
 
 from labels.catalog import Catalog
-from metadata import repository as repo
 from metadata.models import Segment
+from metadata.queries import labels as labels_q
+from services import datasets
 from tensorbay_api.deps import ContainerDep, WorkspaceDep
 from tensorbay_api.errors import invalid
-from tensorbay_api.versions import VersionDep, dataset_at, find_dataset, find_draft
+from tensorbay_api.versions import VersionDep, read_dataset_at
 
 router = APIRouter()
 
@@ -37,13 +38,13 @@ def put_catalog(
         catalog = Catalog.model_validate(body.catalog)
     except ValueError as exc:
         raise invalid(f"catalog: {exc}") from exc
-    with container.db.uow() as uow:
-        s = uow.session
-        dataset = find_dataset(s, workspace_id, dataset_id)
-        find_draft(s, dataset, body.draft_number)
-        dataset.catalog = catalog.model_dump(mode="json", by_alias=True, exclude_none=True)
-        s.add(dataset)
-        uow.commit()
+    datasets.set_catalog(
+        catalog,
+        workspace_id=workspace_id,
+        db=container.db,
+        dataset_id=dataset_id,
+        draft_number=body.draft_number,
+    )
     return {}
 
 
@@ -54,10 +55,11 @@ def get_catalog(
     container: ContainerDep,
     version: VersionDep,
 ) -> dict[str, Any]:
-    with container.db.uow() as uow:
-        s = uow.session
-        dataset = dataset_at(s, workspace_id, dataset_id, version)
-        return {"catalog": dataset.catalog or {}}
+    read_dataset_at(container.db, workspace_id, dataset_id, version)  # refuses an old commit
+    catalog = datasets.get_catalog(
+        workspace_id=workspace_id, db=container.db, dataset_id=dataset_id
+    )
+    return {"catalog": catalog}
 
 
 @router.get("/datasets/{dataset_id}/labels/statistics")
@@ -68,11 +70,11 @@ def label_statistics(
     version: VersionDep,
 ) -> dict[str, Any]:
     """Annotations per type and category over the dataset's data, as TensorBay counts them."""
+    dataset = read_dataset_at(container.db, workspace_id, dataset_id, version)
     with container.db.uow() as uow:
         s = uow.session
-        dataset = dataset_at(s, workspace_id, dataset_id, version)
         ids = list(s.exec(select(Segment.id).where(Segment.dataset_id == dataset.id)).all())
-        rows = repo.label_statistics(s, segment_ids=ids)
+        rows = labels_q.label_statistics(s, segment_ids=ids)
     stats: dict[str, Any] = {}
     for label_type, category, count in rows:
         entry = stats.setdefault(label_type, {"quantity": 0, "categories": []})

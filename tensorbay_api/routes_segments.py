@@ -11,10 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bayport.wiring import Container
+from bootstrap import Container
 from importer.manifest import SEGMENT_PATTERN
-from metadata import repository as repo
 from metadata.models import LedgerEntry, Segment, StorageConfig
+from metadata.queries import datasets as datasets_q
+from metadata.queries._common import PRESENT_OUTCOMES
 from tensorbay_api.deps import ContainerDep, PageDep, WorkspaceDep
 from tensorbay_api.errors import not_found
 from tensorbay_api.files import FileUrls
@@ -64,7 +65,7 @@ def create_segment(
             s = uow.session
             dataset = find_dataset(s, workspace_id, dataset_id)
             find_draft(s, dataset, body.draft_number)
-            segment = repo.get_or_create_segment(s, dataset_id=dataset.id, name=body.name)
+            segment = datasets_q.get_or_create_segment(s, dataset_id=dataset.id, name=body.name)
             if body.description:
                 segment.description = body.description
                 s.add(segment)
@@ -87,12 +88,12 @@ def _entries(
             select(LedgerEntry).where(
                 LedgerEntry.segment_id == segment.id,
                 LedgerEntry.remote_path == remote_path,
-                col(LedgerEntry.outcome).in_(list(repo.PRESENT_OUTCOMES)),
+                col(LedgerEntry.outcome).in_(list(PRESENT_OUTCOMES)),
             )
         ).first()
         return ([entry], 1) if entry is not None else ([], 0)
-    rows = list(repo.segment_data(s, segment_id=segment.id, offset=offset, limit=limit))
-    return rows, repo.count_segment_data(s, segment_id=segment.id)
+    rows = list(datasets_q.segment_data(s, segment_id=segment.id, offset=offset, limit=limit))
+    return rows, datasets_q.count_segment_data(s, segment_id=segment.id)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def _read_data(
     with container.db.uow() as uow:
         s = uow.session
         dataset = dataset_at(s, workspace_id, dataset_id, q.version)
-        segment = repo.get_segment(s, dataset_id=dataset.id, name=q.segment_name)
+        segment = datasets_q.get_segment(s, dataset_id=dataset.id, name=q.segment_name)
         if segment is None:
             raise not_found(f"segment {q.segment_name!r} of dataset {dataset.name!r}")
         rows, total = _entries(s, segment, q.remote_path, *page)

@@ -14,13 +14,15 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from metadata.models import Commit, Dataset, Draft, DraftStatus, Workspace
+from metadata.db import Database
+from metadata.models import Commit, Dataset, Draft
+from services import drafts, lookup
 from tensorbay_api.errors import invalid, not_found
 
 ROOT_COMMIT_ID = "0" * 32  # a dataset before its first commit (the SDK's ROOT_COMMIT_ID)
-MAIN = "main"
+MAIN = drafts.MAIN  # the one branch Bayport keeps
 
 
 def seconds(moment: datetime) -> int:
@@ -31,29 +33,18 @@ def paged(key: str, items: list[Any], total: int, offset: int) -> dict[str, Any]
     return {key: items, "offset": offset, "recordSize": len(items), "totalCount": total}
 
 
+# The lookups are the services' (services/lookup.py): a missing dataset or draft is NotFound,
+# a draft no longer open Invalid, which the app answers as 404 ResourceNotExist and 400
+# InvalidParamsValue.
 def find_dataset(s: Session, workspace_id: str, dataset_id: str) -> Dataset:
-    dataset = s.get(Dataset, dataset_id)
-    if dataset is None or dataset.workspace_id != workspace_id:
-        raise not_found(f"dataset {dataset_id!r}")
-    return dataset
-
-
-def author_of(s: Session, workspace_id: str) -> str:
-    workspace = s.get(Workspace, workspace_id)
-    return workspace.name if workspace else ""
+    return lookup.dataset_by_id(s, workspace_id=workspace_id, dataset_id=dataset_id)
 
 
 def find_draft(
     s: Session, dataset: Dataset, number: int, *, open_only: bool = True, share: bool = False
 ) -> Draft:
     """`share`: read FOR SHARE, as a registration into the draft must (drafts.register)."""
-    query = select(Draft).where(Draft.dataset_id == dataset.id, Draft.number == number)
-    draft = s.exec(query.with_for_update(read=True) if share else query).first()
-    if draft is None:
-        raise not_found(f"draft {number} of dataset {dataset.name!r}")
-    if open_only and draft.status != DraftStatus.OPEN.value:
-        raise invalid(f"draft {number} of dataset {dataset.name!r} is {draft.status}, not OPEN")
-    return draft
+    return lookup.draft_of(s, dataset, number, open_only=open_only, share=share)
 
 
 @dataclass(frozen=True)
@@ -91,3 +82,9 @@ def dataset_at(s: Session, workspace_id: str, dataset_id: str, version: Version)
             "Bayport keeps a dataset's latest version only"
         )
     return dataset
+
+
+def read_dataset_at(db: Database, workspace_id: str, dataset_id: str, version: Version) -> Dataset:
+    """`dataset_at` in a transaction of its own: for a read that needs the dataset only."""
+    with db.uow() as uow:
+        return dataset_at(uow.session, workspace_id, dataset_id, version)

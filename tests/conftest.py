@@ -10,11 +10,10 @@ import pytest
 from cryptography.fernet import Fernet
 
 from bayport.settings import Settings
-from bayport.wiring import Container, build_container
-from metadata import repository as repo
+from bootstrap import Container, build_container
 from metadata.db import migrate
 from storage_adapters.memory import MemoryBackend
-from tests.support import InlineQueue
+from tests.support import InlineQueue, new_workspace
 
 IN_CI = bool(os.environ.get("CI"))
 # Tests count their metrics apart from a developer's own Bayport on the same Redis.
@@ -70,9 +69,7 @@ def container(settings: Settings, queue: InlineQueue) -> Iterator[Container]:
 
 @pytest.fixture
 def workspace_id(container: Container) -> str:
-    with container.db.uow() as uow:
-        workspace, _key = repo.create_workspace(uow.session, name="test")
-        uow.commit()
+    workspace, _key = new_workspace(container, "test")
     return workspace.id
 
 

@@ -1,4 +1,5 @@
-"""Test helpers shared by the suites: an inline task queue and storage-config factories."""
+"""Test helpers shared by the suites: an inline task queue, storage-config factories, the
+seed's import manifest and an API client with a workspace's key."""
 
 from __future__ import annotations
 
@@ -6,14 +7,43 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bayport.secretbox import SecretBox
-from devstack.sample import seed_manifest as seed_manifest  # the e2e tests' manifest
+from crypto.secretbox import SecretBox
+from devstack import sample
 from importer import drafts, service
 from importer.service import ImportContext
-from metadata.models import Dataset, StorageConfig
+from metadata.models import Dataset, StorageConfig, Workspace
+from metadata.queries import workspaces
 from scheduler import service as schedules
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+    from bootstrap import Container
+
+
+def seed_manifest(
+    *,
+    dataset: str = "Cats",
+    segment: str = "default",
+    config_name: str = "user-bucket",
+    labels: bool = True,
+    source: dict[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """The seed's import (devstack.sample's: `config_name`'s `data/images/` with their
+    classification labels in `data/labels/`, into `dataset`'s `segment`) as a request
+    body, with `options`. `labels=False` leaves the labels out; `source` adds or replaces
+    source fields. Callers wanting the model pass it to `ImportManifest.model_validate`."""
+    manifest = sample.seed_manifest(**options)
+    manifest["dataset"], manifest["segment"] = dataset, segment
+    seed_source: dict[str, Any] = manifest["source"]
+    seed_source["config_name"] = config_name
+    if not labels:
+        del seed_source["label_prefix"], seed_source["label_type"]
+    seed_source.update(source or {})
+    return manifest
 
 
 class InlineQueue:
@@ -94,6 +124,34 @@ def add_config(
         uow.session.add(config)
         uow.commit()
     return config
+
+
+def add_seed_configs(
+    ctx: ImportContext, box: SecretBox, *, workspace_id: str, datasets_bucket: str = "datasets"
+) -> StorageConfig:
+    """The seed's two memory storage configs: `user-bucket` on bucket `user` (where the
+    seed's images are) and `datasets` (the dataset storage); returns `datasets`."""
+    add_config(ctx, box, workspace_id=workspace_id, name="user-bucket", bucket="user")
+    return add_config(ctx, box, workspace_id=workspace_id, name="datasets", bucket=datasets_bucket)
+
+
+def new_workspace(container: Container, name: str = "w") -> tuple[Workspace, str]:
+    """A workspace made and committed: it and its access key."""
+    with container.db.uow() as uow:
+        workspace, key = workspaces.create_workspace(uow.session, name=name)
+        uow.commit()
+    return workspace, key
+
+
+def api_client(container: Container, key: str) -> TestClient:
+    """The API of `container` in process, authenticated with a workspace's access `key`."""
+    from fastapi.testclient import TestClient  # only where a test asks: it warns on import
+
+    from api.app import create_app
+
+    client = TestClient(create_app(container))
+    client.headers["Authorization"] = f"Bearer {key}"
+    return client
 
 
 def add_dataset(

@@ -1,66 +1,28 @@
-"""The Celery app: Redis broker, late acks, task events on (so Flower shows every task)."""
+"""What `celery -A workers.celery_app` names: the Celery app the composition root built for
+this process (bootstrap; taskqueue/app.py makes it), with the worker's own parts added: its
+tasks, the recovery sweep (given its context here), and the pool processes' tuning."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import gc
-from typing import Any
 
-from celery import Celery
-from celery.app.amqp import AMQP
 from celery.signals import worker_process_init
 
-from bayport.settings import Settings, get_settings
-
-TASK_QUEUE = "bayport"
-
-
-class _ShadowedSentEvents(AMQP):
-    """Names the `task-sent` event as the worker's events are named: by the message's display
-    name (`shadow`, e.g. `bayport.copy_shard job=<id> shard=<n>`). Celery names it by the
-    task name, and the sender's event may reach Flower after the worker's (they travel apart):
-    Flower would then rename a finished task back to the bare task name."""
-
-    def as_task_v2(self, task_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
-        message = super().as_task_v2(task_id, name, *args, **kwargs)
-        shadow = message.headers.get("shadow")  # (send_task passes it by position)
-        if shadow and message.sent_event is not None:
-            message.sent_event["name"] = shadow
-        return message
+from bootstrap import Container, get_container
+from importer.context import ImportContext
+from metadata.db import Database
+from workers.recovery import recovery_step
 
 
-def make_celery(settings: Settings) -> Celery:
-    app = Celery(
-        "bayport",
-        broker=settings.broker_url,
-        include=["workers.tasks", "workers.telemetry"],
-        amqp=_ShadowedSentEvents,
-    )
-    app.conf.update(
-        task_default_queue=TASK_QUEUE,
-        task_serializer="json",
-        accept_content=["json"],
-        task_ignore_result=True,
-        # A task is acknowledged when it ends, and requeued when its worker dies mid-way:
-        # every task is idempotent, so running one twice is safe, losing one is not.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-        task_track_started=True,
-        broker_connection_retry_on_startup=True,
-        # A message held by a worker that died whole comes back after this long; the
-        # recovery sweep sends its work again long before (workers/recovery.py).
-        broker_transport_options={"visibility_timeout": 2 * 3600},
-        worker_hijack_root_logger=False,
-    )
-    from workers.recovery import RecoverySweeper
-
-    app.steps["worker"].add(RecoverySweeper)
-    return app
+def _sweep_context(container: Container) -> ImportContext:
+    """The sweep's collaborators: the container's, with a DB engine that keeps no connection
+    open between sweeps (a forked pool child must not inherit one)."""
+    url = container.settings.resolved_database_url
+    return dataclasses.replace(container.ctx, db=Database(url, pooled=False))
 
 
 _M_MMAP_THRESHOLD = -3
@@ -90,4 +52,7 @@ def _return_freed_parts_to_the_os(**_kwargs: object) -> None:
             ctypes.CDLL(name).mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
 
 
-app = make_celery(get_settings())
+_container = get_container()
+app = _container.celery
+app.conf.include = ["workers.tasks", "workers.telemetry"]
+app.steps["worker"].add(recovery_step(lambda: _sweep_context(_container)))

@@ -9,20 +9,17 @@ sweep's conditional updates make each resend happen once however many do.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, bootsteps
 from kombu.exceptions import ChannelError
 
-from bayport.settings import Settings, get_settings
 from importer import recovery
 from importer.context import ImportContext
-from metadata.db import Database
-from workers.enqueue import CeleryEnqueuer
 
 log = logging.getLogger("bayport.recovery")
 
@@ -41,19 +38,21 @@ def broker_idle(app: Celery, queue: str) -> bool:
         return int(waiting) == 0
 
 
-def sweeper_context(app: Celery, settings: Settings) -> ImportContext:
-    """The sweep's collaborators: the process's container, with an unpooled DB and the
-    worker's own app to send with."""
-    from bayport.wiring import build_container
+def recovery_step(make_context: Callable[[], ImportContext]) -> type[bootsteps.StartStopStep]:
+    """The worker step that sweeps with the context `make_context` gives it, made once when the
+    worker starts (workers/celery_app.py: the container's, whose app is the worker's own)."""
 
-    ctx = build_container(settings, enqueuer=CeleryEnqueuer(app)).ctx
-    return dataclasses.replace(ctx, db=Database(settings.resolved_database_url, pooled=False))
+    class Sweeper(RecoverySweeper):
+        _make_context = staticmethod(make_context)
+
+    return Sweeper
 
 
 class RecoverySweeper(bootsteps.StartStopStep):
     """Sweeps on a daemon thread from the worker's start to its stop."""
 
     label = "recovery sweeper"
+    _make_context: Callable[[], ImportContext]
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
@@ -77,10 +76,9 @@ class RecoverySweeper(bootsteps.StartStopStep):
     shutdown = stop
 
     def _run(self, app: Celery) -> None:
-        settings = get_settings()
+        ctx = self._make_context()
         queue = app.conf.task_default_queue
-        interval = settings.recovery_interval_seconds
-        ctx: ImportContext | None = None
+        interval = ctx.settings.recovery_interval_seconds
         # Workers started together do not sweep in step (each resend happens once anyway).
         while not self._stop.wait(interval * random.uniform(0.8, 1.2)):  # noqa: S311
             try:
@@ -89,8 +87,6 @@ class RecoverySweeper(bootsteps.StartStopStep):
                 log.info("recovery: the broker does not answer (%s); not sweeping", exc)
                 continue
             try:
-                if ctx is None:
-                    ctx = sweeper_context(app, settings)
                 recovery.sweep(ctx, broker_idle=idle)
             except Exception as exc:  # the DB restarting: sweep again next time
                 log.warning("recovery: sweep failed: %s: %s", type(exc).__name__, exc)

@@ -14,7 +14,7 @@ from celery import Task
 from celery.exceptions import TaskPredicate
 from sqlalchemy.exc import OperationalError
 
-from bayport.wiring import get_container
+from bootstrap import get_container
 from importer import drafts, service
 from metadata.models import ImportJob, JobState
 from scheduler import service as schedules

@@ -1,5 +1,5 @@
 """Task durations and failures, counted by every worker process into the shared metrics
-(bayport/metrics.py). Connected when the worker imports this module."""
+(telemetry/metrics.py). Connected when the worker imports this module."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from celery.signals import setup_logging, task_postrun, task_prerun
 
 from bayport.logs import configure_logging
 from bayport.settings import get_settings
-from bayport.wiring import get_container
+from bootstrap import get_container
 
 _started: dict[str, float] = {}
 

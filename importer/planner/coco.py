@@ -10,7 +10,7 @@ from typing import Any
 from importer.context import ImportContext
 from importer.jobs import JobPlace
 from labels.formats.coco import CocoIndex
-from metadata import repository as repo
+from metadata.queries import labels as labels_q
 from storage_adapters.base import ObjectStore
 from storage_adapters.errors import ErrorKind, StorageError
 
@@ -47,7 +47,7 @@ def load_coco_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore) -
 
         ctx.retry.call(download)
         with ctx.db.uow() as uow:
-            repo.clear_import_labels(uow.session, job_id=place.job.id)
+            labels_q.clear_import_labels(uow.session, job_id=place.job.id)
             uow.commit()
         with CocoIndex.build(lambda: path.open("rb"), Path(tmp) / "coco.db") as index:
             batch: list[tuple[str, dict[str, Any] | None]] = []
@@ -63,5 +63,5 @@ def _store_labels(
     ctx: ImportContext, job_id: str, batch: list[tuple[str, dict[str, Any] | None]]
 ) -> None:
     with ctx.db.uow() as uow:
-        repo.add_import_labels(uow.session, job_id=job_id, labels=batch)
+        labels_q.add_import_labels(uow.session, job_id=job_id, labels=batch)
         uow.commit()

@@ -8,7 +8,9 @@ from importer.jobs import JobPlace
 from importer.planner.notes import DELETE_CANDIDATE
 from importer.planner.writer import write_shards
 from importer.rules import PlannedObject
-from metadata import repository as repo
+from metadata.queries import jobs
+from metadata.queries import ledger as ledger_q
+from metadata.queries import notes as notes_q
 
 
 def plan_deletions(ctx: ImportContext, place: JobPlace) -> None:
@@ -20,13 +22,13 @@ def plan_deletions(ctx: ImportContext, place: JobPlace) -> None:
         return
     with ctx.db.uow() as uow:
         s = uow.session
-        job = repo.lock_job(s, job_id=place.job.id)
+        job = jobs.lock_job(s, job_id=place.job.id)
         if job is None or job.cancel_requested:
             return
-        gone = repo.count_notes(s, job_id=job.id, kind=DELETE_CANDIDATE)
+        gone = notes_q.count_notes(s, job_id=job.id, kind=DELETE_CANDIDATE)
         held = job.review_reason
         if gone and held is None:
-            total = repo.present_from_source(
+            total = ledger_q.present_from_source(
                 s,
                 segment_id=place.segment.id,
                 source_config_id=place.source_config.id,
@@ -50,7 +52,7 @@ def plan_deletions(ctx: ImportContext, place: JobPlace) -> None:
     after = 0
     while True:
         with ctx.db.uow() as uow:
-            notes = repo.notes_after(
+            notes = notes_q.notes_after(
                 uow.session,
                 job_id=place.job.id,
                 kind=DELETE_CANDIDATE,

@@ -7,10 +7,12 @@ import contextvars
 import functools
 from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+
+from sqlmodel import Session
 
 from importer.context import ImportContext
 from importer.jobs import JobPlace, coco_file_etag, dataset_store, source_store
+from importer.manifest import ImportManifest
 from importer.planner.coco import load_coco_labels
 from importer.planner.deletions import plan_deletions
 from importer.planner.notes import (
@@ -25,8 +27,9 @@ from importer.planner.sync import Verdict, compare_with_ledger, note_changed_lab
 from importer.planner.walk import Walk
 from importer.planner.writer import write_shards
 from importer.rules import KeyFilter, NotData, PlannedObject, destination_key, plan_page
-from metadata import repository as repo
 from metadata.models import ImportJob
+from metadata.queries import datasets, jobs, notes
+from metadata.queries import ledger as ledger_q
 from storage_adapters.base import ListPage, ObjectInfo, ObjectStore
 
 
@@ -114,10 +117,10 @@ def _start_listing(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> 
     COCO file, and (a sync) note the label files that changed since the ledger read them."""
     manifest, opts, job_id = place.manifest, place.manifest.options, place.job.id
     with ctx.db.uow() as uow:
-        is_sync = repo.segment_has_entries(uow.session, segment_id=place.segment.id)
-        repo.clear_job_notes(uow.session, job_id=job_id, kind=DELETE_CANDIDATE)
-        repo.clear_job_notes(uow.session, job_id=job_id, kind=LABEL_CHANGED)
-        repo.clear_job_notes(uow.session, job_id=job_id, kind=UNIMPORTED_KEY)
+        is_sync = ledger_q.segment_has_entries(uow.session, segment_id=place.segment.id)
+        notes.clear_job_notes(uow.session, job_id=job_id, kind=DELETE_CANDIDATE)
+        notes.clear_job_notes(uow.session, job_id=job_id, kind=LABEL_CHANGED)
+        notes.clear_job_notes(uow.session, job_id=job_id, kind=UNIMPORTED_KEY)
         uow.commit()
     if not place.job.in_place and not opts.dry_run:
         # The ledger is the record of what Bayport put in the segment: with entries there,
@@ -128,7 +131,7 @@ def _start_listing(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> 
             folder = destination_key(place.dataset.path, place.segment.name, "")
             empty = not ctx.retry.call(lambda: dest.list_page(folder, limit=1)).objects
         with ctx.db.uow() as uow:
-            job = repo.lock_job(uow.session, job_id=job_id)
+            job = jobs.lock_job(uow.session, job_id=job_id)
             if job is not None:
                 job.dest_was_empty = empty
                 uow.commit()
@@ -145,10 +148,10 @@ def _start_listing(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> 
 
 def segment_names(ctx: ImportContext, place: JobPlace) -> list[str]:
     with ctx.db.uow() as uow:
-        return repo.segment_names(uow.session, dataset_id=place.dataset.id)
+        return datasets.segment_names(uow.session, dataset_id=place.dataset.id)
 
 
-def key_filter_of(manifest: Any) -> KeyFilter | None:
+def key_filter_of(manifest: ImportManifest) -> KeyFilter | None:
     spec = manifest.source
     f = KeyFilter(include=spec.include, exclude=spec.exclude, modified_since=spec.modified_since)
     return None if f.is_empty else f
@@ -191,12 +194,12 @@ def _write_page(
     if shared and left_out is not None:
         left_out[SHARED_LABEL] = len(shared)
 
-    def count(s: Any, job: ImportJob) -> None:
+    def count(s: Session, job: ImportJob) -> None:
         nonlocal verdict
         if compare:
             verdict = compare_with_ledger(s, place, planned, listed, walk, coco_etag)
             if verdict.gone:
-                repo.add_job_notes(s, job_id=job.id, kind=DELETE_CANDIDATE, keys=verdict.gone)
+                notes.add_job_notes(s, job_id=job.id, kind=DELETE_CANDIDATE, keys=verdict.gone)
                 job.delete_planned += len(verdict.gone)
             if not walk.ordered and opts.delete and job.review_reason is None:
                 job.review_reason = (
@@ -213,7 +216,7 @@ def _write_page(
             add_left_out(job, left_out)
         noted = [*folder_keys, *shared]
         if noted:
-            repo.add_job_notes(s, job_id=job.id, kind=UNIMPORTED_KEY, keys=noted)
+            notes.add_job_notes(s, job_id=job.id, kind=UNIMPORTED_KEY, keys=noted)
 
     return write_shards(
         ctx, place, lambda: verdict.to_copy + verdict.to_relabel, cursor=walk.encode(), count=count

@@ -9,8 +9,8 @@ from importer.finish import finish_if_ready
 from importer.jobs import JobPlace, finish_listing, load_place
 from importer.planner.listing import plan_from_listing
 from importer.planner.sources import plan_from_draft, plan_from_failures, plan_from_object_list
-from metadata import repository as repo
 from metadata.models import JobState, utcnow
+from metadata.queries import jobs
 from storage_adapters.errors import StorageError
 
 
@@ -23,7 +23,7 @@ def plan_import(ctx: ImportContext, job_id: str) -> None:
 
 def _plan_import(ctx: ImportContext, job_id: str) -> None:
     with ctx.db.uow() as uow:
-        job = repo.lock_job(uow.session, job_id=job_id)
+        job = jobs.lock_job(uow.session, job_id=job_id)
         if job is None or JobState(job.state).is_final:
             return
         if job.listing_done:  # redelivered after listing: only the finishing may be left
@@ -55,7 +55,7 @@ def _list_and_shard(ctx: ImportContext, place: JobPlace, *, resuming: bool) -> N
     job_id = place.job.id
     if resuming:  # a redelivered plan: shards committed before the crash may not be queued
         with ctx.db.uow() as uow:
-            for shard_id in repo.pending_shard_ids(uow.session, job_id=job_id):
+            for shard_id in jobs.pending_shard_ids(uow.session, job_id=job_id):
                 ctx.enqueue.copy_shard(shard_id, job_id=job_id)
 
     try:
@@ -70,7 +70,7 @@ def _list_and_shard(ctx: ImportContext, place: JobPlace, *, resuming: bool) -> N
     except StorageError as exc:
         log.warning("job %s: listing failed: %s", job_id, exc)
         with ctx.db.uow() as uow:
-            job = repo.lock_job(uow.session, job_id=job_id)
+            job = jobs.lock_job(uow.session, job_id=job_id)
             if job is not None:
                 job.error = f"listing {place.source_config.name!r} failed: {exc}"
                 finish_listing(uow.session, job)
@@ -80,7 +80,7 @@ def _list_and_shard(ctx: ImportContext, place: JobPlace, *, resuming: bool) -> N
     if recovery.lease_lost():  # another task took the planning over: it goes on
         return
     with ctx.db.uow() as uow:
-        job = repo.lock_job(uow.session, job_id=job_id)
+        job = jobs.lock_job(uow.session, job_id=job_id)
         if job is not None:
             finish_listing(uow.session, job)
             uow.commit()

@@ -3,7 +3,7 @@ the objects a TensorBay client registered."""
 
 from __future__ import annotations
 
-from typing import Any
+from sqlmodel import Session
 
 from importer.context import ImportContext, log
 from importer.jobs import JobPlace, source_store
@@ -13,15 +13,15 @@ from importer.planner.listing import key_filter_of, segment_names
 from importer.planner.notes import REJECTED_ROW
 from importer.planner.writer import write_shards
 from importer.rules import PlannedObject, label_key_for, remote_path
-from metadata import repository as repo
 from metadata.models import ImportJob
+from metadata.queries import drafts, job_reports, notes
 
 
 def plan_from_failures(ctx: ImportContext, place: JobPlace) -> None:
     after = int(place.job.list_cursor or 0)
     while True:
         with ctx.db.uow() as uow:
-            rows = repo.failed_entries_page(
+            rows = job_reports.failed_entries_page(
                 uow.session,
                 job_id=place.job.id,
                 after_id=after,
@@ -57,7 +57,7 @@ def plan_from_object_list(ctx: ImportContext, place: JobPlace) -> None:
     done = int(place.job.list_cursor or 0)
     if done == 0:
         with ctx.db.uow() as uow:
-            repo.clear_job_notes(uow.session, job_id=place.job.id, kind=REJECTED_ROW)
+            notes.clear_job_notes(uow.session, job_id=place.job.id, kind=REJECTED_ROW)
             uow.commit()
         if spec.coco_file is not None:
             load_coco_labels(ctx, place, source)
@@ -112,7 +112,7 @@ def plan_from_draft(ctx: ImportContext, place: JobPlace) -> None:
     page_size = ctx.settings.list_page_size
     while True:
         with ctx.db.uow() as uow:
-            rows = repo.draft_objects_page(
+            rows = drafts.draft_objects_page(
                 uow.session, job_id=place.job.id, after_id=after, limit=page_size
             )
         if not rows:
@@ -144,9 +144,9 @@ def _write_list_page(
     if rejected:
         log.warning("job %s: %d object-list rows refused", place.job.id, len(rejected))
 
-    def count(s: Any, job: ImportJob) -> None:
+    def count(s: Session, job: ImportJob) -> None:
         if rejected:
-            repo.add_job_notes(s, job_id=job.id, kind=REJECTED_ROW, keys=rejected)
+            notes.add_job_notes(s, job_id=job.id, kind=REJECTED_ROW, keys=rejected)
         job.listed += len(planned) + len(rejected)
 
     return write_shards(ctx, place, planned, cursor=str(line), count=count)

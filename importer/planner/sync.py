@@ -7,14 +7,18 @@ import functools
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from sqlmodel import Session
 
 from importer.context import ImportContext, log
 from importer.jobs import JobPlace
+from importer.manifest import SourceSpec
 from importer.planner.notes import LABEL_CHANGED
 from importer.planner.walk import Walk
 from importer.rules import PlannedObject, label_key_for, remote_path
-from metadata import repository as repo
+from metadata.queries import ledger as ledger_q
+from metadata.queries import notes
+from metadata.queries._common import PRESENT_OUTCOMES
 from storage_adapters.base import ObjectInfo, ObjectStore
 
 
@@ -30,7 +34,7 @@ class Verdict:
 
 
 def compare_with_ledger(
-    s: Any,
+    s: Session,
     place: JobPlace,
     planned: list[PlannedObject],
     listed: Sequence[ObjectInfo],
@@ -47,17 +51,17 @@ def compare_with_ledger(
     by_rel = {remote_path(o.key, prefix): o for o in planned}
     listed_rels = {remote_path(o.key, prefix) for o in listed}
     label_keys = [o.label_key for o in planned if o.label_key is not None]
-    changed_labels = repo.notes_among(s, job_id=place.job.id, kind=LABEL_CHANGED, keys=label_keys)
+    changed_labels = notes.notes_among(s, job_id=place.job.id, kind=LABEL_CHANGED, keys=label_keys)
     delete = place.manifest.options.delete
     verdict = Verdict()
     decided: set[str] = set()
 
-    def judge(entry: repo.LedgerFacts) -> None:
+    def judge(entry: ledger_q.LedgerFacts) -> None:
         rel = entry.remote_path
         if (
             entry.source_config_id != src_id
             or entry.source_key != prefix + rel
-            or entry.outcome not in repo.PRESENT_OUTCOMES
+            or entry.outcome not in PRESENT_OUTCOMES
         ):
             return
         obj = by_rel.get(rel)
@@ -94,21 +98,24 @@ def compare_with_ledger(
             verdict.to_copy.append(obj)  # paired with another label file now
 
     if walk.ordered:
-        for entry in repo.walk_ledger(
+        for entry in ledger_q.walk_ledger(
             s, segment_id=place.segment.id, after=walk.last, upto=walk.upto
         ):
             judge(entry)
     else:
-        for found in repo.ledger_entries_by_path(
+        for found in ledger_q.ledger_entries_by_path(
             s, segment_id=place.segment.id, remote_paths=list(by_rel)
         ).values():
-            judge(repo.LedgerFacts.of(found))
+            judge(ledger_q.LedgerFacts.of(found))
     verdict.to_copy.extend(o for rel, o in by_rel.items() if rel not in decided)
     return verdict
 
 
-def _mask_key(spec: Any, key: str) -> str:
-    """The mask file paired with `key` (the object's label file when it has no other)."""
+def _mask_key(spec: SourceSpec, key: str) -> str | None:
+    """The mask file paired with `key` (the object's label file when it has no other); None
+    when the source has no masks."""
+    if spec.mask_prefix is None:
+        return None
     return label_key_for(
         key,
         data_prefix=spec.data_prefix,
@@ -139,9 +146,9 @@ def note_changed_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore
         seen: set[str] = set()
         with ctx.db.uow() as uow:
             s = uow.session
-            entries: Iterable[repo.LedgerFacts]
+            entries: Iterable[ledger_q.LedgerFacts]
             if ordered:
-                entries = repo.walk_ledger(
+                entries = ledger_q.walk_ledger(
                     s,
                     segment_id=place.segment.id,
                     after=last,
@@ -151,8 +158,8 @@ def note_changed_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore
                 )
             else:
                 entries = map(
-                    repo.LedgerFacts.of,
-                    repo.ledger_entries_by_label(
+                    ledger_q.LedgerFacts.of,
+                    ledger_q.ledger_entries_by_label(
                         s, segment_id=place.segment.id, label_keys=list(etags)
                     ),
                 )
@@ -160,7 +167,7 @@ def note_changed_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore
                 key = entry.label_key
                 if key is None or entry.source_config_id != src_id:
                     continue
-                if entry.outcome not in repo.PRESENT_OUTCOMES:
+                if entry.outcome not in PRESENT_OUTCOMES:
                     continue
                 seen.add(key)
                 if key in etags:
@@ -169,7 +176,7 @@ def note_changed_labels(ctx: ImportContext, place: JobPlace, source: ObjectStore
                 elif ordered and (entry.label_etag is not None or entry.labelled):
                     changed.append(key)  # the label file is gone
             changed.extend(k for k in etags if k not in seen)  # new: maybe an unlabelled object
-            repo.add_job_notes(s, job_id=place.job.id, kind=LABEL_CHANGED, keys=changed)
+            notes.add_job_notes(s, job_id=place.job.id, kind=LABEL_CHANGED, keys=changed)
             uow.commit()
         total += len(changed)
         if page.cursor is None:

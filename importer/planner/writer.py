@@ -4,15 +4,18 @@ transaction under the job's lock, then each shard's copy enqueued."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+
+from sqlmodel import Session
 
 from importer import recovery
 from importer.context import ImportContext, log
 from importer.jobs import JobPlace
 from importer.planner.notes import UNSAFE_KEY
 from importer.rules import PlannedObject, key_problem, split_into_shards
-from metadata import repository as repo
 from metadata.models import ImportJob, Outcome, Shard, utcnow
+from metadata.queries import jobs, labels
+from metadata.queries import ledger as ledger_q
+from metadata.queries.ledger import LedgerRow
 
 
 def write_shards(
@@ -21,7 +24,7 @@ def write_shards(
     objects: list[PlannedObject] | Callable[[], list[PlannedObject]],
     *,
     cursor: str | None,
-    count: Callable[[Any, ImportJob], None] | None = None,
+    count: Callable[[Session, ImportJob], None] | None = None,
     kind: str = "copy",
 ) -> bool:
     """In one transaction under the job's lock: `count` (which may decide `objects`), the
@@ -30,7 +33,7 @@ def write_shards(
     opts = place.manifest.options
     with ctx.db.uow() as uow:
         s = uow.session
-        job = repo.lock_job(s, job_id=place.job.id)
+        job = jobs.lock_job(s, job_id=place.job.id)
         if job is None or job.cancel_requested or recovery.lease_lost():
             return False
         if count is not None:
@@ -65,12 +68,14 @@ def write_shards(
     return True
 
 
-def _fail_unsafe_keys(s: Any, place: JobPlace, todo: list[PlannedObject]) -> list[PlannedObject]:
+def _fail_unsafe_keys(
+    s: Session, place: JobPlace, todo: list[PlannedObject]
+) -> list[PlannedObject]:
     """The objects of `todo` safe to copy. A source may list a key no dataset should hold
     (a '..' segment, control characters: see `key_problem`); each such object fails alone,
     its ledger row saying why, and the job goes on."""
     safe: list[PlannedObject] = []
-    rows: list[dict[str, Any]] = []
+    rows: list[LedgerRow] = []
     for obj in todo:
         rel = place.name_of(obj)
         problem = key_problem(rel)
@@ -105,8 +110,8 @@ def _fail_unsafe_keys(s: Any, place: JobPlace, todo: list[PlannedObject]) -> lis
         )
     if rows:
         log.warning("job %s: %d source keys refused as unsafe", place.job.id, len(rows))
-        repo.upsert_ledger(s, rows=rows)
-        repo.replace_label_facts(
+        ledger_q.upsert_ledger(s, rows=rows)
+        labels.replace_label_facts(
             s, segment_id=place.segment.id, facts={r["remote_path"]: [] for r in rows}
         )
     return safe

@@ -90,3 +90,23 @@ def count_segment_data(session: Session, *, segment_id: str) -> int:
             )
         ).one()
     )
+
+
+def get_dataset_by_id(session: Session, *, workspace_id: str, dataset_id: str) -> Dataset | None:
+    """The dataset of that id if it is the workspace's: another workspace's is not found."""
+    dataset = session.get(Dataset, dataset_id)
+    return dataset if dataset is not None and dataset.workspace_id == workspace_id else None
+
+
+def segment_names_of(session: Session, *, dataset_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Each dataset's segment names, sorted (one query for a listing); [] for one without."""
+    names: dict[str, list[str]] = {dataset_id: [] for dataset_id in dataset_ids}
+    if names:
+        rows = session.exec(
+            select(Segment.dataset_id, Segment.name)
+            .where(col(Segment.dataset_id).in_(list(names)))
+            .order_by(col(Segment.name))
+        ).all()
+        for dataset_id, name in rows:
+            names[dataset_id].append(name)
+    return names

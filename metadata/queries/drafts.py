@@ -14,7 +14,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from metadata.models import DraftBatch, DraftObject
+from metadata.models import Dataset, Draft, DraftBatch, DraftObject
 
 
 def register_draft_objects(
@@ -248,3 +248,48 @@ def drop_waiting_draft_objects(session: Session, *, dataset_id: str, draft_numbe
         .values(queued=False)
     )
     return int(result.rowcount or 0)
+
+
+def get_draft(
+    session: Session, *, dataset_id: str, number: int, share: bool = False
+) -> Draft | None:
+    """`share`: read FOR SHARE, as a registration into the draft must (importer/drafts.py)."""
+    query = select(Draft).where(Draft.dataset_id == dataset_id, Draft.number == number)
+    return session.exec(query.with_for_update(read=True) if share else query).first()
+
+
+def last_draft_number(session: Session, *, dataset_id: str) -> int:
+    """The dataset's highest draft number; 0 before its first draft."""
+    last = session.exec(select(func.max(Draft.number)).where(Draft.dataset_id == dataset_id)).one()
+    return int(last or 0)
+
+
+def list_drafts(
+    session: Session,
+    *,
+    dataset_id: str,
+    status: str | None = None,
+    branch_name: str | None = None,
+    number: int | None = None,
+) -> Sequence[Draft]:
+    """The dataset's drafts by number, only those of `status`, `branch_name`, `number` when
+    given."""
+    query = select(Draft).where(Draft.dataset_id == dataset_id)
+    if status is not None:
+        query = query.where(Draft.status == status)
+    if branch_name is not None:
+        query = query.where(Draft.branch_name == branch_name)
+    if number is not None:
+        query = query.where(Draft.number == number)
+    return session.exec(query.order_by(col(Draft.number))).all()
+
+
+def lock_for_commit(session: Session, *, dataset_id: str, draft_number: int) -> None:
+    """Lock the dataset's row, then the draft's, FOR UPDATE: commits of one dataset go one
+    after the other, and a registration (which reads the draft FOR SHARE) waits for this."""
+    session.exec(select(Dataset).where(Dataset.id == dataset_id).with_for_update()).first()
+    session.exec(
+        select(Draft)
+        .where(Draft.dataset_id == dataset_id, Draft.number == draft_number)
+        .with_for_update()
+    ).first()

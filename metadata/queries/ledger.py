@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import Any, NamedTuple, TypedDict
 
 from sqlalchemy import and_, case, func, literal_column, null, or_
 from sqlalchemy import select as sa_select
@@ -235,6 +236,33 @@ def segment_has_entries(session: Session, *, segment_id: str) -> bool:
     return row is not None
 
 
+class LedgerRow(TypedDict):
+    """A ledger entry as `upsert_ledger` writes it: every column but the id and
+    `failed_job_id`, which the upsert decides. Every key is required: a batch is one
+    multi-row INSERT, whose rows must all name the same columns."""
+
+    dataset_id: str
+    segment_id: str
+    remote_path: str
+    job_id: str
+    outcome: str
+    source_config_id: str
+    source_key: str
+    source_etag: str | None
+    dest_key: str
+    size: int
+    checksum: str | None
+    verified_by: str | None
+    label_key: str | None
+    label_etag: str | None
+    label_type: str | None
+    label: dict[str, Any] | None
+    attempts: int
+    error_code: str | None
+    error_message: str | None
+    updated_at: datetime
+
+
 _UPSERT_UPDATES = (
     "job_id",
     "outcome",
@@ -289,7 +317,7 @@ def _ledger_upsert(dialect: str) -> Any:
     return stmt.on_conflict_do_update(index_elements=["segment_id", "remote_path"], set_=updates)
 
 
-def upsert_ledger(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
+def upsert_ledger(session: Session, *, rows: Sequence[LedgerRow]) -> None:
     """Insert or update ledger entries keyed by (segment, remote_path), one batch per call."""
     if rows:
         session.execute(_ledger_upsert(session.get_bind().dialect.name), list(rows))

@@ -35,3 +35,13 @@ def config_in_use(session: Session, *, config_id: str) -> int:
         select(func.count()).select_from(ImportJob).where(ImportJob.source_config_id == config_id)
     ).one()
     return int(n) + int(jobs)
+
+
+def config_names(session: Session, *, config_ids: Sequence[str]) -> dict[str, str]:
+    """Each config's name by its id (one query for a listing of datasets)."""
+    if not config_ids:
+        return {}
+    rows = session.exec(
+        select(StorageConfig.id, StorageConfig.name).where(col(StorageConfig.id).in_(config_ids))
+    ).all()
+    return {config_id: name for config_id, name in rows}

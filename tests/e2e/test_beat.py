@@ -24,18 +24,11 @@ from cli.client import BayportClient
 from cli.stack import LocalStack, local_stack
 from devstack.sample import populate
 from storage_adapters.local import LocalStore
+from tests.support import seed_manifest
 
 N = 4
 RUN_SECONDS = 15
-MANIFEST: dict[str, Any] = {
-    "dataset": "Cats",
-    "source": {
-        "config_name": "user-folder",
-        "data_prefix": "data/images/",
-        "label_prefix": "data/labels/",
-        "label_type": "classification",
-    },
-}
+MANIFEST: dict[str, Any] = seed_manifest(config_name="user-folder")
 SENT = re.compile(r"beat: schedule (\w+) occurrence (\S+): sent run (\w+)")
 RECEIVED = re.compile(r"Task bayport\.run_schedule\[[\w-]+\] received")
 NOT_HERE = re.compile(r"beat: schedule (\w+) occurrence (\S+): not claimed here")

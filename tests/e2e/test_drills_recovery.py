@@ -38,23 +38,15 @@ from storage_adapters.base import ObjectInfo, ObjectStore
 from tests.conftest import unavailable
 from tests.drills import Verdict, verify_import
 from tests.servers import make_bucket, s3_store
-from tests.support import register_s3_pair
+from tests.support import register_s3_pair, seed_manifest
 
 N = 2000  # objects (PNG images, with a label file each)
 SHARD_SIZE = 50
 DATA_PREFIX = "data/images/"
 DEST_PREFIX = "default/"  # the dataset's path ("") + its segment
-MANIFEST = {
-    "dataset": "Drill",
-    "segment": "default",
-    "source": {
-        "config_name": "user-bucket",
-        "data_prefix": DATA_PREFIX,
-        "label_prefix": "data/labels/",
-        "label_type": "classification",
-    },
-    "options": {"shard_size": SHARD_SIZE, "concurrency": 8},
-}
+MANIFEST = seed_manifest(
+    dataset="Drill", source={"data_prefix": DATA_PREFIX}, shard_size=SHARD_SIZE, concurrency=8
+)
 RECOVERY = {"BAYPORT_LEASE_SECONDS": "4", "BAYPORT_RECOVERY_INTERVAL_SECONDS": "1"}
 JOB_TIMEOUT = 120.0
 

@@ -21,21 +21,11 @@ from sqlalchemy import create_engine, text
 from cli.client import BayportClient
 from cli.stack import free_port
 from devstack.sample import populate
-from tests.support import register_s3_pair, wait_until
+from tests.support import register_s3_pair, seed_manifest, wait_until
 
 N, SHARD = 40, 16  # three shards: 16, 16, 8
 
-MANIFEST = {
-    "dataset": "Cats",
-    "segment": "default",
-    "source": {
-        "config_name": "user-bucket",
-        "data_prefix": "data/images/",
-        "label_prefix": "data/labels/",
-        "label_type": "classification",
-    },
-    "options": {"shard_size": SHARD},
-}
+MANIFEST = seed_manifest(shard_size=SHARD)
 
 
 def _corrupt_credentials(database_url: str, config_name: str) -> None:

@@ -20,11 +20,10 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from api.app import create_app
-from bayport.wiring import Container, build_container
-from metadata import repository as repo
+from bootstrap import Container, build_container
 from metadata.db import migrate
 from tests.conftest import make_settings
-from tests.support import InlineQueue
+from tests.support import InlineQueue, new_workspace
 
 EXAMPLES = 15
 
@@ -42,9 +41,7 @@ def fuzzed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any
     )
     migrate(settings.resolved_database_url)
     container: Container = build_container(settings, enqueuer=InlineQueue())
-    with container.db.uow() as uow:
-        workspace, key = repo.create_workspace(uow.session, name="fuzz")
-        uow.commit()
+    workspace, key = new_workspace(container, "fuzz")
     app = create_app(container)
     # The workspace's local configs lie in its own folder of the roots: <root>/<its id>.
     client = TestClient(app, headers={"Authorization": f"Bearer {key}"})

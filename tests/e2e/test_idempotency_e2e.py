@@ -21,20 +21,10 @@ from cli.client import BayportClient
 from cli.stack import LocalStack, free_port
 from devstack.sample import populate
 from tests.drills import verify_import
-from tests.support import register_s3_pair
+from tests.support import register_s3_pair, seed_manifest
 
 N = 300
-MANIFEST: dict[str, Any] = {
-    "dataset": "Cats",
-    "segment": "default",
-    "source": {
-        "config_name": "user-bucket",
-        "data_prefix": "data/images/",
-        "label_prefix": "data/labels/",
-        "label_type": "classification",
-    },
-    "options": {"shard_size": 50, "concurrency": 8},
-}
+MANIFEST: dict[str, Any] = seed_manifest(shard_size=50, concurrency=8)
 
 
 def _start_api(stack: LocalStack, port: int, log: Path) -> subprocess.Popen[bytes]:

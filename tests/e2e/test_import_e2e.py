@@ -14,21 +14,11 @@ from sqlalchemy import create_engine, text
 from cli.client import BayportClient
 from devstack.sample import image_key, label_key, make_label, make_png, populate
 from storage_adapters.errors import StorageError
-from tests.support import register_s3_pair
+from tests.support import register_s3_pair, seed_manifest
 
 N = 60
 
-MANIFEST = {
-    "dataset": "Cats",
-    "segment": "default",
-    "source": {
-        "config_name": "user-bucket",
-        "data_prefix": "data/images/",
-        "label_prefix": "data/labels/",
-        "label_type": "classification",
-    },
-    "options": {"shard_size": 16, "concurrency": 8},
-}
+MANIFEST = seed_manifest(shard_size=16, concurrency=8)
 
 
 def _ledger_rows(database_url: str) -> int:

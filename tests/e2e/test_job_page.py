@@ -15,20 +15,11 @@ import pytest
 from cli.client import BayportClient
 from devstack.sample import label_key, populate
 from tests.conftest import unavailable
-from tests.support import register_s3_pair
+from tests.support import register_s3_pair, seed_manifest
 
 N = 60
 FLOWER = "http://127.0.0.1:5555"
-MANIFEST = {
-    "dataset": "Cats",
-    "source": {
-        "config_name": "user-bucket",
-        "data_prefix": "data/images/",
-        "label_prefix": "data/labels/",
-        "label_type": "classification",
-    },
-    "options": {"shard_size": 10, "concurrency": 4, "missing_label": "fail"},
-}
+MANIFEST = seed_manifest(shard_size=10, concurrency=4, missing_label="fail")
 # The page's colours (api/static/job.css): the progress bar, the chart's bars, failures.
 GREEN, BLUE, RED = (0x2E, 0x9E, 0x5B), (0x3B, 0x76, 0xD6), (0xD6, 0x45, 0x45)
 

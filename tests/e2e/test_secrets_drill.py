@@ -32,14 +32,14 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import MetaData, create_engine, select, text
 
-from bayport.secretbox import SecretBox
 from cli.client import BayportClient
 from cli.stack import free_port
+from crypto.secretbox import SecretBox
 from devstack.sample import populate
 from metadata.db import migrate
 from tests.azure_fixtures import make_container
 from tests.oss_fixtures import make_oss_bucket
-from tests.support import wait_until
+from tests.support import seed_manifest, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 N, EXTRA = 30, 10  # objects per import; objects added before the sync that fails
@@ -471,17 +471,7 @@ def _register(client: BayportClient, place: dict[str, Any], key: dict[str, str])
 
 
 def _manifest(dataset: str, source: str, segment: str = "default") -> dict[str, Any]:
-    return {
-        "dataset": dataset,
-        "segment": segment,
-        "source": {
-            "config_name": source,
-            "data_prefix": "data/images/",
-            "label_prefix": "data/labels/",
-            "label_type": "classification",
-        },
-        "options": {"shard_size": 10},
-    }
+    return seed_manifest(dataset=dataset, segment=segment, config_name=source, shard_size=10)
 
 
 def _run_imports(

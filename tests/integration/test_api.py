@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from bayport.settings import Settings
-from bayport.wiring import Container, build_container
-from metadata import repository as repo
+from bootstrap import Container, build_container
 from metadata.db import migrate
+from metadata.queries import workspaces as workspaces_q
 from tests.conftest import make_settings
 from tests.support import InlineQueue
 
@@ -36,7 +36,7 @@ def api_container(api_settings: Settings) -> Iterator[Container]:
 
 def _key(container: Container, name: str) -> str:
     with container.db.uow() as uow:
-        _, key = repo.create_workspace(uow.session, name=name)
+        _, key = workspaces_q.create_workspace(uow.session, name=name)
         uow.commit()
     return key
 
@@ -108,7 +108,7 @@ def test_bootstrap_key_creates_the_first_workspace(tmp_path: Path) -> None:
     # A second start with the same key reuses its workspace.
     create_app(container)
     with container.db.uow() as uow:
-        assert repo.workspace_for_key(uow.session, key=BOOTSTRAP) is not None
+        assert workspaces_q.workspace_for_key(uow.session, key=BOOTSTRAP) is not None
 
 
 def test_storage_config_round_trip_never_returns_the_secret(
@@ -179,7 +179,7 @@ def test_storage_config_validation(
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "local", "bucket_name"]
     key = client.headers["Authorization"].removeprefix("Bearer ")
     with api_container.db.uow() as uow:
-        workspace_id = repo.workspace_id_for_key(uow.session, key=key)
+        workspace_id = workspaces_q.workspace_id_for_key(uow.session, key=key)
     allowed = tmp_path / "allowed" / str(workspace_id) / "photos"
     r = client.post(
         "/v1/storage-configs", params=NO_CHECK, json={**local, "bucket_name": str(allowed)}

@@ -4,27 +4,24 @@ gets at most BAYPORT_API_RATE_LIMIT requests, counted in Redis across API proces
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func
 from sqlmodel import select
 
 from api.app import create_app
 from bayport.settings import Settings
-from bayport.wiring import Container, build_container
-from cli.stack import free_port
-from metadata import repository as repo
+from bootstrap import Container, build_container
 from metadata.db import migrate
 from metadata.models import ImportJob
 from tests.conftest import make_settings
-from tests.support import InlineQueue
+from tests.probes import serve_api
+from tests.support import InlineQueue, api_client, new_workspace
 
 MANIFEST: dict[str, Any] = {
     "dataset": "Cats",
@@ -38,15 +35,12 @@ def _container(settings: Settings) -> Container:
 
 
 def _key(container: Container, name: str = "w") -> str:
-    with container.db.uow() as uow:
-        _, key = repo.create_workspace(uow.session, name=name)
-        uow.commit()
+    _, key = new_workspace(container, name)
     return key
 
 
 def _client(container: Container, key: str) -> TestClient:
-    client = TestClient(create_app(container))
-    client.headers["Authorization"] = f"Bearer {key}"
+    client = api_client(container, key)
     return client
 
 
@@ -110,19 +104,10 @@ def test_every_route_with_a_body_is_capped(small: Container) -> None:
 def served(small: Container) -> Iterator[tuple[int, str]]:
     """The 4 KiB API behind a real HTTP server (uvicorn), and an access key."""
     key = _key(small)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(small), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield port, key
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_api(small) as url:
+        port = urlsplit(url).port
+        assert port is not None
+        yield port, key
 
 
 def test_an_endless_body_is_refused_before_it_ends(served: tuple[int, str]) -> None:

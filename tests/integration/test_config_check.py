@@ -10,12 +10,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from bayport.wiring import build_container
-from metadata import repository as repo
+from bootstrap import build_container
 from metadata.db import migrate
 from tests.conftest import make_settings
-from tests.support import InlineQueue
+from tests.support import InlineQueue, api_client, new_workspace
 
 
 @pytest.fixture
@@ -23,11 +21,8 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = make_settings(tmp_path / "bayport")
     migrate(settings.resolved_database_url)
     container = build_container(settings, enqueuer=InlineQueue())
-    with container.db.uow() as uow:
-        _, key = repo.create_workspace(uow.session, name="w")
-        uow.commit()
-    c = TestClient(create_app(container))
-    c.headers["Authorization"] = f"Bearer {key}"
+    _, key = new_workspace(container)
+    c = api_client(container, key)
     yield c
     container.db.dispose()
 

@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from devstack.sample import image_key, make_label, make_png, populate
 from importer import service
 from importer.copier import CopyLimits, copy_object
 from importer.manifest import ImportManifest
-from metadata import repository as repo
 from metadata.db import migrate
 from metadata.models import ImportJob, LedgerEntry
 from storage_adapters.base import ObjectStore
@@ -29,7 +28,7 @@ from tests.azure_fixtures import azure_store, make_container
 from tests.conftest import make_settings
 from tests.oss_fixtures import make_oss_bucket, oss_store
 from tests.servers import make_bucket, s3_store
-from tests.support import InlineQueue, add_config, add_dataset
+from tests.support import InlineQueue, add_config, add_dataset, new_workspace, seed_manifest
 from tests.unit.test_copier import Recording
 
 PROVIDERS = ("s3", "oss", "azure")
@@ -86,9 +85,7 @@ def matrix_container(tmp_path: Path, queue: InlineQueue) -> Iterator[Container]:
 
 def _configs(container: Container, source: Bucket, dest: Bucket) -> str:
     ctx = container.ctx
-    with ctx.db.uow() as uow:
-        workspace, _ = repo.create_workspace(uow.session, name="w")
-        uow.commit()
+    workspace, _ = new_workspace(ctx)
     for name, bucket in (("user-bucket", source), ("datasets", dest)):
         config = add_config(
             ctx,
@@ -104,16 +101,7 @@ def _configs(container: Container, source: Bucket, dest: Bucket) -> str:
     return workspace.id
 
 
-MANIFEST = {
-    "dataset": "Cats",
-    "source": {
-        "config_name": "user-bucket",
-        "data_prefix": "data/images/",
-        "label_prefix": "data/labels/",
-        "label_type": "classification",
-    },
-    "options": {"shard_size": 5, "concurrency": 4},
-}
+MANIFEST = seed_manifest(shard_size=5, concurrency=4)
 
 
 @pytest.mark.parametrize("dst_provider", PROVIDERS)

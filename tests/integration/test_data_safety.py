@@ -17,20 +17,23 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import select
 
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from devstack.sample import image_key, populate
 from importer import planner, service
 from importer.context import ImportContext
 from importer.errors import Conflict
 from importer.manifest import ImportManifest
-from metadata import repository as repo
 from metadata.db import migrate
 from metadata.models import ImportJob, LedgerEntry, Shard
+from metadata.queries import datasets as datasets_q
+from metadata.queries import job_reports
+from metadata.queries import ledger as ledger_q
+from metadata.queries import notes as notes_q
 from storage_adapters.base import StorageSpec
 from storage_adapters.memory import MemoryBackend, MemoryStore
 from storage_adapters.registry import open_store
 from tests.conftest import make_settings
-from tests.support import InlineQueue, add_config, add_dataset
+from tests.support import InlineQueue, add_config, add_dataset, new_workspace, seed_manifest
 
 N = 9
 
@@ -45,9 +48,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
     queue = InlineQueue()
     container: Container = build_container(settings, enqueuer=queue)
     ctx = container.ctx
-    with ctx.db.uow() as uow:
-        workspace, _ = repo.create_workspace(uow.session, name="w")
-        uow.commit()
+    workspace, _ = new_workspace(ctx)
     source = open_store(StorageSpec(provider="memory", bucket="user"))
     populate(source, N)
     add_config(ctx, container.box, workspace_id=workspace.id, name="user-bucket", bucket="user")
@@ -66,11 +67,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
 
 def manifest(**options: Any) -> ImportManifest:
     return ImportManifest.model_validate(
-        {
-            "dataset": "Cats",
-            "source": {"config_name": "user-bucket", "data_prefix": "data/images/"},
-            "options": {"shard_size": 4, "concurrency": 2, **options},
-        }
+        seed_manifest(labels=False, **{"shard_size": 4, "concurrency": 2, **options})
     )
 
 
@@ -113,12 +110,12 @@ def test_item3_a_failure_from_a_duplicate_delivery_never_overwrites_copied(
     }
     late_failure.update(outcome="failed", error_code="not_found", error_message="gone", attempts=1)
     with ctx.db.uow() as uow:
-        repo.upsert_ledger(uow.session, rows=[late_failure])
+        ledger_q.upsert_ledger(uow.session, rows=[late_failure])
         uow.commit()
     kept = ledger(ctx)["00001.png"]
     assert (kept.outcome, kept.error_code, kept.failed_job_id) == ("copied", None, None)
     with ctx.db.uow() as uow:
-        assert repo.job_counts(uow.session, job_id=done.id).failed == 0
+        assert ledger_q.job_counts(uow.session, job_id=done.id).failed == 0
 
 
 def test_item4_planning_resumed_after_its_last_page_lists_nothing_again(
@@ -207,8 +204,8 @@ def test_item10_a_failed_sync_keeps_the_object_and_a_later_delete_removes_its_co
     )
     with ctx.db.uow() as uow:
         segment_id = entry.segment_id
-        present = repo.count_segment_data(uow.session, segment_id=segment_id)
-        failures = repo.job_failures(uow.session, job_id=sync.id, offset=0, limit=10)
+        present = datasets_q.count_segment_data(uow.session, segment_id=segment_id)
+        failures = job_reports.job_failures(uow.session, job_id=sync.id, offset=0, limit=10)
     assert present == N and [f.remote_path for f in failures] == ["00002.png"]
     dest = open_store(StorageSpec(provider="memory", bucket="datasets"))
     assert dest.head(entry.dest_key).size > 0
@@ -404,7 +401,7 @@ def test_item15_folder_keys_with_data_and_shared_labels_are_counted_and_listed(
     assert done.left_out == {"folder_keys_with_data": 1, "objects_sharing_a_label_file": 2}
     assert done.notice is not None and "folder" in done.notice and "share" in done.notice
     with ctx.db.uow() as uow:
-        notes = repo.job_notes(
+        notes = notes_q.job_notes(
             uow.session, job_id=done.id, kind="unimported_key", offset=0, limit=10
         )
     said = sorted(n.key for n in notes)

@@ -27,15 +27,15 @@ import yaml
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from bayport.heartbeats import check_heartbeat, touch
 from bayport.settings import Settings
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from cli.stack import free_port
 from metadata.db import migrate
 from scheduler.lock import BeatLock, _Renewer
+from taskqueue.app import TASK_QUEUE
 from tests.conftest import make_settings, unavailable
 from tests.support import InlineQueue, wait_until
-from workers.celery_app import TASK_QUEUE
-from workers.health import check_heartbeat, touch
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

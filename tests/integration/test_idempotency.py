@@ -17,19 +17,13 @@ from sqlmodel import select
 
 from api.app import create_app
 from bayport.settings import Settings
-from bayport.wiring import Container, build_container
-from metadata import repository as repo
+from bootstrap import Container, build_container
 from metadata.db import migrate
 from metadata.models import ImportJob
 from tests.conftest import make_settings
-from tests.support import InlineQueue
+from tests.support import InlineQueue, api_client, new_workspace, seed_manifest
 
-MANIFEST: dict[str, Any] = {
-    "dataset": "Cats",
-    "segment": "default",
-    "source": {"config_name": "user-bucket", "data_prefix": "data/images/"},
-    "options": {"shard_size": 100},
-}
+MANIFEST: dict[str, Any] = seed_manifest(labels=False, shard_size=100)
 CONFIG = {
     "name": "user-bucket",
     "provider": "s3",
@@ -54,9 +48,7 @@ def settings_for_db(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 def world(settings_for_db: Settings) -> Iterator[tuple[Container, str]]:
     """A container (an API "process") and an access key with a config and a dataset."""
     container = build_container(settings_for_db, enqueuer=InlineQueue())
-    with container.db.uow() as uow:
-        _, key = repo.create_workspace(uow.session, name="w")
-        uow.commit()
+    _, key = new_workspace(container)
     client = _client(container, key)
     assert client.post("/v1/storage-configs", params={"verify": "false"}, json=CONFIG).is_success
     assert client.post("/v1/datasets", json={"name": "Cats"}).status_code == 201
@@ -65,8 +57,7 @@ def world(settings_for_db: Settings) -> Iterator[tuple[Container, str]]:
 
 
 def _client(container: Container, key: str) -> TestClient:
-    client = TestClient(create_app(container))
-    client.headers["Authorization"] = f"Bearer {key}"
+    client = api_client(container, key)
     return client
 
 
@@ -127,9 +118,7 @@ def test_malformed_keys_are_refused_naming_the_header(
 
 def test_keys_are_per_workspace_and_optional(world: tuple[Container, str]) -> None:
     container, key = world
-    with container.db.uow() as uow:
-        _, other_key = repo.create_workspace(uow.session, name="other")
-        uow.commit()
+    _, other_key = new_workspace(container, "other")
     other = _client(container, other_key)
     assert other.post("/v1/storage-configs", params={"verify": "false"}, json=CONFIG).is_success
     assert other.post("/v1/datasets", json={"name": "Cats"}).status_code == 201

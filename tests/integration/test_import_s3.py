@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from devstack.sample import image_key, make_png, populate
 from importer import service
 from importer.manifest import ImportManifest
-from metadata import repository as repo
 from metadata.db import migrate
 from metadata.models import ImportJob
+from metadata.queries import job_reports, ledger
 from storage_adapters.errors import StorageError
 from tests.conftest import make_settings
-from tests.support import InlineQueue, add_config, add_dataset
+from tests.support import InlineQueue, add_config, add_dataset, new_workspace, seed_manifest
 
 N = 30
 
@@ -40,9 +40,7 @@ def s3_container(
 
 def _setup(container: Container, s3: dict[str, Any]) -> tuple[str, ImportManifest]:
     ctx = container.ctx
-    with ctx.db.uow() as uow:
-        workspace, _ = repo.create_workspace(uow.session, name="w")
-        uow.commit()
+    workspace, _ = new_workspace(ctx)
     creds = {"accesskey_id": s3["access_key"], "accesskey_secret": s3["secret_key"]}
     add_config(
         ctx,
@@ -65,18 +63,7 @@ def _setup(container: Container, s3: dict[str, Any]) -> tuple[str, ImportManifes
         credentials=creds,
     )
     add_dataset(ctx, workspace_id=workspace.id, name="Cats", config=dest, path="cats/")
-    manifest = ImportManifest.model_validate(
-        {
-            "dataset": "Cats",
-            "source": {
-                "config_name": "user-bucket",
-                "data_prefix": "data/images/",
-                "label_prefix": "data/labels/",
-                "label_type": "classification",
-            },
-            "options": {"shard_size": 8, "concurrency": 4},
-        }
-    )
+    manifest = ImportManifest.model_validate(seed_manifest(shard_size=8, concurrency=4))
     return workspace.id, manifest
 
 
@@ -102,7 +89,7 @@ def test_missing_source_object_fails_alone_and_retry_completes(
     done = _job(s3_container, job.id)
     assert (done.state, done.copied, done.failed) == ("partially_failed", N - 1, 1)
     with ctx.db.uow() as uow:
-        (failure,) = repo.job_failures(uow.session, job_id=job.id, offset=0, limit=10)
+        (failure,) = job_reports.job_failures(uow.session, job_id=job.id, offset=0, limit=10)
     assert (failure.source_key, failure.error_code) == (image_key(4), "not_found")
     with pytest.raises(StorageError):
         dest.head("cats/default/00004.png")
@@ -179,7 +166,7 @@ def test_sync_walks_the_ledger_in_listing_order_on_a_real_server(
     with ctx.db.uow() as uow:
         rows = {
             r.remote_path: r
-            for r in repo.ledger_entries_by_path(
+            for r in ledger.ledger_entries_by_path(
                 uow.session,
                 segment_id=done.segment_id,
                 remote_paths=["a.k.png", "a.png", "b.png"],

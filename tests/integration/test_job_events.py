@@ -4,9 +4,7 @@ PostgreSQL; and the job page's routes."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,52 +12,21 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from bayport.wiring import Container, build_container
-from cli.stack import free_port
+from bootstrap import Container, build_container
 from devstack.sample import label_key, populate
-from metadata import repository as repo
 from metadata.db import migrate
 from storage_adapters.base import StorageSpec
 from storage_adapters.memory import MemoryBackend
 from storage_adapters.registry import open_store
 from tests.conftest import make_settings
-from tests.support import InlineQueue, add_config
+from tests.probes import serve_api
+from tests.support import InlineQueue, add_seed_configs, api_client, new_workspace, seed_manifest
 
 N = 40
-MANIFEST = {
-    "dataset": "Cats",
-    "source": {
-        "config_name": "user-bucket",
-        "data_prefix": "data/images/",
-        "label_prefix": "data/labels/",
-        "label_type": "classification",
-    },
-    "options": {"shard_size": 8, "missing_label": "fail"},
-}
-
-
-@contextlib.contextmanager
-def serve(container: Container) -> Iterator[str]:
-    """The API on a real uvicorn in a thread (the events must stream, not be buffered)."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(container), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+MANIFEST = seed_manifest(shard_size=8, missing_label="fail")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -70,13 +37,8 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Cont
     settings = make_settings(tmp_path / "bayport", database_url=database_url)
     migrate(settings.resolved_database_url)
     container = build_container(settings, enqueuer=InlineQueue())
-    with container.db.uow() as uow:
-        workspace, key = repo.create_workspace(uow.session, name="w")
-        uow.commit()
-    for name, bucket in (("user-bucket", "user"), ("datasets", "datasets")):
-        add_config(
-            container.ctx, container.box, workspace_id=workspace.id, name=name, bucket=bucket
-        )
+    workspace, key = new_workspace(container)
+    add_seed_configs(container.ctx, container.box, workspace_id=workspace.id)
     source = open_store(StorageSpec(provider="memory", bucket="user"))
     populate(source, N)
     source.delete(label_key(3))  # missing: fails (missing_label: fail)
@@ -102,7 +64,7 @@ def test_events_stream_progress_until_the_final_state(world: tuple[Container, st
     queue = container.ctx.enqueue
     assert isinstance(queue, InlineQueue)
     with (
-        serve(container) as url,
+        serve_api(container) as url,
         httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
     ):
         assert http.post("/v1/datasets", json={"name": "Cats", "config_name": "datasets"})
@@ -153,13 +115,10 @@ def test_events_stream_progress_until_the_final_state(world: tuple[Container, st
 
 def test_events_need_the_workspace_key(world: tuple[Container, str]) -> None:
     container, key = world
-    client = TestClient(create_app(container))
-    client.headers["Authorization"] = f"Bearer {key}"
+    client = api_client(container, key)
     assert client.post("/v1/datasets", json={"name": "Cats", "config_name": "datasets"})
     job_id = client.post("/v1/imports", json=MANIFEST).json()["id"]
-    with container.db.uow() as uow:
-        _, other = repo.create_workspace(uow.session, name="other")
-        uow.commit()
+    _, other = new_workspace(container, "other")
 
     assert TestClient(create_app(container)).get(f"/v1/imports/{job_id}/events").status_code == 401
     foreign = client.get(

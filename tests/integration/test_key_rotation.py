@@ -22,18 +22,18 @@ from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 from sqlmodel import select
 
-from bayport.rotation import RotationReport, _reseal, rotate_credentials
-from bayport.secretbox import SecretBox, SecretBoxError, SecretKeyError
 from bayport.settings import Settings
 from cli.client import FINAL_STATES, BayportClient
 from cli.stack import free_port
+from crypto.secretbox import SecretBox, SecretBoxError, SecretKeyError
 from devstack.sample import populate
-from metadata import repository as repo
 from metadata.db import Database, migrate
 from metadata.models import StorageConfig
+from metadata.queries import workspaces as workspaces_q
+from services.credential_rotation import RotationReport, _reseal, rotate_credentials
+from taskqueue.app import make_celery
 from tests.drills import verify_import
-from tests.support import register_s3_pair, wait_until
-from workers.celery_app import make_celery
+from tests.support import register_s3_pair, seed_manifest, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +58,9 @@ def _add_configs(db: Database, box: SecretBox, count: int, *, prefix: str) -> di
     """`count` S3 configs sealed by `box` in two workspaces; their secrets by config id."""
     secrets: dict[str, str] = {}
     with db.uow() as uow:
-        workspaces = [repo.create_workspace(uow.session, name=f"ws{i}")[0] for i in range(2)]
+        workspaces = [
+            workspaces_q.create_workspace(uow.session, name=f"ws{i}")[0] for i in range(2)
+        ]
         uow.commit()
     with db.uow() as uow:
         for i in range(count):
@@ -343,14 +345,7 @@ def test_zero_downtime_rotation_under_a_running_import(
         worker, api, api_url = service.start(old)
         client = BayportClient(api_url, access_key)
         register_s3_pair(client, s3_buckets)
-        job_id = client.submit(
-            {
-                "dataset": "Cats",
-                "segment": "default",
-                "source": {"config_name": "user-bucket", "data_prefix": "data/images/"},
-                "options": {"shard_size": SHARD, "concurrency": 2},
-            }
-        )["id"]
+        job_id = client.submit(seed_manifest(labels=False, shard_size=SHARD, concurrency=2))["id"]
         wait_until("copies to start", lambda: client.job(job_id)["counts"]["copied"] >= SHARD, 30)
 
         # 1. Every process learns the new key, still sealing with the old one.

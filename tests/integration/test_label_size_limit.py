@@ -10,18 +10,17 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from bayport.wiring import build_container
+from bootstrap import build_container
 from devstack.sample import label_key, make_label, populate
 from devstack.services import start_rclone_s3
 from importer import service
 from importer.manifest import ImportManifest
-from metadata import repository as repo
 from metadata.db import migrate
 from metadata.models import ImportJob, LedgerEntry
 from storage_adapters.local import LocalStore
 from tests.conftest import make_settings, unavailable
 from tests.servers import s3_store
-from tests.support import InlineQueue, add_config, add_dataset
+from tests.support import InlineQueue, add_config, add_dataset, new_workspace, seed_manifest
 
 N = 12
 BIG = 2 * 1024**3  # 2 GiB
@@ -59,9 +58,7 @@ def _import_and_check(tmp_path: Path, s3: dict[str, str]) -> None:
     queue = InlineQueue()
     container = build_container(settings, enqueuer=queue)
     ctx = container.ctx
-    with ctx.db.uow() as uow:
-        workspace, _ = repo.create_workspace(uow.session, name="w")
-        uow.commit()
+    workspace, _ = new_workspace(ctx)
     creds = {"accesskey_id": s3["access_key"], "accesskey_secret": s3["secret_key"]}
     for name in ("src", "datasets"):
         config = add_config(
@@ -76,16 +73,7 @@ def _import_and_check(tmp_path: Path, s3: dict[str, str]) -> None:
         )
     add_dataset(ctx, workspace_id=workspace.id, name="Cats", config=config)
     manifest = ImportManifest.model_validate(
-        {
-            "dataset": "Cats",
-            "source": {
-                "config_name": "src",
-                "data_prefix": "data/images/",
-                "label_prefix": "data/labels/",
-                "label_type": "classification",
-            },
-            "options": {"shard_size": 4, "concurrency": 4},
-        }
+        seed_manifest(config_name="src", shard_size=4, concurrency=4)
     )
     rss_before = _max_rss_mib()
     started = time.monotonic()

@@ -14,16 +14,14 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.app import create_app
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from devstack.sample import make_png
-from metadata import repository as repo
 from metadata.db import migrate
 from storage_adapters.base import StorageSpec
 from storage_adapters.memory import MemoryBackend
 from storage_adapters.registry import open_store
 from tests.conftest import make_settings
-from tests.support import InlineQueue, add_config
+from tests.support import InlineQueue, add_seed_configs, api_client, new_workspace
 
 BOXES = [(10.0, 20.0, 110.0, 220.0, "cat"), (5.0, 6.0, 7.0, 8.0, "dog")]
 
@@ -34,17 +32,9 @@ def world(tmp_path: Path) -> Iterator[tuple[Container, InlineQueue, TestClient]]
     migrate(settings.resolved_database_url)
     queue = InlineQueue()
     container = build_container(settings, enqueuer=queue)
-    with container.db.uow() as uow:
-        workspace, key = repo.create_workspace(uow.session, name="w")
-        uow.commit()
-    add_config(
-        container.ctx, container.box, workspace_id=workspace.id, name="user-bucket", bucket="user"
-    )
-    add_config(
-        container.ctx, container.box, workspace_id=workspace.id, name="datasets", bucket="datasets"
-    )
-    client = TestClient(create_app(container))
-    client.headers["Authorization"] = f"Bearer {key}"
+    workspace, key = new_workspace(container)
+    add_seed_configs(container.ctx, container.box, workspace_id=workspace.id)
+    client = api_client(container, key)
     assert (
         client.post("/v1/datasets", json={"name": "Cats", "config_name": "datasets"}).status_code
         == 201

@@ -8,8 +8,6 @@ import csv
 import io
 import json
 import logging
-import threading
-import time
 import tracemalloc
 import uuid
 from collections.abc import Iterator
@@ -18,26 +16,33 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import func, select
 
 from api.app import create_app
 from bayport.logs import configure_logging
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from devstack.sample import image_key, label_key, populate
 from importer import service
 from importer.manifest import ImportManifest
-from metadata import repository as repo
 from metadata.db import migrate
 from metadata.models import ImportJob, LedgerEntry, utcnow
+from metadata.queries import ledger as ledger_q
 from storage_adapters.base import StorageSpec
 from storage_adapters.errors import ErrorKind, StorageError
 from storage_adapters.memory import MemoryBackend
 from storage_adapters.registry import open_store
 from tests.conftest import make_settings
-from tests.support import InlineQueue, add_config, add_dataset
+from tests.probes import serve_api
+from tests.support import (
+    InlineQueue,
+    add_config,
+    add_dataset,
+    api_client,
+    new_workspace,
+    seed_manifest,
+)
 
 N = 40
 SECRET = "sEcReT-provider-key-0123456789"
@@ -55,9 +60,7 @@ def world(tmp_path: Path, redis_url: str) -> Iterator[tuple[Container, InlineQue
     migrate(settings.resolved_database_url)
     queue = InlineQueue()
     container = build_container(settings, enqueuer=queue)
-    with container.db.uow() as uow:
-        workspace, key = repo.create_workspace(uow.session, name="w")
-        uow.commit()
+    workspace, key = new_workspace(container)
     ctx = container.ctx
     add_config(
         ctx,
@@ -81,16 +84,7 @@ def world(tmp_path: Path, redis_url: str) -> Iterator[tuple[Container, InlineQue
 
 def _manifest(**options: Any) -> ImportManifest:
     return ImportManifest.model_validate(
-        {
-            "dataset": "Cats",
-            "source": {
-                "config_name": "user-bucket",
-                "data_prefix": "data/images/",
-                "label_prefix": "data/labels/",
-                "label_type": "classification",
-            },
-            "options": {"shard_size": 9, "concurrency": 4, **options},
-        }
+        seed_manifest(**{"shard_size": 9, "concurrency": 4, **options})
     )
 
 
@@ -161,8 +155,7 @@ def test_report_rows_are_the_ledgers_in_csv_and_json(world: Any) -> None:
     container, _, _, key = world
     open_store(StorageSpec(provider="memory", bucket="user")).delete(label_key(3))
     job = _run(world)
-    client = TestClient(create_app(container))
-    client.headers["Authorization"] = f"Bearer {key}"
+    client = api_client(container, key)
     r = client.get(f"/v1/imports/{job.id}/report", params={"format": "csv"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text)))
@@ -181,19 +174,8 @@ def test_report_rows_are_the_ledgers_in_csv_and_json(world: Any) -> None:
 @pytest.fixture
 def served(world: Any) -> Iterator[str]:
     """The API on a real HTTP server (uvicorn, in a thread), so a response streams for real."""
-    container = world[0]
-    config = uvicorn.Config(create_app(container), host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_api(world[0]) as url:
+        yield url
 
 
 def _fake_rows(container: Container, job: ImportJob, n: int, start: int) -> None:
@@ -223,7 +205,7 @@ def _fake_rows(container: Container, job: ImportJob, n: int, start: int) -> None
             for i in range(first, min(first + 5000, start + n))
         ]
         with container.db.uow() as uow:
-            repo.upsert_ledger(uow.session, rows=rows)
+            ledger_q.upsert_ledger(uow.session, rows=rows)
             uow.commit()
 
 

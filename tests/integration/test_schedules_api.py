@@ -16,31 +16,24 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
-from api.app import create_app
 from bayport.settings import Settings
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from devstack.sample import populate
 from importer import service as imports
 from importer.manifest import ImportManifest
-from metadata import repository as repo
 from metadata.db import migrate
 from metadata.models import ImportJob, Schedule, ScheduleRun
+from metadata.queries import datasets as datasets_q
+from metadata.queries import storage_configs
+from metadata.queries import workspaces as workspaces_q
 from scheduler import service as schedules
 from storage_adapters.base import StorageSpec
 from storage_adapters.registry import open_store
 from tests.conftest import make_settings
-from tests.support import InlineQueue, add_config
+from tests.support import InlineQueue, add_seed_configs, api_client, seed_manifest
 
 N = 5
-MANIFEST: dict[str, Any] = {
-    "dataset": "Cats",
-    "source": {
-        "config_name": "user-bucket",
-        "data_prefix": "data/images/",
-        "label_prefix": "data/labels/",
-        "label_type": "classification",
-    },
-}
+MANIFEST: dict[str, Any] = seed_manifest()
 
 
 class World:
@@ -48,12 +41,11 @@ class World:
         self.container, self.queue = container, queue
         self.ctx = container.ctx
         with container.db.uow() as uow:
-            alice, alice_key = repo.create_workspace(uow.session, name="alice")
-            _, bob_key = repo.create_workspace(uow.session, name="bob")
+            alice, alice_key = workspaces_q.create_workspace(uow.session, name="alice")
+            _, bob_key = workspaces_q.create_workspace(uow.session, name="bob")
             uow.commit()
         self.workspace_id = alice.id
-        for name, bucket in (("user-bucket", "user"), ("datasets", "datasets")):
-            add_config(self.ctx, container.box, workspace_id=alice.id, name=name, bucket=bucket)
+        add_seed_configs(self.ctx, container.box, workspace_id=alice.id)
         self.client = self._client(alice_key)
         self.other = self._client(bob_key)
         r = self.client.post("/v1/datasets", json={"name": "Cats", "config_name": "datasets"})
@@ -61,8 +53,7 @@ class World:
         populate(open_store(StorageSpec(provider="memory", bucket="user")), N)
 
     def _client(self, key: str) -> TestClient:
-        client = TestClient(create_app(self.container))
-        client.headers["Authorization"] = f"Bearer {key}"
+        client = api_client(self.container, key)
         return client
 
     def create(self, name: str = "nightly", **fields: Any) -> dict[str, Any]:
@@ -306,8 +297,10 @@ def test_a_run_finding_another_job_on_the_segment_is_skipped(world: World) -> No
 def test_a_run_whose_manifest_no_longer_fits_fails_with_the_reason(world: World) -> None:
     world.create(manifest={**MANIFEST, "options": {"move": True}})
     with world.container.db.uow() as uow:  # make the import in place: move is refused then
-        dataset = repo.get_dataset(uow.session, workspace_id=world.workspace_id, name="Cats")
-        source = repo.get_config(uow.session, workspace_id=world.workspace_id, name="user-bucket")
+        dataset = datasets_q.get_dataset(uow.session, workspace_id=world.workspace_id, name="Cats")
+        source = storage_configs.get_config(
+            uow.session, workspace_id=world.workspace_id, name="user-bucket"
+        )
         assert dataset is not None and source is not None
         dataset.config_id, dataset.path = source.id, "data/images/"
         uow.commit()
@@ -452,9 +445,9 @@ def test_disabled_or_deleted_schedules_are_not_claimed(any_db_world: World) -> N
 def test_the_beat_scheduler_claims_due_occurrences_once_and_sleeps_until_the_next(
     world: World,
 ) -> None:
-    from bayport.wiring import set_container
+    from bootstrap import set_container
     from scheduler.beat import DatabaseScheduler
-    from workers.celery_app import make_celery
+    from taskqueue.app import make_celery
 
     set_container(world.container)  # the beat's composition root: this DB, this queue
     try:

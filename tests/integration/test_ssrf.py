@@ -4,8 +4,6 @@ the API refuses such a config without calling it, and workers refuse to open its
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,51 +11,24 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from bayport.settings import Settings
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from devstack.sample import populate
 from importer import service
 from importer.manifest import ImportManifest
-from metadata import repository as repo
 from metadata.db import migrate
 from metadata.models import ImportJob
 from tests.conftest import make_settings
-from tests.support import InlineQueue
+from tests.probes import RecordingServer
+from tests.support import InlineQueue, api_client, new_workspace
 
 ALLOW = "BAYPORT_ALLOWED_PRIVATE_ENDPOINTS"
 
 
-class _CountingServer:
-    """An HTTP server on 127.0.0.1 that counts the requests it gets (and answers 403)."""
-
-    def __init__(self) -> None:
-        hits = self.hits = [0]
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                hits[0] += 1
-                self.send_response(403)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_GET = do_HEAD = do_PUT = do_POST = _any
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def internal_service() -> Iterator[_CountingServer]:
-    server = _CountingServer()
+def internal_service() -> Iterator[RecordingServer]:
+    """An internal service on 127.0.0.1 that records the requests it gets (and answers 403)."""
+    server = RecordingServer()
     yield server
     server.close()
 
@@ -76,11 +47,8 @@ def strict(tmp_path: Path) -> Iterator[Container]:
 
 
 def _client(container: Container) -> TestClient:
-    with container.db.uow() as uow:
-        _, key = repo.create_workspace(uow.session, name="w")
-        uow.commit()
-    client = TestClient(create_app(container))
-    client.headers["Authorization"] = f"Bearer {key}"
+    _, key = new_workspace(container)
+    client = api_client(container, key)
     return client
 
 
@@ -140,7 +108,7 @@ def test_refused_config_is_never_called(strict: Container, internal_service: Any
     client = _client(strict)
     r = client.post("/v1/storage-configs", json=_s3(internal_service.url))
     assert r.status_code == 422
-    assert internal_service.hits[0] == 0
+    assert internal_service.hits == []
     # With the operator's allowlist, the same config is checked (one listing: 403 here).
     allowed = _container(
         make_settings(strict.settings.data_dir, allowed_private_endpoints=["127.0.0.1"])
@@ -148,7 +116,7 @@ def test_refused_config_is_never_called(strict: Container, internal_service: Any
     try:
         r = _client(allowed).post("/v1/storage-configs", json=_s3(internal_service.url))
         assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "accesskey_secret"
-        assert internal_service.hits[0] >= 1
+        assert internal_service.hits
     finally:
         allowed.db.dispose()
 

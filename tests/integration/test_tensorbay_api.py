@@ -16,10 +16,10 @@ from sqlmodel import select
 
 from api.app import create_app
 from bayport.settings import Settings
-from bayport.wiring import Container, build_container
-from metadata import repository as repo
+from bootstrap import Container, build_container
 from metadata.db import migrate
 from metadata.models import DraftObject, ImportJob, LedgerEntry
+from metadata.queries import workspaces
 from tests.conftest import make_settings
 from tests.support import InlineQueue
 
@@ -33,7 +33,7 @@ def folder(tmp_path: Path, tb: TestClient, container: Container) -> Path:
     """A folder of tb's workspace: inside its own sub-folder of BAYPORT_LOCAL_ROOTS."""
     key = tb.headers["X-Token"].removeprefix("ACCESSKEY-")
     with container.db.uow() as uow:
-        workspace_id = repo.workspace_id_for_key(uow.session, key=key)
+        workspace_id = workspaces.workspace_id_for_key(uow.session, key=key)
     root = tmp_path / "allowed" / str(workspace_id) / "bucket"
     for i in range(5):
         (root / "images").mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def container(settings: Settings) -> Iterator[Container]:
 
 def _key(container: Container, name: str) -> str:
     with container.db.uow() as uow:
-        _, key = repo.create_workspace(uow.session, name=name)
+        _, key = workspaces.create_workspace(uow.session, name=name)
         uow.commit()
     return key
 

@@ -15,17 +15,16 @@ import boto3
 import pytest
 from sqlmodel import select
 
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from importer import service
 from importer.manifest import ImportManifest
 from importer.planner import UNSAFE_KEY
-from metadata import repository as repo
 from metadata.db import migrate
 from metadata.models import ImportJob, LedgerEntry
 from tests.conftest import make_settings
 from tests.drills import verify_import
 from tests.servers import make_bucket, s3_store
-from tests.support import InlineQueue, add_config, add_dataset
+from tests.support import InlineQueue, add_config, add_dataset, new_workspace
 
 UNICODE_KEYS = [
     "猫/画像 1.png",
@@ -57,9 +56,7 @@ def container(tmp_path: Path, queue: InlineQueue) -> Iterator[Container]:
 
 
 def _workspace(container: Container) -> str:
-    with container.db.uow() as uow:
-        workspace, _ = repo.create_workspace(uow.session, name="w")
-        uow.commit()
+    workspace, _ = new_workspace(container)
     return workspace.id
 
 

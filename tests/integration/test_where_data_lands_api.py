@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from api.app import create_app
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from devstack.sample import image_key, make_label, make_png, populate
-from metadata import repository as repo
 from metadata.db import migrate
 from storage_adapters.base import ObjectStore, StorageSpec
 from storage_adapters.registry import open_store
@@ -26,7 +23,7 @@ from tests.conftest import make_settings
 from tests.contract import list_all
 from tests.faultproxy import FaultPlan, FaultProxy
 from tests.servers import make_bucket
-from tests.support import InlineQueue
+from tests.support import InlineQueue, api_client, new_workspace
 
 N = 4
 
@@ -39,11 +36,8 @@ class World:
         migrate(settings.resolved_database_url)
         self.queue = InlineQueue()
         self.container: Container = build_container(settings, enqueuer=self.queue)
-        with self.container.db.uow() as uow:
-            _, key = repo.create_workspace(uow.session, name="alice")
-            uow.commit()
-        self.client = TestClient(create_app(self.container))
-        self.client.headers["Authorization"] = f"Bearer {key}"
+        _, key = new_workspace(self.container, "alice")
+        self.client = api_client(self.container, key)
         self.bucket = f"lands-{uuid.uuid4().hex[:8]}"
         make_bucket(rclone_s3, self.bucket)
         self.s3, self.proxy = rclone_s3, proxy

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from bayport.wiring import build_container
-from metadata import repository as repo
+from bootstrap import build_container
 from metadata.db import migrate
+from metadata.queries import workspaces
 from tests.conftest import make_settings
 from tests.support import InlineQueue
 
@@ -32,7 +32,7 @@ def clients(tmp_path: Path) -> tuple[TestClient, TestClient, dict[str, str]]:
     keys = []
     with container.db.uow() as uow:
         for name in ("alice", "bob"):
-            _, key = repo.create_workspace(uow.session, name=name)
+            _, key = workspaces.create_workspace(uow.session, name=name)
             keys.append(key)
         uow.commit()
     app = create_app(container)

@@ -5,9 +5,7 @@ not firing every second) and yolo_classes."""
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -17,18 +15,17 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from devstack.sample import make_png
 from importer.object_list import read_object_list
-from metadata import repository as repo
 from metadata.db import migrate
 from storage_adapters.base import StorageSpec
 from storage_adapters.errors import StorageError
 from storage_adapters.memory import MemoryBackend
 from storage_adapters.registry import open_store
 from tests.conftest import make_settings
-from tests.support import InlineQueue, add_config
+from tests.probes import EndlessListing
+from tests.support import InlineQueue, add_seed_configs, api_client, new_workspace
 
 MiB = 1024 * 1024
 LISTING_CAP = 64 * MiB
@@ -45,19 +42,9 @@ class World:
         assert r.status_code == 201, r.text
 
     def workspace(self, name: str) -> TestClient:
-        with self.container.db.uow() as uow:
-            workspace, key = repo.create_workspace(uow.session, name=name)
-            uow.commit()
-        for config, bucket in (("user-bucket", "user"), ("datasets", "datasets")):
-            add_config(
-                self.container.ctx,
-                self.container.box,
-                workspace_id=workspace.id,
-                name=config,
-                bucket=bucket,
-            )
-        client = TestClient(create_app(self.container))
-        client.headers["Authorization"] = f"Bearer {key}"
+        workspace, key = new_workspace(self.container, name)
+        add_seed_configs(self.container.ctx, self.container.box, workspace_id=workspace.id)
+        client = api_client(self.container, key)
         return client
 
     def run(self, source: dict[str, Any]) -> dict[str, Any]:
@@ -173,51 +160,9 @@ def test_a_coco_file_past_its_size_cap_is_refused_naming_the_file_and_the_cap(
 # --- listing answers --------------------------------------------------------------------
 
 
-class _EndlessListing:
-    """A hostile "S3 server" on 127.0.0.1: any GET is answered 200 with a listing that
-    never ends (chunked, until 96 MiB or the client hangs up)."""
-
-    def __init__(self) -> None:
-        sent = self.sent = [0]
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                head = b'<?xml version="1.0"?><ListBucketResult><IsTruncated>false</IsTruncated>'
-                pad = b" " * MiB
-                try:
-                    self._chunk(head)
-                    while sent[0] < 96 * MiB:
-                        self._chunk(pad)
-                        sent[0] += len(pad)
-                    self._chunk(b"</ListBucketResult>")
-                    self.wfile.write(b"0\r\n\r\n")
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def _chunk(self, data: bytes) -> None:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def endless_listing() -> Iterator[_EndlessListing]:
-    server = _EndlessListing()
+def endless_listing() -> Iterator[EndlessListing]:
+    server = EndlessListing()
     yield server
     server.close()
 
@@ -228,7 +173,7 @@ def endless_listing() -> Iterator[_EndlessListing]:
     ids=["s3-lean-path", "s3-boto3", "oss", "azure"],
 )
 def test_an_endless_listing_answer_is_a_permanent_error_not_buffered(
-    endless_listing: _EndlessListing, provider: str, options: dict[str, Any]
+    endless_listing: EndlessListing, provider: str, options: dict[str, Any]
 ) -> None:
     if provider == "azure":
         endpoint = f"{endless_listing.url}/account1"

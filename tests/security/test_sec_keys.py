@@ -21,11 +21,11 @@ from sqlmodel import select
 
 from api.app import create_app
 from bayport.settings import Settings, SettingsError
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from metadata import access_keys
-from metadata import repository as repo
 from metadata.db import Database, alembic_config, migrate
 from metadata.models import AccessKey, utcnow
+from metadata.queries import workspaces as workspaces_q
 from tests.conftest import make_settings
 from tests.support import InlineQueue
 
@@ -40,8 +40,8 @@ def keyed(tmp_path: Path) -> Iterator[tuple[Container, str, str]]:
     migrate(settings.resolved_database_url)
     container = build_container(settings, enqueuer=InlineQueue())
     with container.db.uow() as uow:
-        _, alice = repo.create_workspace(uow.session, name="alice")
-        _, bob = repo.create_workspace(uow.session, name="bob")
+        _, alice = workspaces_q.create_workspace(uow.session, name="alice")
+        _, bob = workspaces_q.create_workspace(uow.session, name="bob")
         uow.commit()
     yield container, alice, bob
     container.db.dispose()
@@ -57,7 +57,7 @@ def _x_token(key: str) -> dict[str, str]:
 
 def _add_key(container: Container, workspace_of: str, **fields: object) -> tuple[str, str]:
     with container.db.uow() as uow:
-        workspace_id = repo.workspace_id_for_key(uow.session, key=workspace_of)
+        workspace_id = workspaces_q.workspace_id_for_key(uow.session, key=workspace_of)
         assert workspace_id is not None
         row, key = access_keys.create_key(uow.session, workspace_id=workspace_id, **fields)  # type: ignore[arg-type]
         uow.commit()
@@ -180,7 +180,7 @@ def test_a_bootstrap_key_too_short_is_refused(tmp_path: Path) -> None:
             create_app(container)
         assert "bp_short-key-1234" not in str(refused.value)
         with container.db.uow() as uow:
-            assert repo.workspace_for_key(uow.session, key="bp_short-key-1234") is None
+            assert workspaces_q.workspace_for_key(uow.session, key="bp_short-key-1234") is None
     finally:
         container.db.dispose()
 
@@ -193,7 +193,7 @@ def test_a_hint_shows_at_most_4_characters_of_the_key(tmp_path: Path) -> None:
     try:
         create_app(container)
         with container.db.uow() as uow:
-            _, made = repo.create_workspace(uow.session, name="w")
+            _, made = workspaces_q.create_workspace(uow.session, name="w")
             uow.commit()
             hints = {r.key_sha256: r.hint for r in access_keys.list_keys(uow.session)}
         for key in (bootstrap, made):

@@ -17,14 +17,14 @@ from sqlalchemy import text
 
 from api.app import create_app
 from bayport.settings import SettingsError
-from bayport.wiring import Container, build_container
-from metadata import repository as repo
+from bootstrap import Container, build_container
 from metadata.db import migrate
 from metadata.models import StorageConfig
+from metadata.queries import storage_configs
 from storage_adapters.errors import ErrorKind, StorageError
 from storage_adapters.local import LocalStore
 from tests.conftest import make_settings
-from tests.support import InlineQueue
+from tests.support import InlineQueue, new_workspace
 
 TB = "/gatewayv2/tensorbay-open-api/v1"
 NO_CHECK = {"verify": "false"}
@@ -59,9 +59,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     app = create_app(container)
     tenants = []
     for name in ("alice", "bob"):
-        with container.db.uow() as uow:
-            workspace, key = repo.create_workspace(uow.session, name=name)
-            uow.commit()
+        workspace, key = new_workspace(container, name)
         api = TestClient(app)
         api.headers["Authorization"] = f"Bearer {key}"
         tb = TestClient(app, base_url="https://testserver")
@@ -91,7 +89,7 @@ def _create(tenant: Tenant, name: str, folder: Path) -> None:
 
 def _config(world: World, tenant: Tenant, name: str) -> StorageConfig:
     with world.container.db.uow() as uow:
-        config = repo.get_config(uow.session, workspace_id=tenant.id, name=name)
+        config = storage_configs.get_config(uow.session, workspace_id=tenant.id, name=name)
     assert config is not None
     return config
 

@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 
 from bayport import logs
-from bayport.stores import ConfigStores
-from bayport.wiring import Container, build_container
-from metadata import repository as repo
+from bootstrap import Container, build_container
 from metadata.db import migrate
+from stores.resolver import ConfigStores
 from tests.conftest import make_settings
-from tests.support import InlineQueue, add_config
+from tests.support import InlineQueue, add_config, new_workspace
 
 log = logging.getLogger("bayport.test.sec_logs")
 
@@ -37,9 +36,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Container, io.StringIO]]:
 
 
 def _config(container: Container, name: str, secret: str) -> object:
-    with container.db.uow() as uow:
-        workspace, _ = repo.create_workspace(uow.session, name=name)
-        uow.commit()
+    workspace, _ = new_workspace(container, name)
     return add_config(
         container.ctx,
         container.box,

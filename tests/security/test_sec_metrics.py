@@ -16,7 +16,7 @@ from sqlalchemy import event
 
 from api.app import create_app
 from bayport.settings import Settings
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from metadata.db import migrate
 from tests.conftest import make_settings
 from tests.support import InlineQueue

@@ -14,11 +14,10 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from bayport.settings import Settings
-from bayport.wiring import Container, build_container
-from metadata import repository as repo
+from bootstrap import Container, build_container
 from metadata.db import migrate
 from tests.conftest import make_settings
-from tests.support import InlineQueue
+from tests.support import InlineQueue, new_workspace
 
 TB = "/gatewayv2/tensorbay-open-api/v1"
 
@@ -55,9 +54,7 @@ def _container(made: list[Container], settings: Settings) -> Container:
 
 
 def _key(container: Container, name: str) -> str:
-    with container.db.uow() as uow:
-        _, key = repo.create_workspace(uow.session, name=name)
-        uow.commit()
+    _, key = new_workspace(container, name)
     return key
 
 

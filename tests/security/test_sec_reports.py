@@ -15,17 +15,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from devstack.sample import make_png
-from metadata import repository as repo
 from metadata.db import migrate
 from storage_adapters.base import StorageSpec
 from storage_adapters.memory import MemoryBackend
 from storage_adapters.registry import open_store
 from tensorbay_api import PREFIX
 from tests.conftest import make_settings
-from tests.support import InlineQueue, add_config
+from tests.support import InlineQueue, add_seed_configs, api_client, new_workspace
 
 EVIL = '=HYPERLINK("http://evil","x").png'
 FORMULAS = [EVIL, "+1+2.png", "-3.png", "@SUM(A1).png", "  =1+1.png"]
@@ -37,15 +35,9 @@ def world(tmp_path: Path) -> Iterator[tuple[Container, InlineQueue, TestClient]]
     migrate(settings.resolved_database_url)
     queue = InlineQueue()
     container = build_container(settings, enqueuer=queue)
-    with container.db.uow() as uow:
-        workspace, key = repo.create_workspace(uow.session, name="w")
-        uow.commit()
-    for name, bucket in (("user-bucket", "user"), ("datasets", "datasets")):
-        add_config(
-            container.ctx, container.box, workspace_id=workspace.id, name=name, bucket=bucket
-        )
-    client = TestClient(create_app(container))
-    client.headers["Authorization"] = f"Bearer {key}"
+    workspace, key = new_workspace(container)
+    add_seed_configs(container.ctx, container.box, workspace_id=workspace.id)
+    client = api_client(container, key)
     r = client.post("/v1/datasets", json={"name": "Cats", "config_name": "datasets"})
     assert r.status_code == 201, r.text
     yield container, queue, client

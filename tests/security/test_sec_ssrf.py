@@ -11,61 +11,28 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bayport.endpoints import EndpointAllowlist, EndpointRefused, check_endpoint
-from bayport.secretbox import SecretBox
-from bayport.stores import ConfigStores
+from crypto.secretbox import SecretBox
 from metadata.models import StorageConfig
 from storage_adapters.base import ObjectStore, StorageSpec
 from storage_adapters.errors import ErrorKind, StorageError
 from storage_adapters.registry import open_store
+from stores.endpoints import EndpointAllowlist, EndpointRefused, check_endpoint
+from stores.resolver import ConfigStores
 from tests.conftest import make_settings
+from tests.probes import RecordingServer
+from tests.support import api_client, new_workspace
 
 ALLOW = "BAYPORT_ALLOWED_PRIVATE_ENDPOINTS"
 # What the probe hands out: a cloud's instance credentials.
 LEAKED = b'{"AccessKeyId": "ASIA-LEAKED", "SecretAccessKey": "instance-secret"}'
 PUBLIC = "93.184.216.34"  # a public address (nothing is ever sent to it here)
 ALLOWED = "127.0.0.2"  # "the operator's storage server": allowed by address; the probe is not
-
-
-class Server:
-    """An HTTP server that counts the requests it gets; `answer` makes each answer."""
-
-    def __init__(
-        self, answer: Callable[[http.server.BaseHTTPRequestHandler], None], host: str = "127.0.0.1"
-    ) -> None:
-        self.hits: list[str] = []
-        hits = self.hits
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _any(self) -> None:
-                hits.append(f"{self.command} {self.headers.get('Host')}{self.path}")
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                answer(self)
-
-            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _any
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer((host, 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.url = f"http://{host}:{self.port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def _metadata(handler: http.server.BaseHTTPRequestHandler) -> None:
@@ -78,15 +45,15 @@ def _metadata(handler: http.server.BaseHTTPRequestHandler) -> None:
 
 
 @pytest.fixture
-def probe() -> Iterator[Server]:
+def probe() -> Iterator[RecordingServer]:
     """The internal service (169.254.169.254's stand-in)."""
-    server = Server(_metadata)
+    server = RecordingServer(_metadata)
     yield server
     server.close()
 
 
 @pytest.fixture
-def hostile(probe: Server) -> Iterator[Server]:
+def hostile(probe: RecordingServer) -> Iterator[RecordingServer]:
     """A storage endpoint that answers everything with a redirect to the probe."""
 
     def redirect(handler: http.server.BaseHTTPRequestHandler) -> None:
@@ -95,7 +62,7 @@ def hostile(probe: Server) -> Iterator[Server]:
         handler.send_header("Content-Length", "0")
         handler.end_headers()
 
-    server = Server(redirect)
+    server = RecordingServer(redirect)
     yield server
     server.close()
 
@@ -144,7 +111,7 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> FakeDNS:
 def _policy(*allowed: str) -> Any:
     """The operator's endpoint policy allowing `allowed` (imported here: this file also runs
     against the code before the policy existed, to show its attacks succeed there)."""
-    from bayport.endpoints import EndpointPolicy
+    from stores.endpoints import EndpointPolicy
 
     return EndpointPolicy(EndpointAllowlist.parse(allowed))
 
@@ -192,7 +159,7 @@ def _every_call(store: ObjectStore) -> list[StorageError]:
 
 
 def test_sec_ssrf_worker_refuses_an_oss_bucket_host_that_resolves_inside(
-    tmp_path: Path, dns: FakeDNS, probe: Server
+    tmp_path: Path, dns: FakeDNS, probe: RecordingServer
 ) -> None:
     """Endpoint http://attacker.test (public), bucket "latest": oss2 contacts
     latest.attacker.test, which resolves to the internal service. The worker's store open
@@ -214,7 +181,9 @@ def test_sec_ssrf_worker_refuses_an_oss_bucket_host_that_resolves_inside(
     assert probe.hits == []
 
 
-def test_sec_ssrf_oss_connection_guard_covers_the_bucket_host(dns: FakeDNS, probe: Server) -> None:
+def test_sec_ssrf_oss_connection_guard_covers_the_bucket_host(
+    dns: FakeDNS, probe: RecordingServer
+) -> None:
     """Without the open-time check (a store opened from a spec), the connection guard still
     refuses the bucket host at connect time: each call fails, permanently, and names it."""
     dns.set("attacker.test", [PUBLIC])
@@ -236,7 +205,7 @@ def test_sec_ssrf_oss_connection_guard_covers_the_bucket_host(dns: FakeDNS, prob
 
 
 def test_sec_ssrf_oss_virtual_hosted_bucket_works_through_the_guard(
-    dns: FakeDNS, probe: Server, tmp_path: Path
+    dns: FakeDNS, probe: RecordingServer, tmp_path: Path
 ) -> None:
     """The guard connects to the address it checked and keeps the name for the Host header:
     OSS's virtual-hosted addressing still works (the OSS test server on an allowed address)."""
@@ -276,7 +245,7 @@ def test_sec_ssrf_oss_virtual_hosted_bucket_works_through_the_guard(
 
 @pytest.mark.parametrize("provider", ["oss", "azure", "s3"])
 def test_sec_ssrf_no_adapter_follows_a_redirect(
-    provider: str, hostile: Server, probe: Server
+    provider: str, hostile: RecordingServer, probe: RecordingServer
 ) -> None:
     """A hostile endpoint answers every request `302 Location: <the probe>`: no adapter
     follows it (the probe gets nothing, the credentials are never read), each call fails
@@ -296,7 +265,7 @@ def test_sec_ssrf_no_adapter_follows_a_redirect(
 
 
 def test_sec_ssrf_worker_store_follows_no_redirect(
-    tmp_path: Path, dns: FakeDNS, hostile: Server, probe: Server
+    tmp_path: Path, dns: FakeDNS, hostile: RecordingServer, probe: RecordingServer
 ) -> None:
     """The same through a worker's store (guarded; the hostile server allowed by name): the
     attacker's dataset never gets the instance credentials."""
@@ -314,7 +283,7 @@ def test_sec_ssrf_worker_store_follows_no_redirect(
 
 
 def test_sec_ssrf_dns_rebinding_after_the_open_check_is_refused_at_connect(
-    tmp_path: Path, dns: FakeDNS, probe: Server
+    tmp_path: Path, dns: FakeDNS, probe: RecordingServer
 ) -> None:
     """rebind.test resolves to an allowed address when the worker opens the store, and to
     the internal service when the SDK connects: the connection is refused."""
@@ -333,7 +302,7 @@ def test_sec_ssrf_dns_rebinding_after_the_open_check_is_refused_at_connect(
 
 @pytest.mark.parametrize("provider", ["s3", "azure", "oss"])
 def test_sec_ssrf_a_connection_goes_to_the_address_checked(
-    provider: str, dns: FakeDNS, probe: Server
+    provider: str, dns: FakeDNS, probe: RecordingServer
 ) -> None:
     """The guard resolves once and connects to the address it checked: a name answering an
     allowed address to that lookup and the probe's to any later one (the SDK resolving
@@ -419,22 +388,16 @@ def test_sec_ssrf_the_guard_refuses_a_site_local_address_at_connect(dns: FakeDNS
 
 
 def _api(tmp_path: Path, allowed: list[str], **container_opts: Any) -> Iterator[Any]:
-    from fastapi.testclient import TestClient
 
-    from api.app import create_app
-    from bayport.wiring import build_container
-    from metadata import repository as repo
+    from bootstrap import build_container
     from metadata.db import migrate
     from tests.support import InlineQueue
 
     settings = make_settings(tmp_path / "bayport", allowed_private_endpoints=allowed)
     migrate(settings.resolved_database_url)
     container = build_container(settings, enqueuer=InlineQueue(), **container_opts)
-    with container.db.uow() as uow:
-        _, key = repo.create_workspace(uow.session, name="w")
-        uow.commit()
-    client = TestClient(create_app(container))
-    client.headers["Authorization"] = f"Bearer {key}"
+    _, key = new_workspace(container)
+    client = api_client(container, key)
     try:
         yield client
     finally:
@@ -464,7 +427,7 @@ def _refused_field(r: Any) -> tuple[str, str]:
 
 
 def test_sec_ssrf_api_refuses_an_oss_bucket_host_inside(
-    dns: FakeDNS, api: Any, probe: Server
+    dns: FakeDNS, api: Any, probe: RecordingServer
 ) -> None:
     """The issue's attack: endpoint http://nip.io-like, bucket 169-254-169-254. The API
     checks the host oss2 contacts, not only the endpoint's: 422 naming `endpoint`, and the
@@ -491,7 +454,7 @@ def test_sec_ssrf_api_refuses_an_endpoint_that_does_not_resolve(dns: FakeDNS, ap
 
 
 def test_sec_ssrf_api_check_then_rebinding_reaches_nothing(
-    dns: FakeDNS, api: Any, probe: Server
+    dns: FakeDNS, api: Any, probe: RecordingServer
 ) -> None:
     """Public at the API's check, the probe when the config check's listing connects: the
     connection is refused (422 naming `endpoint`), the probe gets nothing."""
@@ -504,7 +467,7 @@ def test_sec_ssrf_api_check_then_rebinding_reaches_nothing(
 
 
 def test_sec_ssrf_the_containers_resolver_answers_checks_and_connections(
-    tmp_path: Path, probe: Server
+    tmp_path: Path, probe: RecordingServer
 ) -> None:
     """build_container(resolve=...): the one resolver for the API's checks and every store
     connection (no socket patching): the bucket host is refused by it."""

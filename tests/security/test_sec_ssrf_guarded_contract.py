@@ -1,5 +1,5 @@
 """The ObjectStore contract (tests/contract.py) on S3, OSS and Azure with every connection
-guarded, as the service opens them (bayport.stores.spec_for_config sets the guard): checked,
+guarded, as the service opens them (stores.resolver.spec_for_config sets the guard): checked,
 pinned connections and no redirects change nothing a store does against a real server.
 
 The servers listen on 127.0.0.1, which the policy allows (as the test settings do); the
@@ -32,7 +32,7 @@ def _resolve(host: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def _guarded(spec: StorageSpec, **opts: Any) -> ObjectStore:
-    from bayport.endpoints import EndpointAllowlist, EndpointPolicy
+    from stores.endpoints import EndpointAllowlist, EndpointPolicy
 
     policy = EndpointPolicy(EndpointAllowlist.parse(["127.0.0.1"]), _resolve)
     return open_store(dataclasses.replace(spec, guard=policy.guard()), timeout=10, **opts)

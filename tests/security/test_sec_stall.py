@@ -8,8 +8,6 @@ BAYPORT_API_EVENT_STREAMS get 429 with Retry-After at once."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import statistics
 import threading
 import time
@@ -21,14 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from api.app import create_app
-from bayport.wiring import Container, build_container
-from cli.stack import free_port
-from metadata import repository as repo
+from bootstrap import Container, build_container
 from metadata.db import migrate
+from metadata.queries import workspaces
 from tests.conftest import make_settings
+from tests.probes import Tarpit, serve_api
 from tests.support import InlineQueue, add_config
 
 TB = "/gatewayv2/tensorbay-open-api/v1"
@@ -38,80 +34,6 @@ CONCURRENCY = 8
 STREAMS = 4
 # What "answered" means for B: every GET, the slowest 5% within this.
 B_P95 = 2.0
-
-
-class Tarpit:
-    """A storage endpoint that accepts and never finishes an answer: with `trickle`, the
-    start of a response a byte a second (a per-read timeout never fires); without, nothing.
-    Counts connections, and those the client cut."""
-
-    def __init__(self, *, trickle: bool = True) -> None:
-        self.trickle = trickle
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        self.accepted = 0
-        self.cut = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except (TimeoutError, OSError):
-                continue
-            with self._lock:
-                self.accepted += 1
-                self._conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        answer = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100_000
-        sent, next_byte = 0, time.monotonic() + 0.5
-        conn.settimeout(0.1)
-        with contextlib.suppress(OSError):
-            while not self._stop.is_set():
-                try:
-                    if conn.recv(65536) == b"":  # the client shut the connection
-                        with self._lock:
-                            self.cut += 1
-                        return
-                except TimeoutError:
-                    pass
-                if self.trickle and time.monotonic() >= next_byte and sent < len(answer):
-                    conn.send(answer[sent : sent + 1])
-                    sent, next_byte = sent + 1, next_byte + 1.0
-
-    def close(self) -> None:
-        self._stop.set()
-        with self._lock:
-            for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.close()
-        self.server.close()
-
-
-@contextlib.contextmanager
-def serve(container: Container) -> Iterator[str]:
-    """The API on a real uvicorn in a thread: sync routes on anyio's pool of 40 threads."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(container), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @dataclass
@@ -148,14 +70,14 @@ def world(tmp_path: Path) -> Iterator[World]:
     migrate(settings.resolved_database_url)
     container = build_container(settings, enqueuer=InlineQueue())  # no worker: jobs wait
     with container.db.uow() as uow:
-        a, key_a = repo.create_workspace(uow.session, name="a")
-        b, key_b = repo.create_workspace(uow.session, name="b")
+        a, key_a = workspaces.create_workspace(uow.session, name="a")
+        b, key_b = workspaces.create_workspace(uow.session, name="b")
         uow.commit()
     for workspace in (a, b):
         add_config(
             container.ctx, container.box, workspace_id=workspace.id, name="bucket", bucket="x"
         )
-    with serve(container) as url:
+    with serve_api(container, log_level="error") as url:
         yield World(url=url, container=container, key_a=key_a, key_b=key_b, workspace_a=a.id)
     container.db.dispose()
 

@@ -13,29 +13,19 @@ from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
 from api.app import create_app
-from bayport.wiring import Container, build_container
+from bootstrap import Container, build_container
 from devstack.sample import populate
 from importer import recovery
-from metadata import repository as repo
 from metadata.db import migrate
 from metadata.models import Shard
 from storage_adapters.base import StorageSpec
 from storage_adapters.memory import MemoryBackend
 from storage_adapters.registry import open_store
 from tests.conftest import make_settings
-from tests.support import InlineQueue, add_config
+from tests.support import InlineQueue, add_config, api_client, new_workspace, seed_manifest
 
 N = 20
-MANIFEST = {
-    "dataset": "Cats",
-    "source": {
-        "config_name": "user-bucket",
-        "data_prefix": "data/images/",
-        "label_prefix": "data/labels/",
-        "label_type": "classification",
-    },
-    "options": {"shard_size": 8, "missing_label": "import"},
-}
+MANIFEST = seed_manifest(shard_size=8, missing_label="import")
 
 
 @pytest.fixture
@@ -50,15 +40,12 @@ def world(tmp_path: Path) -> Iterator[tuple[Container, TestClient, TestClient]]:
     container = build_container(settings, enqueuer=InlineQueue())
     clients = []
     for name in ("a", "b"):
-        with container.db.uow() as uow:
-            workspace, key = repo.create_workspace(uow.session, name=name)
-            uow.commit()
+        workspace, key = new_workspace(container, name)
         for config, bucket in (("user-bucket", f"user-{name}"), ("datasets", f"ds-{name}")):
             add_config(
                 container.ctx, container.box, workspace_id=workspace.id, name=config, bucket=bucket
             )
-        client = TestClient(create_app(container))
-        client.headers["Authorization"] = f"Bearer {key}"
+        client = api_client(container, key)
         clients.append(client)
     populate(open_store(StorageSpec(provider="memory", bucket="user-a")), N)
     yield container, clients[0], clients[1]

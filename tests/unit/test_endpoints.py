@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from bayport.endpoints import (
+from bayport.settings import Settings
+from stores.endpoints import (
     EndpointAllowlist,
     EndpointRefused,
     EndpointUnresolved,
     check_endpoint,
 )
-from bayport.settings import Settings
 
 NONE = EndpointAllowlist()
 

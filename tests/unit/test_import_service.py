@@ -8,7 +8,7 @@ import random
 import pytest
 from sqlmodel import func, select
 
-from bayport.wiring import Container
+from bootstrap import Container
 from devstack.sample import image_key, label_key, make_label, make_png, populate
 from importer import service
 from importer.errors import Conflict, NotFound
@@ -18,24 +18,21 @@ from storage_adapters.base import StorageSpec
 from storage_adapters.errors import ErrorKind, StorageError
 from storage_adapters.memory import MemoryBackend
 from storage_adapters.registry import open_store
-from tests.support import InlineQueue, add_config, add_dataset
+from tests.support import (
+    InlineQueue,
+    add_config,
+    add_dataset,
+    add_seed_configs,
+    new_workspace,
+    seed_manifest,
+)
 
 N = 25
 
 
 def manifest(**options: object) -> ImportManifest:
     return ImportManifest.model_validate(
-        {
-            "dataset": "Cats",
-            "segment": "default",
-            "source": {
-                "config_name": "user-bucket",
-                "data_prefix": "data/images/",
-                "label_prefix": "data/labels/",
-                "label_type": "classification",
-            },
-            "options": {"shard_size": 7, "concurrency": 4, **options},
-        }
+        seed_manifest(**{"shard_size": 7, "concurrency": 4, **options})
     )
 
 
@@ -54,10 +51,7 @@ def dest_store():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def setup(container: Container, workspace_id: str, source_store, dest_store):  # type: ignore[no-untyped-def]
     ctx = container.ctx
-    add_config(ctx, container.box, workspace_id=workspace_id, name="user-bucket", bucket="user")
-    dest = add_config(
-        ctx, container.box, workspace_id=workspace_id, name="datasets", bucket="datasets"
-    )
+    dest = add_seed_configs(ctx, container.box, workspace_id=workspace_id)
     add_dataset(ctx, workspace_id=workspace_id, name="Cats", config=dest)
     return ctx
 
@@ -330,8 +324,7 @@ def test_default_storage_dataset_streams_into_bayports_storage(
 def test_large_objects_stream_in_parts(tmp_path, queue: InlineQueue) -> None:  # type: ignore[no-untyped-def]
     import hashlib
 
-    from bayport.wiring import build_container
-    from metadata import repository as repo
+    from bootstrap import build_container
     from metadata.db import migrate
     from tests.conftest import make_settings
 
@@ -340,9 +333,7 @@ def test_large_objects_stream_in_parts(tmp_path, queue: InlineQueue) -> None:  #
     migrate(settings.resolved_database_url)
     container = build_container(settings, enqueuer=queue)
     ctx = container.ctx
-    with ctx.db.uow() as uow:
-        workspace, _ = repo.create_workspace(uow.session, name="w")
-        uow.commit()
+    workspace, _ = new_workspace(ctx)
     src = open_store(StorageSpec(provider="memory", bucket="user"))
     big = random.Random(1).randbytes(11 * mib + 5)
     src.put("data/images/big.bin", big)

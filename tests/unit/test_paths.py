@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlmodel import select
 
 from api.schemas import DatasetCreate, S3ConfigCreate
-from bayport.wiring import Container
+from bootstrap import Container
 from importer import service
 from importer.manifest import ImportManifest
 from importer.object_list import object_list_problem

@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bayport.wiring import Container
+from bootstrap import Container
 from importer import progress
 from importer.progress import Bucket, JobFigures, RunWork
-from metadata import repository as repo
 from metadata.models import Dataset, ImportJob, LedgerEntry, Segment, Shard, StorageConfig
+from metadata.queries import jobs as jobs_q
+from metadata.queries import ledger as ledger_q
 
 T0 = 1_699_999_200.0  # a multiple of every bucket width up to an hour
 JOB = JobFigures(
@@ -226,11 +227,11 @@ def test_measure_buckets_the_ledger_by_update_time(container: Container, workspa
     started = datetime.fromtimestamp(T0, UTC)
     job = _job(container, workspace_id, started=started)
     with container.db.uow() as uow:
-        rows = repo.ledger_throughput(uow.session, job_id=job.id, since=started, bucket_seconds=1)
+        rows = jobs_q.ledger_throughput(uow.session, job_id=job.id, since=started, bucket_seconds=1)
         assert rows == [(int(T0) + 1, 2, 2000, 0), (int(T0) + 3, 4, 4000, 1)]
-        assert repo.run_work(uow.session, job_id=job.id, run=1) == (10, 10_000)
-        assert repo.run_started_at(uow.session, job_id=job.id, run=1) is not None
-    counts = repo.JobCounts(copied=5, failed=1, bytes_copied=5000)
+        assert jobs_q.run_work(uow.session, job_id=job.id, run=1) == (10, 10_000)
+        assert jobs_q.run_started_at(uow.session, job_id=job.id, run=1) is not None
+    counts = ledger_q.JobCounts(copied=5, failed=1, bytes_copied=5000)
     p = progress.measure(container.ctx, job, counts, now=started + timedelta(seconds=4))
     assert (p.objects_total, p.objects_done, p.failed, p.bytes_done) == (10, 6, 1, 6000)
     assert [b.objects for b in p.series] == [0, 2, 0, 4, 0]

@@ -15,20 +15,21 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bayport.metrics import NullMetrics
-from bayport.wiring import Container
+from bootstrap import Container
 from devstack.sample import populate
 from devstack.services import free_port
 from importer import recovery, service
 from importer.context import ImportContext
 from importer.manifest import ImportManifest
-from metadata import repository as repo
+from importer.ports import NullMetrics
 from metadata.models import ImportJob, LedgerEntry, Shard, utcnow
+from metadata.queries import leases as leases_q
 from storage_adapters.base import StorageSpec
 from storage_adapters.registry import open_store
+from taskqueue.app import make_celery
+from taskqueue.enqueue import CeleryEnqueuer
 from tests.conftest import make_settings
-from tests.support import InlineQueue, add_config, add_dataset
-from workers.enqueue import CeleryEnqueuer
+from tests.support import InlineQueue, add_dataset, add_seed_configs, seed_manifest
 
 N = 20
 SHARDS = 4  # of 5 objects
@@ -38,20 +39,13 @@ SHARDS = 4  # of 5 objects
 def ctx(container: Container, workspace_id: str) -> ImportContext:
     populate(open_store(StorageSpec(provider="memory", bucket="user")), N)
     c = container.ctx
-    add_config(c, container.box, workspace_id=workspace_id, name="user-bucket", bucket="user")
-    dest = add_config(c, container.box, workspace_id=workspace_id, name="datasets", bucket="ds")
+    dest = add_seed_configs(c, container.box, workspace_id=workspace_id, datasets_bucket="ds")
     add_dataset(c, workspace_id=workspace_id, name="Cats", config=dest)
     return c
 
 
 def submit(ctx: ImportContext, workspace_id: str) -> str:
-    manifest = ImportManifest.model_validate(
-        {
-            "dataset": "Cats",
-            "source": {"config_name": "user-bucket", "data_prefix": "data/images/"},
-            "options": {"shard_size": N // SHARDS},
-        }
-    )
+    manifest = ImportManifest.model_validate(seed_manifest(labels=False, shard_size=N // SHARDS))
     return service.submit_import(ctx, workspace_id=workspace_id, manifest=manifest).id
 
 
@@ -136,13 +130,13 @@ def test_a_live_shard_lease_keeps_other_tasks_out_and_its_own_live_redelivery(
     a, b = recovery.holder("task-a"), recovery.holder("task-b")
     now = utcnow()
     with ctx.db.uow() as uow:
-        assert repo.beat_shard(uow.session, shard_id=first, owner=a, now=now)
-        assert not repo.beat_shard(uow.session, shard_id=first, owner=b, now=now)
+        assert leases_q.beat_shard(uow.session, shard_id=first, owner=a, now=now)
+        assert not leases_q.beat_shard(uow.session, shard_id=first, owner=b, now=now)
         uow.commit()
     backdate(ctx, first, ctx.settings.lease_seconds + 1)  # task-a stopped beating
     assert recovery.claim_shard(ctx, first, "task-b")
     with ctx.db.uow() as uow:
-        assert not repo.beat_shard(uow.session, shard_id=first, owner=a, now=utcnow())
+        assert not leases_q.beat_shard(uow.session, shard_id=first, owner=a, now=utcnow())
     found = shard(ctx, first)
     assert (found.lease_owner, found.deliveries) == (b, 3)
 
@@ -223,8 +217,8 @@ def test_a_planning_lease_is_a_token_only_its_holder_can_renew(
     assert job(ctx, job_id).shards_total == 0
     now = utcnow()
     with ctx.db.uow() as uow:
-        assert repo.beat_planning(uow.session, job_id=job_id, token=token, now=now)
-        assert not repo.beat_planning(uow.session, job_id=job_id, token=token, now=utcnow())
+        assert leases_q.beat_planning(uow.session, job_id=job_id, token=token, now=now)
+        assert not leases_q.beat_planning(uow.session, job_id=job_id, token=token, now=utcnow())
         uow.commit()
 
 
@@ -361,7 +355,7 @@ def test_a_sweep_reports_nothing_when_every_job_ended(ctx: ImportContext) -> Non
 
 def test_a_message_the_broker_cannot_take_is_left_to_the_sweep(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, broker_url=f"redis://127.0.0.1:{free_port()}/0")
-    enqueuer = CeleryEnqueuer.from_settings(settings)
+    enqueuer = CeleryEnqueuer(make_celery(settings))
     done = threading.Event()
 
     def send() -> None:

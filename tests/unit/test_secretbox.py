@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from bayport.secretbox import SecretBox, SecretBoxError, mask
+from crypto.secretbox import SecretBox, SecretBoxError, mask
 
 
 def test_seal_is_not_plaintext_and_round_trips() -> None:

@@ -12,35 +12,25 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from bayport.wiring import Container
+from bootstrap import Container
 from devstack.sample import image_key, label_key, make_label, make_png, populate
 from importer import service
 from importer.context import ImportContext
 from importer.manifest import ImportManifest
 from importer.planner import deletion_guard
-from metadata import repository as repo
 from metadata.models import ImportJob, JobNote, JobState, LedgerEntry, Outcome
+from metadata.queries import datasets as datasets_q
 from storage_adapters.base import ObjectStore, StorageSpec
 from storage_adapters.memory import MemoryBackend
 from storage_adapters.registry import open_store
-from tests.support import InlineQueue, add_config, add_dataset
+from tests.support import InlineQueue, add_config, add_dataset, add_seed_configs, seed_manifest
 
 N = 50
 
 
-def manifest(source: dict[str, Any] | None = None, **options: object) -> ImportManifest:
+def manifest(source: dict[str, Any] | None = None, **options: Any) -> ImportManifest:
     return ImportManifest.model_validate(
-        {
-            "dataset": "Cats",
-            "source": {
-                "config_name": "user-bucket",
-                "data_prefix": "data/images/",
-                "label_prefix": "data/labels/",
-                "label_type": "classification",
-                **(source or {}),
-            },
-            "options": {"shard_size": 7, "concurrency": 4, **options},
-        }
+        seed_manifest(source=source, **{"shard_size": 7, "concurrency": 4, **options})
     )
 
 
@@ -59,10 +49,7 @@ def dest_store():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def ctx(container: Container, workspace_id: str, source_store, dest_store):  # type: ignore[no-untyped-def]
     c = container.ctx
-    add_config(c, container.box, workspace_id=workspace_id, name="user-bucket", bucket="user")
-    dest = add_config(
-        c, container.box, workspace_id=workspace_id, name="datasets", bucket="datasets"
-    )
+    dest = add_seed_configs(c, container.box, workspace_id=workspace_id)
     add_dataset(c, workspace_id=workspace_id, name="Cats", config=dest)
     return c
 
@@ -221,7 +208,7 @@ def test_deletions_within_the_limits_tombstone_and_delete_from_the_dataset(
     assert (again.deleted, again.delete_planned, again.skipped) == (0, 0, N - 3)
     with ctx.db.uow() as uow:
         segment_id = next(iter(ledger(ctx).values())).segment_id
-        data = repo.segment_data(uow.session, segment_id=segment_id, offset=0, limit=100)
+        data = datasets_q.segment_data(uow.session, segment_id=segment_id, offset=0, limit=100)
     assert len(data) == N - 3
 
 

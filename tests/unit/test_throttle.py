@@ -19,15 +19,15 @@ import pytest
 import redis
 from pydantic import ValidationError
 
-from bayport.stores import ConfigStores
-from bayport.throttle import Cap, Throttle, Tuning
-from bayport.wiring import Container
+from bootstrap import Container
 from importer.manifest import ImportOptions
 from storage_adapters.base import StorageSpec
 from storage_adapters.errors import ErrorKind, StorageError
 from storage_adapters.memory import MemoryBackend, MemoryStore
 from storage_adapters.registry import open_store
 from storage_adapters.throttled import ThrottledStore, unwrap
+from stores.resolver import ConfigStores
+from stores.throttle import Cap, Throttle, Tuning
 from tests.support import add_config
 
 ACCOUNT = "a-provider-account"

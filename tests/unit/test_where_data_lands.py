@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import select
 
-from bayport.wiring import Container
+from bootstrap import Container
 from devstack.sample import image_key, label_key, make_label, make_png, populate
 from importer import service
 from importer.manifest import ImportManifest

@@ -16,7 +16,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, update
 from sqlmodel import col, select
 
-from bayport.secretbox import SecretBox, SecretBoxError
+from crypto.secretbox import SecretBox, SecretBoxError
 from metadata.db import Database
 from metadata.models import StorageConfig
 

@@ -12,8 +12,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -23,40 +23,23 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from metadata import repository as repo
+from bayport.settings import Settings
+from importer.ports import MetricsSink, NullMetrics
 from metadata.db import Database
 from metadata.models import FINAL_STATES, Dataset, ImportJob, JobState, StorageConfig
+from metadata.queries import ledger as ledger_q
+from metadata.queries.ledger import JobCounts
+
+if TYPE_CHECKING:  # redis is imported only where metrics go to it
+    from redis.client import Pipeline
 
 log = logging.getLogger("bayport.metrics")
 
 # Task durations, seconds: from a tiny plan to a shard of large objects.
 BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 OUTCOMES = ("copied", "registered", "skipped", "relabelled", "deleted", "failed")
-
-
-class MetricsSink(Protocol):
-    """Where workers record what only they see."""
-
-    def retry(self, kind: str) -> None: ...
-
-    def task_finished(self, task: str, seconds: float, *, failed: bool) -> None: ...
-
-    def resent(self, what: str, n: int) -> None:
-        """The recovery sweep sent `n` lost pieces of work again ("shard", "planning",
-        "finish")."""
-
-
-class NullMetrics:
-    def retry(self, kind: str) -> None:
-        pass
-
-    def resent(self, what: str, n: int) -> None:
-        pass
-
-    def task_finished(self, task: str, seconds: float, *, failed: bool) -> None:
-        pass
 
 
 class RedisMetrics:
@@ -71,7 +54,7 @@ class RedisMetrics:
         self._off_until = 0.0
         self._lock = threading.Lock()
 
-    def _run(self, fill: Any) -> None:
+    def _run(self, fill: Callable[[Pipeline], object]) -> None:
         if time.monotonic() < self._off_until:
             return
         try:
@@ -90,7 +73,7 @@ class RedisMetrics:
         self._run(lambda p: p.hincrby(f"{self.prefix}:resent", what, n))
 
     def task_finished(self, task: str, seconds: float, *, failed: bool) -> None:
-        def fill(p: Any) -> None:
+        def fill(p: Pipeline) -> None:
             p.hincrbyfloat(f"{self.prefix}:task_seconds_sum", task, seconds)
             p.hincrby(f"{self.prefix}:task_count", task, 1)
             if failed:
@@ -125,7 +108,7 @@ class RedisMetrics:
         return int(depth)
 
 
-def sink_for(settings: Any) -> MetricsSink:
+def sink_for(settings: Settings) -> MetricsSink:
     url = settings.resolved_metrics_redis_url
     return RedisMetrics(url, settings.metrics_namespace) if url else NullMetrics()
 
@@ -169,11 +152,11 @@ class BayportCollector(Collector):
             totals: dict[tuple[str, str], dict[str, float]] = {}
             for job, src, dst in self._jobs_with_providers(s):
                 if JobState(job.state) in FINAL_STATES:
-                    counts: Any = job
+                    counts: ImportJob | JobCounts = job
                 elif job.state == JobState.QUEUED.value:
                     continue
                 else:
-                    live = repo.job_counts(s, job_id=job.id)
+                    live = ledger_q.job_counts(s, job_id=job.id)
                     counts = dataclasses.replace(live, skipped=live.skipped + job.unchanged)
                 pair = totals.setdefault((src, dst), dict.fromkeys((*OUTCOMES, "bytes"), 0.0))
                 for outcome in OUTCOMES:
@@ -188,7 +171,7 @@ class BayportCollector(Collector):
         yield copied_bytes
 
     @staticmethod
-    def _jobs_with_providers(s: Any) -> Iterator[tuple[Any, str, str]]:
+    def _jobs_with_providers(s: Session) -> Iterator[tuple[ImportJob, str, str]]:
         """Every non-dry-run job with its source and destination provider ("default": Bayport's
         own storage). Ended jobs' counts are read from their row, not the ledger."""
         src = StorageConfig.__table__.alias("src")  # type: ignore[attr-defined]

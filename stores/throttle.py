@@ -43,6 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bayport.settings import Settings
 from storage_adapters.base import ObjectStore
 from storage_adapters.throttled import Gate, ThrottledStore
 
@@ -295,7 +296,7 @@ class Throttle:
         self._me = uuid.uuid4().hex[:16]  # this process, among the account's publishers
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Throttle:
+    def from_settings(cls, settings: Settings) -> Throttle:
         # The metrics namespace keeps one deployment (or one test run) apart from another
         # on a shared Redis; every process of a deployment has the same.
         return cls(
@@ -454,5 +455,5 @@ class Throttle:
         if base is None:
             return None
         seconds, micros = self._client.time()
-        since = max(0.0, seconds + micros / 1e6 - float(at))
+        since = max(0.0, int(seconds) + int(micros) / 1e6 - float(at))
         return min(float(ceiling), float(base) + float(step) * since)

@@ -16,8 +16,6 @@ import logging
 from celery import Celery
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from bayport.settings import Settings
-
 log = logging.getLogger("bayport.enqueue")
 
 
@@ -35,12 +33,6 @@ def shard_title(shard_id: str, *, job_id: str | None, seq: int | None) -> str:
 class CeleryEnqueuer:
     def __init__(self, app: Celery) -> None:
         self._app = app
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CeleryEnqueuer:
-        from workers.celery_app import make_celery
-
-        return cls(make_celery(settings))
 
     def plan_import(self, job_id: str) -> None:
         title = plan_title(job_id)

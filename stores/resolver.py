@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import threading
 
-from bayport.endpoints import EndpointPolicy, EndpointRefused, EndpointUnresolved
-from bayport.local_roots import LocalFolderRefused, LocalRoots
 from bayport.logs import redact
-from bayport.secretbox import SecretBox
 from bayport.settings import Settings
-from bayport.throttle import Cap, Throttle
+from crypto.secretbox import SecretBox
 from metadata.models import StorageConfig
 from storage_adapters.base import ObjectStore, StorageSpec
 from storage_adapters.errors import ErrorKind, StorageError
 from storage_adapters.registry import open_store
 from storage_adapters.throttled import ThrottledStore
+from stores.endpoints import EndpointPolicy, EndpointRefused, EndpointUnresolved
+from stores.local_roots import LocalFolderRefused, LocalRoots
+from stores.throttle import Cap, Throttle
 
 # Providers whose accounts answer "slow down" to the requests of all workers together.
 QUOTA_PROVIDERS = frozenset({"s3", "oss", "azure"})
@@ -41,6 +41,13 @@ def spec_for_config(
         credentials=credentials,
         guard=endpoints.guard(),
     )
+
+
+def adapter_options(spec: StorageSpec, settings: Settings) -> dict[str, object]:
+    """The settings that reach one provider's adapter as options of its constructor."""
+    if spec.provider == "azure":
+        return {"pull_from_url": settings.azure_pull_from_url}
+    return {}
 
 
 def secret_values(credentials: dict[str, str]) -> list[str]:
@@ -124,7 +131,11 @@ class ConfigStores:
                     config, self._box, endpoints=self.endpoints, at_bucket_root=at_bucket_root
                 )
                 self._secrets[config.id] = secret_values(spec.credentials)
-                store = open_store(spec, timeout=self._settings.storage_timeout)
+                store = open_store(
+                    spec,
+                    timeout=self._settings.storage_timeout,
+                    **adapter_options(spec, self._settings),
+                )
                 # In-process stores (a local folder, memory) have no provider quota to
                 # share; their caps still hold.
                 shared = config.provider in QUOTA_PROVIDERS

@@ -18,12 +18,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.text_checks import TextChecksMiddleware
 from bayport.settings import Settings, SettingsError
 from edge.auth import Authentication, Authenticator, authenticator_for, candidate_keys, remember
+from edge.faces import CALLBACK_SUFFIX, TENSORBAY_PREFIX
+from edge.text_checks import TextChecksMiddleware
 from metadata.db import Database
-from tensorbay_api import CALLBACK_SUFFIX
-from tensorbay_api import PREFIX as TENSORBAY_PREFIX
 
 log = logging.getLogger("bayport.api")
 

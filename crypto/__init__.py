@@ -1,0 +1,1 @@
+"""Secrets at rest: the Fernet box that seals provider credentials in the DB (secretbox.py)."""
