@@ -11,21 +11,48 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
 
+from importer.copy_checks import (
+    CopyResult,
+    Requests,
+    checksum_of,
+    composite_etag,
+    matches,
+    mismatch,
+    parts_in,
+    same_etag,
+    source_layout,
+    states_composite,
+    verify_layout_copy,
+    verify_server_copy,
+)
 from importer.crc64 import Crc64
 from storage_adapters.base import ObjectInfo, ObjectStore, UploadedPart
 from storage_adapters.errors import ErrorKind, StorageError, changed
 from storage_adapters.retry import OnRetry, RetryPolicy
 
-T = TypeVar("T")
 MiB = 1024 * 1024
+
+__all__ = [
+    "CopyLimits",
+    "CopyResult",
+    "checksum_of",
+    "composite_etag",
+    "copy_object",
+    "matches",
+    "mismatch",
+    "part_size_for",
+]
+
 # Without a policy, each request is made once (what unit tests of the paths want).
 _ONCE = RetryPolicy(attempts=1)
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")
+# The largest source part a streamed copy takes the source's layout with: a streamed copy
+# holds one part in memory.
+_MAX_STREAMED_LAYOUT_PART = 64 * MiB
 
 
 @dataclass(frozen=True)
@@ -33,42 +60,6 @@ class CopyLimits:
     multipart_threshold: int
     part_size: int
     max_single_copy_size: int
-
-
-@dataclass(frozen=True)
-class CopyResult:
-    size: int
-    checksum: str | None
-    method: str  # "server", "server_multipart", "stream", "stream_multipart"
-    # The check that proved the copy equal to its source: "md5" or "crc64" (both sides
-    # stated one, and they agreed), or "size" (no checksum both sides state).
-    verified_by: str = "size"
-
-
-def checksum_of(info: ObjectInfo) -> str | None:
-    """The ledger's checksum: MD5 when known, else OSS's CRC-64, else the ETag."""
-    if info.md5:
-        return f"md5:{info.md5}"
-    if info.crc64:
-        return f"crc64:{info.crc64}"
-    return f"etag:{info.etag}" if info.etag else None
-
-
-def matches(existing: ObjectInfo, source: ObjectInfo) -> bool:
-    """Is `existing` (at the destination) the same content as `source`, by size and ETag?"""
-    if existing.size != source.size:
-        return False
-    if existing.md5 and source.md5:
-        return existing.md5 == source.md5
-    if existing.crc64 and source.crc64:
-        return existing.crc64 == source.crc64
-    return existing.etag is not None and existing.etag == source.etag
-
-
-def mismatch(key: str, what: str) -> StorageError:
-    """A copy that is not what was read: permanent for the retry policy, which would only
-    repeat it; the shard copier tries such an object once more, as the issue of a moment."""
-    return StorageError(ErrorKind.CHECKSUM_MISMATCH, what, key=key, transient=False)
 
 
 class _Digest:
@@ -99,7 +90,7 @@ class _Digest:
     def crc64(self) -> str | None:
         return str(self._crc.value) if self._crc is not None else None
 
-    def check_source(self, call: _Requests, src: ObjectStore, source: ObjectInfo) -> ObjectInfo:
+    def check_source(self, call: Requests, src: ObjectStore, source: ObjectInfo) -> ObjectInfo:
         """`check` against the source as listed; on an MD5 mismatch, against its HEAD: a
         listing's MD5 is its ETag, which an SSE-KMS or SSE-C object's is not (the HEAD says
         so). Returns what the bytes were checked against."""
@@ -141,8 +132,20 @@ def copy_object(
     """Copy `source` (as listed in `src`) to `dst_key` in `dst` and verify it. Every request
     is retried alone by `retry` (`on_retry` hears of each retry, as the policy's observer
     does); a mismatch is raised as it is, for the caller to decide on."""
-    call = _Requests(retry, on_retry)
+    call = Requests(retry, on_retry)
     if dst.can_copy_from(src):
+        # A multipart source's copy gets an ETag of its own (a plain MD5 from CopyObject, the
+        # MD5 of other parts' MD5s from other parts), which proves nothing of its content;
+        # copied in the source's own parts, its ETag is the source's when the bytes are.
+        layout = source_layout(call, src, dst, source) if dst.capabilities.multipart_copy else None
+        if layout is not None:
+            try:
+                info = _multipart_server_copy(call, src, dst, source, dst_key, layout)
+            except StorageError as exc:
+                if exc.kind is not ErrorKind.UNSUPPORTED:
+                    raise
+            else:
+                return verify_layout_copy(call, dst, source, dst_key, info)
         max_single = min(
             limits.max_single_copy_size, dst.capabilities.max_single_copy_size or 2**63
         )
@@ -159,7 +162,7 @@ def copy_object(
                 if exc.kind is not ErrorKind.UNSUPPORTED:
                     raise
             else:
-                return _verify_server_copy(call, src, dst, source, dst_key, info, "server")
+                return verify_server_copy(call, src, dst, source, dst_key, info, "server")
         elif dst.capabilities.multipart_copy:
             try:
                 info = _multipart_server_copy(call, src, dst, source, dst_key, limits.part_size)
@@ -169,27 +172,19 @@ def copy_object(
                 if exc.kind is not ErrorKind.UNSUPPORTED:
                     raise
             else:
-                return _verify_server_copy(
-                    call, src, dst, source, dst_key, info, "server_multipart"
-                )
+                return verify_server_copy(call, src, dst, source, dst_key, info, "server_multipart")
     if source.md5 is None and source.crc64 is None:
         # A listing without a content hash (a multipart ETag): ask the source for one, so
         # the bytes read can be checked against something the source itself states.
         source = call(partial(src.head, source.key))
     if source.size < limits.multipart_threshold or not dst.capabilities.multipart_upload:
         return _stream_single(call, src, dst, source, dst_key)
-    return _stream_multipart(call, src, dst, source, dst_key, limits.part_size)
-
-
-@dataclass(frozen=True, slots=True)
-class _Requests:
-    """Makes one storage request of a copy, retried on its own by the policy."""
-
-    policy: RetryPolicy
-    on_retry: OnRetry | None
-
-    def __call__(self, request: Callable[[], T]) -> T:
-        return self.policy.call(request, on_retry=self.on_retry)
+    # Streamed in the source's own parts, the bytes read prove themselves the source's: the
+    # MD5 of their parts' MD5s is its multipart ETag.
+    layout = source_layout(call, src, dst, source)
+    if layout is None or layout > max(limits.part_size, _MAX_STREAMED_LAYOUT_PART):
+        layout = limits.part_size
+    return _stream_multipart(call, src, dst, source, dst_key, layout)
 
 
 class _Reader:
@@ -233,39 +228,6 @@ class _Reader:
             close()
 
 
-def _verify_server_copy(
-    call: _Requests,
-    src: ObjectStore,
-    dst: ObjectStore,
-    source: ObjectInfo,
-    dst_key: str,
-    info: ObjectInfo,
-    method: str,
-) -> CopyResult:
-    if source.md5 and info.md5 and source.md5 != info.md5:
-        # A listing's MD5 is its ETag, which for an SSE-KMS or SSE-C object is none: the
-        # source's HEAD says whether it states one. If not, the copy is checked without.
-        source = call(partial(src.head, source.key))
-        if source.md5:
-            raise mismatch(dst_key, f"copy has MD5 {info.md5}, source {source.md5}")
-        info = call(partial(dst.head, dst_key))
-    if source.md5 and info.md5:
-        return CopyResult(source.size, f"md5:{info.md5}", method, verified_by="md5")
-    # No comparable content hash in the copy's answer: check what the copy reports.
-    landed = call(partial(dst.head, dst_key))
-    if landed.size != source.size:
-        raise mismatch(dst_key, f"copy has {landed.size} bytes, source {source.size}")
-    if source.md5 and landed.md5:  # Azure's Content-MD5, kept by the copy
-        if source.md5 != landed.md5:
-            raise mismatch(dst_key, f"copy has MD5 {landed.md5}, source {source.md5}")
-        return CopyResult(landed.size, f"md5:{landed.md5}", method, verified_by="md5")
-    if source.crc64 and landed.crc64:
-        if source.crc64 != landed.crc64:
-            raise mismatch(dst_key, f"copy has CRC-64 {landed.crc64}, source {source.crc64}")
-        return CopyResult(landed.size, f"crc64:{landed.crc64}", method, verified_by="crc64")
-    return CopyResult(landed.size, checksum_of(landed), method, verified_by="size")
-
-
 def part_size_for(dst: ObjectStore, size: int, wanted: int) -> int:
     """The configured part size, grown when the object would need more parts than the
     destination allows."""
@@ -273,7 +235,7 @@ def part_size_for(dst: ObjectStore, size: int, wanted: int) -> int:
 
 
 def _multipart_server_copy(
-    call: _Requests,
+    call: Requests,
     src: ObjectStore,
     dst: ObjectStore,
     source: ObjectInfo,
@@ -313,7 +275,7 @@ def _multipart_server_copy(
 
 
 def _complete(
-    call: _Requests,
+    call: Requests,
     dst: ObjectStore,
     key: str,
     upload_id: str,
@@ -361,7 +323,7 @@ def _assembled(
 
 
 def _stream_single(
-    call: _Requests, src: ObjectStore, dst: ObjectStore, source: ObjectInfo, dst_key: str
+    call: Requests, src: ObjectStore, dst: ObjectStore, source: ObjectInfo, dst_key: str
 ) -> CopyResult:
     digest = _Digest.for_copy(source, dst)
     # One buffer of the listed size, filled in place: the object is held once (not as its
@@ -388,7 +350,7 @@ def _stream_single(
 
 
 def _stream_multipart(
-    call: _Requests,
+    call: Requests,
     src: ObjectStore,
     dst: ObjectStore,
     source: ObjectInfo,
@@ -404,6 +366,7 @@ def _stream_multipart(
     upload_id = call(partial(dst.create_multipart, dst_key))
     try:
         parts: list[UploadedPart] = []
+        sent: list[str] = []  # each part's MD5, as sent
         pending: list[bytes] = []
         pending_size = 0
         while (chunk := call(reader.next_chunk)) is not None:
@@ -415,12 +378,14 @@ def _stream_multipart(
                 chunk = chunk[take:]
                 if pending_size == part_size:
                     part, pending, pending_size = b"".join(pending), [], 0
+                    sent.append(hashlib.md5(part, usedforsecurity=False).hexdigest())
                     parts.append(
                         call(partial(dst.upload_part, dst_key, upload_id, len(parts) + 1, part))
                     )
                     del part
         if pending or not parts:
             part = b"".join(pending)
+            sent.append(hashlib.md5(part, usedforsecurity=False).hexdigest())
             parts.append(call(partial(dst.upload_part, dst_key, upload_id, len(parts) + 1, part)))
         if digest.size != source.size:
             raise mismatch(source.key, f"read {digest.size} bytes, listed {source.size}")
@@ -433,10 +398,22 @@ def _stream_multipart(
         _abort_quietly(call, dst, dst_key, upload_id)
         raise
     digest.check(dst_key, info, "the stored copy")
+    composite = composite_etag(sent)
+    # The parts' MD5s as sent making another ETag than the one the upload has: unless the
+    # destination's ETags are no MD5s (SSE-KMS), it holds other bytes than were sent.
+    if (
+        parts_in(info.etag) == len(sent)
+        and not same_etag(info.etag, composite)
+        and states_composite(call, dst, dst_key)
+    ):
+        raise mismatch(dst_key, f"the stored copy has ETag {info.etag}, the parts sent {composite}")
+    if source.md5 is None and same_etag(source.etag, composite):
+        # Read in the source's parts: the bytes read are the source's, by its own ETag.
+        return CopyResult(digest.size, f"etag:{composite}", "stream_multipart", verified_by="etag")
     return digest.result("stream_multipart", source)
 
 
-def _abort_quietly(call: _Requests, dst: ObjectStore, key: str, upload_id: str) -> None:
+def _abort_quietly(call: Requests, dst: ObjectStore, key: str, upload_id: str) -> None:
     # The original error is the one worth reporting; an unfinished upload expires anyway.
     with contextlib.suppress(StorageError):
         call(partial(dst.abort_multipart, key, upload_id))

@@ -271,7 +271,8 @@ class LedgerEntry(SQLModel, table=True):
     size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     checksum: str | None = Field(default=None, max_length=200)  # "md5:<hex>" or "etag:<etag>"
     # Which check proved the copy equal to its source: "md5" (both sides' MD5s), "crc64"
-    # (both sides' CRC-64s), "size" (no checksum both sides state); None when not copied.
+    # (both sides' CRC-64s), "etag" (copied in the source's parts: S3's multipart ETags
+    # equal), "size" (no checksum both sides state); None when not copied.
     verified_by: str | None = Field(default=None, max_length=16)
     # A later job that failed on this object while it stayed as `job_id` left it: the
     # failure is recorded beside the last good state (error_code, error_message).

@@ -8,11 +8,9 @@ blob properties into ObjectInfo and spells block ids.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import secrets
-import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +18,6 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.storage.blob import (
     BlobClient,
-    BlobProperties,
     BlobSasPermissions,
     ContentSettings,
     generate_blob_sas,
@@ -28,6 +25,7 @@ from azure.storage.blob import (
 
 from storage_adapters.azure_answers import (
     as_datetime,
+    await_copy,
     block_id,
     object_info,
     only_version,
@@ -58,9 +56,6 @@ from storage_adapters.common import (
     strip_etag,
 )
 from storage_adapters.errors import ErrorKind, StorageError, changed
-
-# An async Copy Blob is polled this often at first, backing off to the second figure.
-_COPY_POLL = (0.05, 2.0)
 
 
 class AzureBlobStore:
@@ -299,7 +294,12 @@ class AzureBlobStore:
                 etag=strip_etag(str(resp.get("etag") or ""), lower=False),
                 last_modified=as_datetime(resp.get("last_modified")),
             )
-        return object_info(dst_key, self._await_copy(blob, dst_key, str(resp.get("copy_id") or "")))
+        return object_info(
+            dst_key,
+            await_copy(
+                self._call, blob, dst_key, str(resp.get("copy_id") or ""), self._copy_timeout
+            ),
+        )
 
     def create_multipart(self, key: str) -> str:
         # Nothing to call: staged blocks need no session, only block ids unique to this upload.
@@ -500,32 +500,3 @@ class AzureBlobStore:
             expiry=datetime.now(UTC) + timedelta(seconds=self._copy_timeout + 900),
         )
         return f"{url}?{sas}"
-
-    def _await_copy(self, blob: BlobClient, key: str, copy_id: str) -> BlobProperties:
-        deadline = time.monotonic() + self._copy_timeout
-        wait = _COPY_POLL[0]
-        while True:
-            props: BlobProperties = self._call(blob.get_blob_properties, key)
-            status = props.copy.status if props.copy else None
-            if status in (None, "success"):
-                return props
-            if status != "pending":  # failed or aborted: the service says why
-                raise StorageError(
-                    ErrorKind.UNAVAILABLE,
-                    f"Copy Blob {status}: {props.copy.status_description or 'no reason given'}",
-                    key=key,
-                )
-            if time.monotonic() > deadline:
-                break
-            time.sleep(wait)
-            wait = min(wait * 2, _COPY_POLL[1])
-        # Stop the copy rather than leave it running: a copy onto a blob with a pending one
-        # is refused, so a retry would fail until it ended.
-        # It may have ended meanwhile; the timeout is the error to report either way.
-        with contextlib.suppress(StorageError):
-            self._call(blob.abort_copy, key, copy_id=copy_id)
-        raise StorageError(
-            ErrorKind.UNAVAILABLE,
-            f"Copy Blob did not finish within {self._copy_timeout:.0f}s",
-            key=key,
-        )

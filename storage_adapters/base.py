@@ -256,5 +256,22 @@ class StorageSpec:
     region: str | None = None
     credentials: dict[str, str] = field(default_factory=dict, repr=False)
     # Where the store's connections may go (the operator's endpoint policy, checked at each
-    # new connection); None: anywhere (tests, the demo). Set by bayport.stores.spec_for_config.
+    # new connection); None: anywhere (tests, the demo). Set by stores.resolver.spec_for_config.
     guard: NetGuard | None = field(default=None, repr=False, compare=False)
+
+
+@runtime_checkable
+class PartLayouts(Protocol):
+    """An optional ability beside ObjectStore: the part layout an object was uploaded with.
+
+    S3's multipart ETag is the MD5 of its parts' MD5s, dash, their count: a copy made with
+    the same layout has the same ETag, computed by the provider over the copy's own bytes. A
+    store that cannot tell (or a wrapper over one that cannot) answers None."""
+
+    def part_layout(self, key: str) -> tuple[int, int] | None:
+        """(part size, parts count) of an object uploaded in uniform parts (every part but
+        the last that size, as the SDKs and the AWS CLI upload them); None when it was not
+        uploaded in parts, its parts differ in size, its ETag is no MD5 of its parts' MD5s
+        (S3's SSE-KMS and SSE-C), or the store does not say. NOT_FOUND when the object does
+        not exist."""
+        ...

@@ -172,6 +172,17 @@ class MemoryStore:
             self.backend._enter("head")
             return self._info(self._root + key, self._get(key))
 
+    def part_layout(self, key: str) -> tuple[int, int] | None:
+        """As S3 tells it (HeadObject of part 1): part 1's size and the parts count, when
+        every part but the last being that size makes that count."""
+        with self.backend.lock:
+            self.backend._enter("part_layout")
+            sizes = self._get(key).part_sizes
+        if not sizes or sizes[0] <= 0:
+            return None
+        total = sum(sizes)
+        return (sizes[0], len(sizes)) if -(-total // sizes[0]) == len(sizes) else None
+
     def open(
         self,
         key: str,
@@ -303,6 +314,7 @@ class MemoryStore:
                 etag=f"{digest}-{len(chunks)}",
                 md5=None,
                 last_modified=datetime.now(UTC),
+                part_sizes=tuple(len(c) for c in chunks),
             )
             self.backend._store(self._root + key, obj)
             del self.backend._uploads[upload_id]
@@ -382,6 +394,8 @@ class _Object:
     etag: str
     md5: str | None
     last_modified: datetime
+    # The sizes of the parts a multipart upload assembled it from; () for one put.
+    part_sizes: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, data: bytes) -> _Object:

@@ -30,7 +30,7 @@ from storage_adapters.common import (
     strip_etag,
 )
 from storage_adapters.errors import ErrorKind, StorageError, changed
-from storage_adapters.s3_answers import listing_page, object_info
+from storage_adapters.s3_answers import listing_page, object_info, part_layout
 from storage_adapters.s3_client import new_client, new_wire
 from storage_adapters.s3_errors import translate as _translate
 from storage_adapters.s3_wire import Redirected, S3Wire
@@ -146,10 +146,31 @@ class S3Store:
             info = object_info(
                 key, resp["ContentLength"], resp.get("ETag"), resp.get("LastModified")
             )
-        if sse_c or (sse or "").startswith("aws:kms"):
+        if _sse_opaque(sse, sse_c):
             # An SSE-KMS or SSE-C object's ETag is no MD5 of its content, 32 hex digits or not.
             return dataclasses.replace(info, md5=None)
         return info
+
+    def part_layout(self, key: str) -> tuple[int, int] | None:
+        answer = self._on_wire(key, lambda wire: wire.head(self._root + key, part_number=1))
+        if answer is not _BOTO3:
+            headers = answer.headers
+            sse = headers.get("x-amz-server-side-encryption")
+            if _sse_opaque(sse, headers.get("x-amz-server-side-encryption-customer-algorithm")):
+                return None  # its parts' ETags are no MD5s: the layout proves nothing
+            return part_layout(
+                answer.length, headers.get("x-amz-mp-parts-count"), headers.get("content-range")
+            )
+        resp = self._call(
+            self._client.head_object,
+            key,
+            Bucket=self.bucket,
+            Key=self._root + key,
+            PartNumber=1,
+        )
+        if _sse_opaque(resp.get("ServerSideEncryption"), resp.get("SSECustomerAlgorithm")):
+            return None
+        return part_layout(resp["ContentLength"], resp.get("PartsCount"), resp.get("ContentRange"))
 
     def open(
         self,
@@ -495,6 +516,11 @@ class S3Store:
                 key=key,
             )
         return source
+
+
+def _sse_opaque(sse: str | None, sse_c: str | None) -> bool:
+    """Is an object's ETag (and each part's) no MD5 of its bytes: SSE-KMS or SSE-C?"""
+    return bool(sse_c) or (sse or "").startswith("aws:kms")
 
 
 # Returned by S3Store._on_wire when boto3 is to make the request.

@@ -11,6 +11,7 @@ from storage_adapters.common import strip_etag
 from storage_adapters.errors import ErrorKind, StorageError
 
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")
+_CONTENT_RANGE = re.compile(r"bytes 0-\d+/(\d+)")
 
 
 def object_info(
@@ -20,6 +21,25 @@ def object_info(
     # A single-part upload's ETag is the content MD5 (SSE-KMS aside); a multipart one has '-N'.
     md5 = etag if etag is not None and _MD5_HEX.fullmatch(etag) else None
     return ObjectInfo(key=key, size=size, etag=etag, last_modified=last_modified, md5=md5)
+
+
+def part_layout(
+    part_size: int, parts_count: int | str | None, content_range: str | None
+) -> tuple[int, int] | None:
+    """(part size, parts count) from a HeadObject of part 1 (its Content-Length, the
+    object's PartsCount, its Content-Range `bytes 0-N/total`), when the parts are uniform as
+    far as that tells: every part but the last of part 1's size makes exactly that count."""
+    if parts_count is None or content_range is None or part_size <= 0:
+        return None
+    match = _CONTENT_RANGE.fullmatch(content_range.strip())
+    try:
+        count = int(parts_count)
+    except ValueError:
+        return None
+    if match is None or count < 1:
+        return None
+    total = int(match.group(1))
+    return (part_size, count) if -(-total // part_size) == count else None
 
 
 def listing_page(

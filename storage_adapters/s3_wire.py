@@ -172,8 +172,11 @@ class S3Wire:
             raise _client_error("ListObjectsV2", 200, _lower(response.headers), root)
         return _listing(root)
 
-    def head(self, key: str) -> Answer:
-        return self._request("HeadObject", "HEAD", key)
+    def head(self, key: str, *, part_number: int | None = None) -> Answer:
+        """HeadObject; with `part_number`, of that part: its Content-Length and Content-Range,
+        and the object's parts count (x-amz-mp-parts-count) when it was uploaded in parts."""
+        query = {"partNumber": str(part_number)} if part_number is not None else None
+        return self._request("HeadObject", "HEAD", key, query=query)
 
     def put(self, key: str, data: bytes | bytearray, *, content_md5: str) -> Answer:
         return self._request(

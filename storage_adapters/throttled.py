@@ -1,6 +1,6 @@
 """A store whose every request first passes a gate: shared rates and caps, held elsewhere.
 
-The gate (bayport.throttle keeps its state in Redis, so that every worker process shares it)
+The gate (stores/throttle.py keeps its state in Redis, so that every worker process shares it)
 decides how long a request waits; this wrapper only asks it before each request, tells it the
 bytes each request moves, and tells it when the provider answered "slow down". It knows
 nothing of Redis.
@@ -24,6 +24,7 @@ from storage_adapters.base import (
     ListPage,
     ObjectInfo,
     ObjectStore,
+    PartLayouts,
     UploadedPart,
 )
 from storage_adapters.errors import ErrorKind, StorageError
@@ -101,6 +102,12 @@ class ThrottledStore:
 
     def head(self, key: str) -> ObjectInfo:
         return self._call(lambda: self.inner.head(key))
+
+    def part_layout(self, key: str) -> tuple[int, int] | None:
+        inner = self.inner
+        if not isinstance(inner, PartLayouts):
+            return None
+        return self._call(lambda: inner.part_layout(key))
 
     def open(
         self,

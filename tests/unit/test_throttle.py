@@ -1,4 +1,4 @@
-"""The shared rates and caps (bayport.throttle) against a real Redis, in a namespace of their
+"""The shared rates and caps (stores/throttle.py) against a real Redis, in a namespace of their
 own; the throttled store's charging against a recording gate.
 
 Two Throttle objects on one namespace stand for two worker processes. Waits are recorded
