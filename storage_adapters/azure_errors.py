@@ -19,7 +19,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from storage_adapters.common import retry_after_seconds
+from storage_adapters.common import kind_of, retry_after_seconds
 from storage_adapters.errors import ErrorKind, StorageError
 from storage_adapters.netguard import refused
 
@@ -139,13 +139,7 @@ def translate(exc: BaseException, key: str | None, *, container: str | None = No
         # Azurite says InvalidOperation where Azure says Md5Mismatch.
         if status == 400 and "md5" in message.lower() and code not in _CHECKSUM:
             return StorageError(ErrorKind.CHECKSUM_MISMATCH, message, **facts)
-        status_code = str(status or "")
-        # The error code decides; an unknown code falls back on the HTTP status.
-        kind = next((k for codes, k in _TABLE if code in codes), None)
-        kind = kind or next((k for codes, k in _TABLE if status_code in codes), None)
-        if kind is None:
-            is_5xx = isinstance(status, int) and status >= 500
-            kind = ErrorKind.UNAVAILABLE if is_5xx else ErrorKind.UNEXPECTED
+        kind = kind_of(_TABLE, code, status)
         retry_after = _retry_after(headers) if kind is ErrorKind.RATE_LIMITED else None
         return StorageError(kind, message, retry_after=retry_after, **facts)
     # Also when wrapped: the SDK's downloader re-raises a body it failed to read three times

@@ -3,7 +3,7 @@ URL lifetimes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -108,3 +108,19 @@ def presign_seconds(expires_in: int, *, maximum: int | None = None) -> int:
             f"a presigned URL lives at least 1 second{most}, not {expires_in}",
         )
     return expires_in
+
+
+# (error codes or HTTP statuses, the kind they are), first match wins: each adapter's own.
+ErrorTable = Sequence[tuple[Collection[str], ErrorKind]]
+
+
+def kind_of(table: ErrorTable, code: str, status: int | None) -> ErrorKind:
+    """The kind of a provider's error answer: the error code decides; an unknown code falls
+    back on the HTTP status; an unknown status is UNAVAILABLE when 5xx, else UNEXPECTED."""
+    status_code = str(status or "")
+    kind = next((k for codes, k in table if code in codes), None)
+    kind = kind or next((k for codes, k in table if status_code in codes), None)
+    if kind is None:
+        is_5xx = isinstance(status, int) and status >= 500
+        kind = ErrorKind.UNAVAILABLE if is_5xx else ErrorKind.UNEXPECTED
+    return kind

@@ -9,7 +9,7 @@ import oss2.exceptions as oss_errors
 import requests.exceptions
 import urllib3.exceptions
 
-from storage_adapters.common import retry_after_seconds
+from storage_adapters.common import kind_of, retry_after_seconds
 from storage_adapters.errors import ErrorKind, StorageError
 from storage_adapters.netguard import refused
 
@@ -87,6 +87,18 @@ _BAD_URL = (
 )
 
 
+_TABLE = (
+    (_NOT_FOUND, ErrorKind.NOT_FOUND),
+    (_DENIED, ErrorKind.PERMISSION_DENIED),
+    (_PRECONDITION, ErrorKind.PRECONDITION_FAILED),
+    (_CHECKSUM, ErrorKind.CHECKSUM_MISMATCH),
+    (_CONFIG, ErrorKind.INVALID_CONFIG),
+    (_UNSUPPORTED, ErrorKind.UNSUPPORTED),
+    (_RATE_LIMITED, ErrorKind.RATE_LIMITED),
+    (_UNAVAILABLE, ErrorKind.UNAVAILABLE),
+)
+
+
 def translate(exc: BaseException, key: str | None, *, bucket: str | None = None) -> StorageError:
     """The one place an oss2/requests failure becomes a StorageError."""
     if isinstance(exc, StorageError):
@@ -103,7 +115,6 @@ def translate(exc: BaseException, key: str | None, *, bucket: str | None = None)
     if isinstance(exc, oss_errors.OssError):
         code = str(exc.code or "")
         status = exc.status if isinstance(exc.status, int) and exc.status > 0 else None
-        status_code = str(status or "")
         message = str(exc.message or code or f"HTTP {status}")
         if exc.request_id:
             message += f" (request id {exc.request_id})"
@@ -111,22 +122,7 @@ def translate(exc: BaseException, key: str | None, *, bucket: str | None = None)
         if code == "NoSuchBucket":
             name = exc.details.get("BucketName") or bucket or "?"
             return StorageError(ErrorKind.NOT_FOUND, f"bucket {name!r} does not exist", **facts)
-        table = (
-            (_NOT_FOUND, ErrorKind.NOT_FOUND),
-            (_DENIED, ErrorKind.PERMISSION_DENIED),
-            (_PRECONDITION, ErrorKind.PRECONDITION_FAILED),
-            (_CHECKSUM, ErrorKind.CHECKSUM_MISMATCH),
-            (_CONFIG, ErrorKind.INVALID_CONFIG),
-            (_UNSUPPORTED, ErrorKind.UNSUPPORTED),
-            (_RATE_LIMITED, ErrorKind.RATE_LIMITED),
-            (_UNAVAILABLE, ErrorKind.UNAVAILABLE),
-        )
-        # The error code decides; an unknown code falls back on the HTTP status.
-        kind = next((k for codes, k in table if code in codes), None)
-        kind = kind or next((k for codes, k in table if status_code in codes), None)
-        if kind is None:
-            is_5xx = status is not None and status >= 500
-            kind = ErrorKind.UNAVAILABLE if is_5xx else ErrorKind.UNEXPECTED
+        kind = kind_of(_TABLE, code, status)
         retry_after = None
         if kind is ErrorKind.RATE_LIMITED:
             retry_after = _retry_after(exc.headers)

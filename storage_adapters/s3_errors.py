@@ -10,7 +10,7 @@ from typing import Any
 import botocore.exceptions as boto_errors
 import urllib3.exceptions
 
-from storage_adapters.common import retry_after_seconds
+from storage_adapters.common import kind_of, retry_after_seconds
 from storage_adapters.errors import ErrorKind, StorageError
 from storage_adapters.netguard import refused
 
@@ -90,6 +90,18 @@ _NETWORK_ERRORS = (
 )
 
 
+_TABLE = (
+    (_NOT_FOUND, ErrorKind.NOT_FOUND),
+    (_DENIED, ErrorKind.PERMISSION_DENIED),
+    (_PRECONDITION, ErrorKind.PRECONDITION_FAILED),
+    (_CHECKSUM, ErrorKind.CHECKSUM_MISMATCH),
+    (_CONFIG, ErrorKind.INVALID_CONFIG),
+    (_UNSUPPORTED, ErrorKind.UNSUPPORTED),
+    (_RATE_LIMITED, ErrorKind.RATE_LIMITED),
+    (_UNAVAILABLE, ErrorKind.UNAVAILABLE),
+)
+
+
 def translate(exc: BaseException, key: str | None, *, bucket: str | None = None) -> StorageError:
     """The one place a botocore/boto3/urllib3 failure becomes a StorageError."""
     if isinstance(exc, StorageError):
@@ -101,28 +113,12 @@ def translate(exc: BaseException, key: str | None, *, bucket: str | None = None)
         meta: Any = exc.response.get("ResponseMetadata", {})
         code = str(error.get("Code") or "")
         status = meta.get("HTTPStatusCode")
-        status_code = str(status or "")
         message = str(error.get("Message") or code or exc)
         facts: dict[str, Any] = {"key": key, "status": status, "code": code or None}
         if code == "NoSuchBucket":
             name = error.get("BucketName") or bucket or "?"
             return StorageError(ErrorKind.NOT_FOUND, f"bucket {name!r} does not exist", **facts)
-        table = (
-            (_NOT_FOUND, ErrorKind.NOT_FOUND),
-            (_DENIED, ErrorKind.PERMISSION_DENIED),
-            (_PRECONDITION, ErrorKind.PRECONDITION_FAILED),
-            (_CHECKSUM, ErrorKind.CHECKSUM_MISMATCH),
-            (_CONFIG, ErrorKind.INVALID_CONFIG),
-            (_UNSUPPORTED, ErrorKind.UNSUPPORTED),
-            (_RATE_LIMITED, ErrorKind.RATE_LIMITED),
-            (_UNAVAILABLE, ErrorKind.UNAVAILABLE),
-        )
-        # The error code decides; an unknown code falls back on the HTTP status.
-        kind = next((k for codes, k in table if code in codes), None)
-        kind = kind or next((k for codes, k in table if status_code in codes), None)
-        if kind is None:
-            is_5xx = isinstance(status, int) and status >= 500
-            kind = ErrorKind.UNAVAILABLE if is_5xx else ErrorKind.UNEXPECTED
+        kind = kind_of(_TABLE, code, status)
         retry_after = None
         if kind is ErrorKind.RATE_LIMITED:
             retry_after = _retry_after(meta.get("HTTPHeaders", {}))
