@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     # Copy engine.
     multipart_threshold: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
     multipart_part_size: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
-    # Largest object one server-side copy request may take (S3/OSS allow 5 GB).
+    # Largest object one server-side copy request may take (S3 allows 5 GB, OSS 1 GB);
+    # above it a copy is made in parts where the parts can be proven (OSS's CRC-64), else
+    # whole where the destination takes it whole (the source's MD5 kept).
     max_single_copy_size: int = Field(default=5 * 1024**3, ge=5 * 1024 * 1024)
     max_label_size: int = Field(default=16 * 1024 * 1024, ge=1024)
     list_page_size: int = Field(default=1000, ge=1, le=1000)

@@ -26,10 +26,11 @@ from importer.copy_checks import (
     same_etag,
     source_layout,
     states_composite,
+    takes_layout,
     verify_layout_copy,
     verify_server_copy,
 )
-from importer.crc64 import Crc64
+from importer.stream_digest import Digest
 from storage_adapters.base import ObjectInfo, ObjectStore, UploadedPart
 from storage_adapters.errors import ErrorKind, StorageError, changed
 from storage_adapters.retry import OnRetry, RetryPolicy
@@ -62,63 +63,6 @@ class CopyLimits:
     max_single_copy_size: int
 
 
-class _Digest:
-    """MD5 of a stream, and CRC-64/ECMA when `crc64` (a side that states one: OSS), computed
-    as the bytes go by. Each is a pass over every byte under the GIL: the CRC only where
-    there is a CRC to compare it with."""
-
-    def __init__(self, *, crc64: bool = True) -> None:
-        self.size = 0
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        self._crc = Crc64() if crc64 else None
-
-    @classmethod
-    def for_copy(cls, source: ObjectInfo, dst: ObjectStore) -> _Digest:
-        return cls(crc64=source.crc64 is not None or dst.capabilities.reports_crc64)
-
-    def update(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        self._md5.update(chunk)
-        if self._crc is not None:
-            self._crc.update(chunk)
-
-    @property
-    def md5(self) -> str:
-        return self._md5.hexdigest()
-
-    @property
-    def crc64(self) -> str | None:
-        return str(self._crc.value) if self._crc is not None else None
-
-    def check_source(self, call: Requests, src: ObjectStore, source: ObjectInfo) -> ObjectInfo:
-        """`check` against the source as listed; on an MD5 mismatch, against its HEAD: a
-        listing's MD5 is its ETag, which an SSE-KMS or SSE-C object's is not (the HEAD says
-        so). Returns what the bytes were checked against."""
-        if source.md5 and source.md5 != self.md5:
-            fresh = call(partial(src.head, source.key))
-            if fresh.md5 is None:  # encrypted: its ETag was never an MD5
-                source = fresh
-        self.check(source.key, source, "the source")
-        return source
-
-    def check(self, key: str, other: ObjectInfo, what: str) -> None:
-        """Compare with every checksum `other` states; raise on the first that differs."""
-        if other.md5 and other.md5 != self.md5:
-            raise mismatch(key, f"{what} has MD5 {other.md5}, the bytes copied {self.md5}")
-        if other.crc64 and self.crc64 is not None and other.crc64 != self.crc64:
-            raise mismatch(key, f"{what} has CRC-64 {other.crc64}, the bytes copied {self.crc64}")
-
-    def result(self, method: str, source: ObjectInfo) -> CopyResult:
-        """What `check` against `source` proved. The MD5 of the bytes read is the copy's
-        checksum only when the source stated one to compare with: otherwise it would claim
-        an end-to-end check that was never made."""
-        if source.md5:
-            return CopyResult(self.size, f"md5:{self.md5}", method, verified_by="md5")
-        if source.crc64 and self.crc64 is not None:
-            return CopyResult(self.size, f"crc64:{self.crc64}", method, verified_by="crc64")
-        return CopyResult(self.size, checksum_of(source), method, verified_by="size")
-
-
 def copy_object(
     src: ObjectStore,
     dst: ObjectStore,
@@ -133,58 +77,86 @@ def copy_object(
     is retried alone by `retry` (`on_retry` hears of each retry, as the policy's observer
     does); a mismatch is raised as it is, for the caller to decide on."""
     call = Requests(retry, on_retry)
+    # A source uploaded in parts (a multipart ETag) whose layout its store tells is proven
+    # by that ETag alone: copied in those parts (server-side or streamed), or read in them.
+    layout = source_layout(call, src, source)
     if dst.can_copy_from(src):
-        # A multipart source's copy gets an ETag of its own (a plain MD5 from CopyObject, the
-        # MD5 of other parts' MD5s from other parts), which proves nothing of its content;
-        # copied in the source's own parts, its ETag is the source's when the bytes are.
-        layout = source_layout(call, src, dst, source) if dst.capabilities.multipart_copy else None
         if layout is not None:
-            try:
-                info = _multipart_server_copy(call, src, dst, source, dst_key, layout)
-            except StorageError as exc:
-                if exc.kind is not ErrorKind.UNSUPPORTED:
-                    raise
-            else:
-                return verify_layout_copy(call, dst, source, dst_key, info)
-        max_single = min(
-            limits.max_single_copy_size, dst.capabilities.max_single_copy_size or 2**63
-        )
-        if source.size <= max_single:
-            try:
-                info = call(
-                    partial(
-                        dst.copy_from, src, source.key, dst_key, size=source.size, etag=source.etag
-                    )
-                )
-            except StorageError as exc:
-                # A copy from a URL that cannot be pinned to this version (a multipart ETag),
-                # or a server that turns out to lack it: the object is streamed instead.
-                if exc.kind is not ErrorKind.UNSUPPORTED:
-                    raise
-            else:
-                return verify_server_copy(call, src, dst, source, dst_key, info, "server")
-        elif dst.capabilities.multipart_copy:
-            try:
-                info = _multipart_server_copy(call, src, dst, source, dst_key, limits.part_size)
-            except StorageError as exc:
-                # A server that turns out to lack part copies (emulators, some S3-compatible
-                # stores) still gets the object, streamed.
-                if exc.kind is not ErrorKind.UNSUPPORTED:
-                    raise
-            else:
-                return verify_server_copy(call, src, dst, source, dst_key, info, "server_multipart")
+            # Its copy gets an ETag of its own (a plain MD5 from CopyObject, the MD5 of other
+            # parts' MD5s from other parts), which proves nothing of its content; copied in
+            # the source's own parts, its ETag is the source's when the bytes are. Where the
+            # destination can't, the object is streamed: the bytes read prove themselves.
+            if dst.capabilities.multipart_copy and takes_layout(dst, source, layout):
+                try:
+                    info = _multipart_server_copy(call, src, dst, source, dst_key, layout)
+                except StorageError as exc:
+                    if exc.kind is not ErrorKind.UNSUPPORTED:
+                        raise
+                else:
+                    return verify_layout_copy(call, dst, source, dst_key, info)
+        else:
+            copied = _server_copy(call, src, dst, source, dst_key, limits)
+            if copied is not None:
+                return copied
     if source.md5 is None and source.crc64 is None:
         # A listing without a content hash (a multipart ETag): ask the source for one, so
         # the bytes read can be checked against something the source itself states.
         source = call(partial(src.head, source.key))
     if source.size < limits.multipart_threshold or not dst.capabilities.multipart_upload:
-        return _stream_single(call, src, dst, source, dst_key)
-    # Streamed in the source's own parts, the bytes read prove themselves the source's: the
-    # MD5 of their parts' MD5s is its multipart ETag.
-    layout = source_layout(call, src, dst, source)
-    if layout is None or layout > max(limits.part_size, _MAX_STREAMED_LAYOUT_PART):
-        layout = limits.part_size
-    return _stream_multipart(call, src, dst, source, dst_key, layout)
+        return _stream_single(call, src, dst, source, dst_key, layout)
+    # Streamed in the source's own parts, the parts' MD5s as sent make its multipart ETag;
+    # in others, the digest cuts the bytes read where the source's parts end.
+    part_size = limits.part_size
+    if (
+        layout is not None
+        and layout <= max(limits.part_size, _MAX_STREAMED_LAYOUT_PART)
+        and takes_layout(dst, source, layout)
+    ):
+        part_size = layout
+    return _stream_multipart(call, src, dst, source, dst_key, part_size, layout)
+
+
+def _server_copy(
+    call: Requests,
+    src: ObjectStore,
+    dst: ObjectStore,
+    source: ObjectInfo,
+    dst_key: str,
+    limits: CopyLimits,
+) -> CopyResult | None:
+    """A server-side copy of a source without a part layout to prove it; None where the
+    pair turns out unable (UNSUPPORTED), for the object to be streamed instead."""
+    whole = dst.capabilities.max_single_copy_size or 2**63
+    # Above the configured size a copy is made in parts, unless only the whole copy can be
+    # proven: a copy made of parts gets a checksum of its own (an Azure blob of blocks none,
+    # an S3 object another multipart ETag); only OSS's CRC-64 spans the parts, and a whole
+    # copy keeps the source's MD5 (S3's CopyObject as its ETag, Azure's Copy Blob as
+    # Content-MD5).
+    parts_proven = source.crc64 is not None and dst.capabilities.reports_crc64
+    only_whole_proven = source.md5 is not None and not parts_proven
+    if source.size <= whole and (source.size <= limits.max_single_copy_size or only_whole_proven):
+        try:
+            info = call(
+                partial(dst.copy_from, src, source.key, dst_key, size=source.size, etag=source.etag)
+            )
+        except StorageError as exc:
+            # A copy from a URL that cannot be pinned to this version (a multipart ETag), or
+            # a server that turns out to lack it: the object is streamed instead.
+            if exc.kind is not ErrorKind.UNSUPPORTED:
+                raise
+            return None
+        return verify_server_copy(call, src, dst, source, dst_key, info, "server")
+    if dst.capabilities.multipart_copy:
+        try:
+            info = _multipart_server_copy(call, src, dst, source, dst_key, limits.part_size)
+        except StorageError as exc:
+            # A server that turns out to lack part copies (emulators, some S3-compatible
+            # stores) still gets the object, streamed.
+            if exc.kind is not ErrorKind.UNSUPPORTED:
+                raise
+            return None
+        return verify_server_copy(call, src, dst, source, dst_key, info, "server_multipart")
+    return None
 
 
 class _Reader:
@@ -323,9 +295,14 @@ def _assembled(
 
 
 def _stream_single(
-    call: Requests, src: ObjectStore, dst: ObjectStore, source: ObjectInfo, dst_key: str
+    call: Requests,
+    src: ObjectStore,
+    dst: ObjectStore,
+    source: ObjectInfo,
+    dst_key: str,
+    layout: int | None,
 ) -> CopyResult:
-    digest = _Digest.for_copy(source, dst)
+    digest = Digest.for_copy(source, dst, layout=layout)
     # One buffer of the listed size, filled in place: the object is held once (not as its
     # chunks and then their join, twice its size), and handed to the put as it is.
     body = bytearray(source.size)
@@ -356,12 +333,14 @@ def _stream_multipart(
     source: ObjectInfo,
     dst_key: str,
     part_size: int,
+    layout: int | None,
 ) -> CopyResult:
     """Parts of `part_size` bytes, each joined once from the chunks read and dropped as soon
     as it is uploaded: memory is about one part per copy, whatever the object's size. A part
     whose upload fails is sent again from memory; a read that breaks resumes."""
     part_size = part_size_for(dst, source.size, part_size)
-    digest = _Digest.for_copy(source, dst)
+    # Parts of the source's own size: the MD5s sent make its ETag, with no pass more.
+    digest = Digest.for_copy(source, dst, layout=layout if layout != part_size else None)
     reader = _Reader(src, source, min(part_size, MiB))
     upload_id = call(partial(dst.create_multipart, dst_key))
     try:
@@ -407,8 +386,13 @@ def _stream_multipart(
         and states_composite(call, dst, dst_key)
     ):
         raise mismatch(dst_key, f"the stored copy has ETag {info.etag}, the parts sent {composite}")
-    if source.md5 is None and same_etag(source.etag, composite):
-        # Read in the source's parts: the bytes read are the source's, by its own ETag.
+    if source.md5 is None and layout == part_size:
+        # Read in the source's parts: the bytes read are the source's by its own ETag, or
+        # they are not.
+        if not same_etag(source.etag, composite):
+            raise mismatch(
+                source.key, f"the source has ETag {source.etag}, the bytes read {composite}"
+            )
         return CopyResult(digest.size, f"etag:{composite}", "stream_multipart", verified_by="etag")
     return digest.result("stream_multipart", source)
 

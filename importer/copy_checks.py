@@ -119,12 +119,10 @@ def same_etag(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a.strip('"').lower() == b.strip('"').lower()
 
 
-def source_layout(
-    call: Requests, src: ObjectStore, dst: ObjectStore, source: ObjectInfo
-) -> int | None:
-    """The part size `source` was uploaded with, when it has a multipart ETag, its store
-    tells its uniform layout (`PartLayouts`), and `dst` takes parts of that size and count;
-    else None (the copy is made, and checked, as without)."""
+def source_layout(call: Requests, src: ObjectStore, source: ObjectInfo) -> int | None:
+    """The part size `source` was uploaded with, when it has a multipart ETag and its store
+    tells a uniform layout of that many parts (`PartLayouts`); else None (no proof of its
+    bytes to be had from its ETag)."""
     count = parts_in(source.etag)
     if count is None or not isinstance(src, PartLayouts):
         return None
@@ -135,11 +133,16 @@ def source_layout(
     if layout is None:
         return None
     part_size, parts = layout
-    caps = dst.capabilities
-    fits = parts <= caps.max_parts and (parts == 1 or part_size >= caps.min_part_size)
-    if parts != count or not fits or -(-source.size // part_size) != parts:
+    if parts != count or -(-source.size // part_size) != parts:
         return None
     return part_size
+
+
+def takes_layout(dst: ObjectStore, source: ObjectInfo, part_size: int) -> bool:
+    """Does `dst` take `source` in parts of `part_size` bytes (its part count and size)?"""
+    caps = dst.capabilities
+    parts = -(-source.size // part_size)
+    return parts <= caps.max_parts and (parts == 1 or part_size >= caps.min_part_size)
 
 
 def verify_layout_copy(

@@ -108,7 +108,7 @@ class MemoryStore:
         root: str = "",
         account: str | None = None,
         min_part_size: int = 5 * MiB,
-        max_single_copy_size: int = 5 * GiB,
+        max_single_copy_size: int | None = 5 * GiB,
     ) -> None:
         self.backend = backend if backend is not None else MemoryBackend()
         self._root = normalize_root(root)
@@ -173,15 +173,16 @@ class MemoryStore:
             return self._info(self._root + key, self._get(key))
 
     def part_layout(self, key: str) -> tuple[int, int] | None:
-        """As S3 tells it (HeadObject of part 1): part 1's size and the parts count, when
-        every part but the last being that size makes that count."""
+        """As S3 tells it (HeadObject of part 1, then of the last): part 1's size and the
+        parts count, when the last part is what that layout leaves for it."""
         with self.backend.lock:
             self.backend._enter("part_layout")
             sizes = self._get(key).part_sizes
         if not sizes or sizes[0] <= 0:
             return None
-        total = sum(sizes)
-        return (sizes[0], len(sizes)) if -(-total // sizes[0]) == len(sizes) else None
+        # S3 tells part 1 and, asked, the last: every part but the last of part 1's size.
+        last = sum(sizes) - sizes[0] * (len(sizes) - 1)
+        return (sizes[0], len(sizes)) if 0 < last <= sizes[0] else None
 
     def open(
         self,

@@ -30,7 +30,7 @@ from storage_adapters.common import (
     strip_etag,
 )
 from storage_adapters.errors import ErrorKind, StorageError, changed
-from storage_adapters.s3_answers import listing_page, object_info, part_layout
+from storage_adapters.s3_answers import last_part_fits, listing_page, object_info, part_layout
 from storage_adapters.s3_client import new_client, new_wire
 from storage_adapters.s3_errors import translate as _translate
 from storage_adapters.s3_wire import Redirected, S3Wire
@@ -152,25 +152,40 @@ class S3Store:
         return info
 
     def part_layout(self, key: str) -> tuple[int, int] | None:
-        answer = self._on_wire(key, lambda wire: wire.head(self._root + key, part_number=1))
+        first = self._head_part(key, 1)
+        layout = part_layout(*first) if first is not None else None
+        if layout is None or layout[1] == 1:
+            return layout
+        # Part 1's size making the count proves no more than that: the last part must be
+        # what is left (a layout of unequal parts would cut the bytes elsewhere).
+        last = self._head_part(key, layout[1])
+        return layout if last is not None and last_part_fits(layout, *last) else None
+
+    def _head_part(self, key: str, number: int) -> tuple[int, str | None, str | None] | None:
+        """(Content-Length, PartsCount, Content-Range) of a HeadObject of part `number`;
+        None for an object whose parts' ETags are no MD5s (SSE-KMS, SSE-C)."""
+        answer = self._on_wire(key, lambda wire: wire.head(self._root + key, part_number=number))
         if answer is not _BOTO3:
             headers = answer.headers
             sse = headers.get("x-amz-server-side-encryption")
             if _sse_opaque(sse, headers.get("x-amz-server-side-encryption-customer-algorithm")):
                 return None  # its parts' ETags are no MD5s: the layout proves nothing
-            return part_layout(
-                answer.length, headers.get("x-amz-mp-parts-count"), headers.get("content-range")
-            )
+            return answer.length, headers.get("x-amz-mp-parts-count"), headers.get("content-range")
         resp = self._call(
             self._client.head_object,
             key,
             Bucket=self.bucket,
             Key=self._root + key,
-            PartNumber=1,
+            PartNumber=number,
         )
         if _sse_opaque(resp.get("ServerSideEncryption"), resp.get("SSECustomerAlgorithm")):
             return None
-        return part_layout(resp["ContentLength"], resp.get("PartsCount"), resp.get("ContentRange"))
+        count = resp.get("PartsCount")
+        return (
+            resp["ContentLength"],
+            None if count is None else str(count),
+            resp.get("ContentRange"),
+        )
 
     def open(
         self,

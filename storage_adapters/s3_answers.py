@@ -12,6 +12,7 @@ from storage_adapters.errors import ErrorKind, StorageError
 
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")
 _CONTENT_RANGE = re.compile(r"bytes 0-\d+/(\d+)")
+_LAST_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 def object_info(
@@ -40,6 +41,19 @@ def part_layout(
         return None
     total = int(match.group(1))
     return (part_size, count) if -(-total // part_size) == count else None
+
+
+def last_part_fits(
+    layout: tuple[int, int], length: int, parts_count: str | None, content_range: str | None
+) -> bool:
+    """Is the last part, as a HeadObject of it tells, what `layout` leaves for it: its range
+    the object's last bytes, of the size left after every other part of the layout's size?"""
+    part_size, count = layout
+    match = _LAST_RANGE.fullmatch((content_range or "").strip())
+    if match is None or parts_count is None or str(parts_count) != str(count):
+        return False
+    first, last, total = (int(g) for g in match.groups())
+    return first == part_size * (count - 1) and last == total - 1 and length == total - first
 
 
 def listing_page(

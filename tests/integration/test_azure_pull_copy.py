@@ -308,13 +308,21 @@ def test_the_proxy_serves_put_block_from_url_for_azures_own_multipart_copy(
     src = azure_store(info, container, root="src/", multipart_copy=True)
     dst = azure_store(info, container, root="dst/", multipart_copy=True)
     data = os.urandom(3 * MiB + 5)
-    src.put("m.bin", data)
+    # Committed from blocks without a Content-MD5: nothing to prove a whole copy by either,
+    # so it is copied in parts (a source with an MD5 is copied whole, by Copy Blob).
+    upload = src.create_multipart("m.bin")
+    parts = [
+        src.upload_part("m.bin", upload, n, data[start : start + 2 * MiB])
+        for n, start in enumerate(range(0, len(data), 2 * MiB), start=1)
+    ]
+    src.complete_multipart("m.bin", upload, parts)
+    assert listed(src, "m.bin").md5 is None
     blocks = proxy.counters.put_block_from_url
     limits = CopyLimits(multipart_threshold=MiB, part_size=MiB, max_single_copy_size=MiB)
 
     result = copy_object(src, dst, listed(src, "m.bin"), "m.bin", limits)
 
-    assert result.method == "server_multipart"
+    assert (result.method, result.verified_by) == ("server_multipart", "size")
     assert proxy.counters.put_block_from_url == blocks + 4
     assert stored(azurite, container, "dst/m.bin")[0] == data
 

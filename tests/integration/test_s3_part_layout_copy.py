@@ -42,13 +42,18 @@ def buckets(moto_s3: dict[str, str]) -> tuple[str, str]:
     return names
 
 
-def _uploaded_in_parts(info: dict[str, str], bucket: str, data: bytes) -> None:
-    """As the AWS CLI uploads: equal parts of 5 MiB."""
+def _uploaded_in_parts(
+    info: dict[str, str], bucket: str, data: bytes, sizes: list[int] | None = None
+) -> None:
+    """As the AWS CLI uploads: equal parts of 5 MiB (or parts of `sizes`)."""
     client = _client(info)
     upload_id = client.create_multipart_upload(Bucket=bucket, Key="big.bin")["UploadId"]
     parts = []
-    for number, start in enumerate(range(0, len(data), 5 * MiB), start=1):
-        body = data[start : start + 5 * MiB]
+    if sizes is None:
+        sizes = [min(5 * MiB, len(data) - s) for s in range(0, len(data), 5 * MiB)]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    for number, (start, size) in enumerate(zip(starts, sizes, strict=True), start=1):
+        body = data[start : start + size]
         answer = client.upload_part(
             Bucket=bucket, Key="big.bin", UploadId=upload_id, PartNumber=number, Body=body
         )
@@ -78,6 +83,25 @@ def test_s3_tells_the_part_layout_on_either_path(
     with pytest.raises(StorageError) as err:
         store.part_layout("missing.bin")
     assert err.value.kind is ErrorKind.NOT_FOUND
+
+
+@pytest.mark.parametrize("wire", [True, False])
+def test_unequal_parts_that_part_one_would_count_are_no_layout(
+    moto_s3: dict[str, str], buckets: tuple[str, str], wire: bool
+) -> None:
+    """Parts of 6, 5 and 6 MiB: part 1's size makes the count (3), but the parts are not cut
+    where a layout of 6 MiB cuts them. Taken for one, every copy of the object would fail
+    its ETag check; the last part's range tells it apart."""
+    data = os.urandom(17 * MiB)
+    _uploaded_in_parts(moto_s3, buckets[0], data, [6 * MiB, 5 * MiB, 6 * MiB])
+    creds = {"accesskey_id": moto_s3["access_key"], "accesskey_secret": moto_s3["secret_key"]}
+    spec = StorageSpec("s3", buckets[0], endpoint=moto_s3["endpoint"], credentials=creds)
+    store: Any = open_store(spec, wire=wire)
+    assert store.part_layout("big.bin") is None
+    dst = s3_store(moto_s3, buckets[1])
+    result = copy_object(store, dst, _listed(store), "copy.bin", LIMITS)
+    assert result.verified_by == "size"  # no proof to be had: said so, not claimed
+    assert dst.get_bytes("copy.bin", max_size=len(data)) == data
 
 
 def test_a_server_copy_of_a_multipart_object_has_the_sources_etag(

@@ -346,7 +346,7 @@ def test_a_streamed_copy_computes_crc64_only_where_a_side_states_one() -> None:
     (OSS) or a destination that answers writes with one (`reports_crc64`)."""
     from dataclasses import replace
 
-    from importer.copier import _Digest
+    from importer.stream_digest import Digest as _Digest
 
     plain = MemoryStore(MemoryBackend())
     reporting = MemoryStore(MemoryBackend())

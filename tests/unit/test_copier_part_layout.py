@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -110,23 +111,117 @@ def test_a_server_copy_whose_parts_differ_from_the_source_fails() -> None:
     assert err.value.kind is ErrorKind.CHECKSUM_MISMATCH
 
 
-def test_a_layout_the_destination_cannot_take_is_copied_as_before() -> None:
+def test_a_layout_the_destination_cannot_copy_in_is_streamed_and_proven() -> None:
+    """A server copy made whole or in other parts would prove nothing of the bytes (its ETag
+    is its own): the object is streamed instead, the bytes read cut in the source's parts."""
     src = _store("src")
     dst = MemoryStore(MemoryBackend("dst", account="acct"), min_part_size=128 * KiB)
-    listed = _upload_in_parts(src, "k", os.urandom(3 * PART + 5), PART)
-    result = copy_object(src, dst, listed, "copy", LIMITS)
-    assert result.verified_by == "size"  # no proof to be had: said so, not claimed
-    assert dst.backend.calls["copy_part"] == 0
-
-
-def test_a_streamed_copy_of_a_multipart_source_reads_it_in_its_parts() -> None:
-    src, dst = _store("src", account="one"), _store("dst", account="two")
     data = os.urandom(3 * PART + 5)
     listed = _upload_in_parts(src, "k", data, PART)
     result = copy_object(src, dst, listed, "copy", LIMITS)
     assert (result.method, result.verified_by) == ("stream_multipart", "etag")
     assert result.checksum == f"etag:{listed.etag}"
-    assert dst.head("copy").etag == listed.etag
+    assert dst.backend.calls["copy_part"] == 0 and dst.backend.calls["copy_from"] == 0
+    assert dst.get_bytes("copy", max_size=1 << 20) == data
+
+
+class CorruptingReads:
+    """A source whose reads give other bytes than it holds (a faulty wire or cache)."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def open(self, key: str, **kwargs: object) -> Iterator[bytes]:
+        first = True
+        for chunk in self.inner.open(key, **kwargs):  # type: ignore[arg-type]
+            yield _flip(chunk) if first else chunk
+            first = False
+
+
+# Below the multipart threshold: one PUT of the bytes read.
+SINGLE = CopyLimits(multipart_threshold=1 << 30, part_size=96 * KiB, max_single_copy_size=1 << 30)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        SINGLE,
+        # upload parts of the source's own size
+        CopyLimits(multipart_threshold=100 * KiB, part_size=PART, max_single_copy_size=1 << 30),
+        # upload parts of another size (the destination takes none of the source's): the
+        # digest cuts the bytes in the source's parts
+        CopyLimits(multipart_threshold=100 * KiB, part_size=128 * KiB, max_single_copy_size=1),
+    ],
+    ids=["single", "source-parts", "other-parts"],
+)
+def test_a_streamed_copy_of_bytes_other_than_the_multipart_source_fails(
+    limits: CopyLimits,
+) -> None:
+    """The bytes read are not the source's: its multipart ETag says so, where only the size
+    had been checked."""
+    inner = _store("src", account="one")
+    listed = _upload_in_parts(inner, "k", os.urandom(3 * PART + 5), PART)
+    dst = MemoryStore(MemoryBackend("dst", account="two"), min_part_size=limits.part_size)
+    src = CorruptingReads(inner)
+    with pytest.raises(StorageError) as err:
+        copy_object(src, dst, listed, "copy", limits)  # type: ignore[arg-type]
+    assert err.value.kind is ErrorKind.CHECKSUM_MISMATCH
+    assert "ETag" in str(err.value)
+
+
+def test_a_streamed_multipart_copy_in_other_parts_is_proven_by_the_source_etag() -> None:
+    src = _store("src", account="one")
+    # Takes no part of the source's size: uploaded in parts of its own.
+    dst = MemoryStore(MemoryBackend("dst", account="two"), min_part_size=128 * KiB)
+    data = os.urandom(5 * PART + 5)
+    listed = _upload_in_parts(src, "k", data, PART)
+    result = copy_object(
+        src,
+        dst,
+        listed,
+        "copy",
+        CopyLimits(multipart_threshold=100 * KiB, part_size=96 * KiB, max_single_copy_size=1),
+    )
+    assert (result.method, result.verified_by) == ("stream_multipart", "etag")
+    assert dst.head("copy").etag != listed.etag  # uploaded in parts of its own
+    assert dst.get_bytes("copy", max_size=1 << 20) == data
+
+
+def test_a_large_copy_within_a_store_that_copies_any_size_whole_keeps_its_md5() -> None:
+    """Above the configured single-copy size, a copy in parts (Azure's Put Block From URL)
+    would be checked by its size alone; a destination that copies any size in one request
+    (Azure's Copy Blob, which keeps Content-MD5) copies it whole, proven by MD5."""
+    src = _store("src")
+    dst = MemoryStore(
+        MemoryBackend("dst", account="acct"), min_part_size=32 * KiB, max_single_copy_size=None
+    )
+    data = os.urandom(3 * PART + 5)
+    listed = src.put("k", data)
+    small = CopyLimits(multipart_threshold=100 * KiB, part_size=PART, max_single_copy_size=PART)
+    result = copy_object(src, dst, listed, "copy", small)
+    assert (result.method, result.verified_by) == ("server", "md5")
+    assert dst.backend.calls["copy_part"] == 0
+    assert dst.get_bytes("copy", max_size=1 << 20) == data
+
+
+@pytest.mark.parametrize(
+    ("limits", "method"),
+    [(LIMITS, "stream_multipart"), (SINGLE, "stream")],
+    ids=["in-its-parts", "one-put"],
+)
+def test_a_streamed_copy_of_a_multipart_source_is_proven_by_its_etag(
+    limits: CopyLimits, method: str
+) -> None:
+    """Uploaded in the source's parts, or put whole (the bytes read cut in its parts)."""
+    src, dst = _store("src", account="one"), _store("dst", account="two")
+    data = os.urandom(3 * PART + 5)
+    listed = _upload_in_parts(src, "k", data, PART)
+    result = copy_object(src, dst, listed, "copy", limits)
+    assert (result.method, result.verified_by) == (method, "etag")
+    assert result.checksum == f"etag:{listed.etag}"
     assert dst.get_bytes("copy", max_size=1 << 20) == data
 
 
