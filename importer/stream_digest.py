@@ -8,8 +8,14 @@ from __future__ import annotations
 import hashlib
 from functools import partial
 
-from importer.copy_checks import CopyResult, Requests, checksum_of, composite_etag, mismatch
-from importer.copy_checks import same_etag as _same_etag
+from importer.copy_checks import (
+    CopyResult,
+    Requests,
+    checksum_of,
+    composite_etag,
+    mismatch,
+    same_etag,
+)
 from importer.crc64 import Crc64
 from storage_adapters.base import ObjectInfo, ObjectStore
 
@@ -33,11 +39,11 @@ class Digest:
     def for_copy(cls, source: ObjectInfo, dst: ObjectStore, *, layout: int | None = None) -> Digest:
         return cls(crc64=source.crc64 is not None or dst.capabilities.reports_crc64, layout=layout)
 
-    def update(self, chunk: bytes | memoryview) -> None:
+    def update(self, chunk: bytes) -> None:
         self.size += len(chunk)
         self._md5.update(chunk)
         if self._crc is not None:
-            self._crc.update(bytes(chunk) if isinstance(chunk, memoryview) else chunk)
+            self._crc.update(chunk)
         if self._layout is not None:
             self._track_parts(memoryview(chunk))
 
@@ -81,7 +87,7 @@ class Digest:
                 source = fresh
         self.check(source.key, source, "the source")
         composite = self.composite
-        if source.md5 is None and composite is not None and not _same_etag(source.etag, composite):
+        if source.md5 is None and composite is not None and not same_etag(source.etag, composite):
             raise mismatch(
                 source.key, f"the source has ETag {source.etag}, the bytes read {composite}"
             )
@@ -103,6 +109,6 @@ class Digest:
         if source.crc64 and self.crc64 is not None:
             return CopyResult(self.size, f"crc64:{self.crc64}", method, verified_by="crc64")
         composite = self.composite
-        if composite is not None and _same_etag(source.etag, composite):
+        if composite is not None and same_etag(source.etag, composite):
             return CopyResult(self.size, f"etag:{composite}", method, verified_by="etag")
         return CopyResult(self.size, checksum_of(source), method, verified_by="size")
