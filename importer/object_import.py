@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlmodel import Session
+
 from importer.context import ImportContext, log
 from importer.copier import CopyResult, checksum_of, copy_object, matches
 from importer.jobs import JobPlace
 from importer.rules import PlannedObject, destination_key, label_key_for, remote_path
-from labels.catalog import Catalog, validate_label
+from labels.catalog import Catalog, label_facts, validate_label
 from labels.formats.voc import parse_voc
 from labels.formats.yolo import image_size, parse_yolo
 from labels.parse import LabelError, parse_label, parse_label_doc
 from metadata.models import LedgerEntry, Outcome, utcnow
+from metadata.queries import labels as labels_q
+from metadata.queries import ledger as ledger_q
 from metadata.queries._common import PRESENT_OUTCOMES
 from metadata.queries.ledger import LedgerRow
 from storage_adapters.base import ObjectInfo, ObjectStore
@@ -72,6 +76,21 @@ def row_from_entry(place: JobPlace, entry: LedgerEntry) -> LedgerRow:
         "error_message": None,
         "updated_at": utcnow(),
     }
+
+
+def record_rows(s: Session, rows: list[LedgerRow]) -> None:
+    """Write ledger rows and the label facts filters count, in the caller's transaction."""
+    if not rows:
+        return
+    facts: dict[str, dict[str, list[tuple[str, str | None]]]] = {}
+    for row in rows:
+        label = row["label"] if row["outcome"] != Outcome.FAILED.value else None
+        facts.setdefault(row["segment_id"], {})[row["remote_path"]] = (
+            label_facts(label) if label else []
+        )
+    ledger_q.upsert_ledger(s, rows=rows)
+    for segment_id, by_path in facts.items():
+        labels_q.replace_label_facts(s, segment_id=segment_id, facts=by_path)
 
 
 class _LabelProblem(Exception):

@@ -14,9 +14,8 @@ from importer import recovery
 from importer.context import ImportContext, log
 from importer.finish import finish_if_ready
 from importer.jobs import JobPlace, coco_file_etag, dataset_store, load_place, source_store
-from importer.object_import import ObjectImporter, ledger_row, row_from_entry
+from importer.object_import import ObjectImporter, ledger_row, record_rows, row_from_entry
 from importer.rules import PlannedObject, destination_key
-from labels.catalog import label_facts
 from metadata.models import ImportJob, LedgerEntry, Outcome, Shard, new_id, utcnow
 from metadata.queries import drafts, jobs
 from metadata.queries import labels as labels_q
@@ -341,16 +340,8 @@ def _write_ledger(ctx: ImportContext, rows: list[LedgerRow]) -> None:
     """One transaction per batch: the ledger rows and the label facts filters count."""
     if not rows:
         return
-    facts: dict[str, dict[str, list[tuple[str, str | None]]]] = {}
-    for row in rows:
-        label = row["label"] if row["outcome"] != Outcome.FAILED.value else None
-        facts.setdefault(row["segment_id"], {})[row["remote_path"]] = (
-            label_facts(label) if label else []
-        )
     with ctx.db.uow() as uow:
-        ledger_q.upsert_ledger(uow.session, rows=rows)
-        for segment_id, by_path in facts.items():
-            labels_q.replace_label_facts(uow.session, segment_id=segment_id, facts=by_path)
+        record_rows(uow.session, rows)
         uow.commit()
 
 

@@ -1,12 +1,15 @@
 """Planning from a listing of the source: page by page, each compared with the ledger
-(a sync) and written as shards, with what was left out counted and noted."""
+(a sync) and written as shards (or, in place, registered: planner/register.py), with what
+was left out counted and noted."""
 
 from __future__ import annotations
 
 import contextvars
 import functools
+import queue
+import threading
 from collections.abc import Generator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlmodel import Session
 
@@ -23,6 +26,7 @@ from importer.planner.notes import (
     SHARED_LABEL,
     UNIMPORTED_KEY,
 )
+from importer.planner.register import PageRegistrar
 from importer.planner.sync import Verdict, compare_with_ledger, note_changed_labels
 from importer.planner.walk import Walk
 from importer.planner.writer import write_shards
@@ -32,18 +36,33 @@ from metadata.queries import datasets, jobs, notes
 from metadata.queries import ledger as ledger_q
 from storage_adapters.base import ListPage, ObjectInfo, ObjectStore
 
+# Pages listed ahead of the planning while a COCO file loads (1 otherwise): 16 pages of
+# 1,000 keys hold a few MiB.
+LIST_AHEAD_PAGES = 16
+
 
 def plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
     source = source_store(ctx, place)
-    manifest = place.manifest
     walk = Walk.decode(place.job.list_cursor)
     if walk.done:
         # Redelivered after the last page committed: listing again would put every object
         # in a second shard (and note every deletion twice). Only the deletions may be left.
         plan_deletions(ctx, place)
         return
-    if walk.fresh:
-        _start_listing(ctx, place, source)
+    with ThreadPoolExecutor(1, thread_name_prefix="coco") as labels_pool:
+        # A COCO file is read and indexed while the first pages are listed ahead of it.
+        labels_loading = _start_listing(ctx, place, source, labels_pool) if walk.fresh else None
+        _plan_pages(ctx, place, source, walk, labels_loading)
+
+
+def _plan_pages(
+    ctx: ImportContext,
+    place: JobPlace,
+    source: ObjectStore,
+    walk: Walk,
+    labels_loading: Future[None] | None,
+) -> None:
+    manifest = place.manifest
     limit = min(ctx.settings.list_page_size, source.capabilities.max_list_page)
     key_filter = key_filter_of(manifest)
     coco_etag = coco_file_etag(ctx, source, manifest.source.coco_file)
@@ -56,65 +75,107 @@ def plan_from_listing(ctx: ImportContext, place: JobPlace) -> None:
         files=(spec.coco_file,),
         own_folders=place.own_folders(segment_names(ctx, place)),
     )
-    pages = _pages_ahead(ctx, source, manifest.source.data_prefix, walk.cursor, limit)
-    for page in pages:
-        left_out: dict[str, int] = {}
-        planned = plan_page(
-            page.objects,
-            data_prefix=spec.data_prefix,
-            label_prefix=spec.label_prefix,
-            label_suffix=spec.suffix,
-            key_filter=key_filter,
-            not_data=not_data,
-            left_out=left_out,
-        )
-        if page.folder_keys_with_data:
-            left_out[FOLDER_KEY_WITH_DATA] = len(page.folder_keys_with_data)
-        walk = walk.advance(page.objects, manifest.source.data_prefix, page.cursor)
-        if not _write_page(
-            ctx,
-            place,
-            planned,
-            listed=page.objects,
-            walk=walk,
-            coco_etag=coco_etag,
-            left_out=left_out,
-            folder_data=page.folder_keys_with_data,
-        ):
-            pages.close()
-            return  # cancelled
-        if page.cursor is None:
-            plan_deletions(ctx, place)
-            return
-        walk = walk.next()
+    registrar = PageRegistrar.for_planning(ctx, place, coco_etag=coco_etag)
+    # While a COCO file loads, the listing runs up to a bound of pages ahead of it.
+    depth = LIST_AHEAD_PAGES if labels_loading is not None else 1
+    pages = _pages_ahead(ctx, source, manifest.source.data_prefix, walk.cursor, limit, depth)
+    try:
+        for page in pages:
+            if labels_loading is not None:
+                labels_loading.result()  # the labels are stored before a page is written
+                labels_loading = None
+            left_out: dict[str, int] = {}
+            planned = plan_page(
+                page.objects,
+                data_prefix=spec.data_prefix,
+                label_prefix=spec.label_prefix,
+                label_suffix=spec.suffix,
+                key_filter=key_filter,
+                not_data=not_data,
+                left_out=left_out,
+            )
+            if page.folder_keys_with_data:
+                left_out[FOLDER_KEY_WITH_DATA] = len(page.folder_keys_with_data)
+            walk = walk.advance(page.objects, manifest.source.data_prefix, page.cursor)
+            if not _write_page(
+                ctx,
+                place,
+                planned,
+                listed=page.objects,
+                walk=walk,
+                coco_etag=coco_etag,
+                left_out=left_out,
+                folder_data=page.folder_keys_with_data,
+                registrar=registrar,
+            ):
+                return  # cancelled
+            if page.cursor is None:
+                plan_deletions(ctx, place)
+                return
+            walk = walk.next()
+    finally:
+        pages.close()
 
 
 def _pages_ahead(
-    ctx: ImportContext, source: ObjectStore, prefix: str, cursor: str | None, limit: int
+    ctx: ImportContext,
+    source: ObjectStore,
+    prefix: str,
+    cursor: str | None,
+    limit: int,
+    depth: int,
 ) -> Generator[ListPage, None, None]:
-    """The listing's pages in order, each from `cursor` on. The next page is asked for as
-    soon as this one's cursor is known, in a thread, while the caller plans and records this
-    one: the server's time on a page overlaps ours instead of adding to it."""
+    """The listing's pages in order, each from `cursor` on, listed by a thread up to
+    `depth` pages ahead of the caller: the server's time on a page overlaps ours instead of
+    adding to it, and memory holds at most `depth` pages beyond the caller's."""
+    ahead: queue.Queue[ListPage | BaseException] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
 
-    def fetch(after: str | None) -> ListPage:
-        return ctx.retry.call(
-            functools.partial(source.list_page, prefix, cursor=after, limit=limit)
-        )
-
-    with ThreadPoolExecutor(1, thread_name_prefix="list-ahead") as ahead:
-        pending = ahead.submit(contextvars.copy_context().run, fetch, cursor)
-        while True:
-            page = pending.result()
-            if page.cursor is not None:
-                pending = ahead.submit(contextvars.copy_context().run, fetch, page.cursor)
-            yield page
-            if page.cursor is None:
+    def put(item: ListPage | BaseException) -> None:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
                 return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        after = cursor
+        try:
+            while not stop.is_set():
+                page = ctx.retry.call(
+                    functools.partial(source.list_page, prefix, cursor=after, limit=limit)
+                )
+                put(page)
+                if page.cursor is None:
+                    return
+                after = page.cursor
+        except BaseException as exc:  # handed to the caller, raised there
+            put(exc)
+
+    lister = threading.Thread(
+        target=contextvars.copy_context().run, args=(produce,), name="list-ahead", daemon=True
+    )
+    lister.start()
+    try:
+        while True:
+            item = ahead.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if item.cursor is None:
+                return
+    finally:
+        stop.set()
+        lister.join()
 
 
-def _start_listing(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> None:
-    """Before the first page: decide whether copies must check the destination, read a
-    COCO file, and (a sync) note the label files that changed since the ledger read them."""
+def _start_listing(
+    ctx: ImportContext, place: JobPlace, source: ObjectStore, pool: ThreadPoolExecutor
+) -> Future[None] | None:
+    """Before the first page: decide whether copies must check the destination, start
+    reading a COCO file in `pool` (its loading returned: pages wait for it), and (a sync)
+    note the label files that changed since the ledger read them."""
     manifest, opts, job_id = place.manifest, place.manifest.options, place.job.id
     with ctx.db.uow() as uow:
         is_sync = ledger_q.segment_has_entries(uow.session, segment_id=place.segment.id)
@@ -135,8 +196,10 @@ def _start_listing(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> 
             if job is not None:
                 job.dest_was_empty = empty
                 uow.commit()
+    loading = None
     if manifest.source.coco_file is not None:
-        load_coco_labels(ctx, place, source)
+        run = contextvars.copy_context().run
+        loading = pool.submit(run, load_coco_labels, ctx, place, source)
     if (
         is_sync
         and manifest.source.label_prefix is not None
@@ -144,6 +207,7 @@ def _start_listing(ctx: ImportContext, place: JobPlace, source: ObjectStore) -> 
         and not opts.move
     ):
         note_changed_labels(ctx, place, source)
+    return loading
 
 
 def segment_names(ctx: ImportContext, place: JobPlace) -> list[str]:
@@ -182,6 +246,7 @@ def _write_page(
     coco_etag: str | None = None,
     left_out: dict[str, int] | None = None,
     folder_data: Sequence[str] = (),
+    registrar: PageRegistrar | None = None,
 ) -> bool:
     """Compare one listing page with the ledger (skip what it holds unchanged, relabel
     what only changed its label, note what is gone) and write the rest as shards, with the
@@ -219,7 +284,12 @@ def _write_page(
             notes.add_job_notes(s, job_id=job.id, kind=UNIMPORTED_KEY, keys=noted)
 
     return write_shards(
-        ctx, place, lambda: verdict.to_copy + verdict.to_relabel, cursor=walk.encode(), count=count
+        ctx,
+        place,
+        lambda: verdict.to_copy + verdict.to_relabel,
+        cursor=walk.encode(),
+        count=count,
+        registrar=registrar,
     )
 
 

@@ -11,6 +11,7 @@ from importer import recovery
 from importer.context import ImportContext, log
 from importer.jobs import JobPlace
 from importer.planner.notes import UNSAFE_KEY
+from importer.planner.register import PageRegistrar
 from importer.rules import PlannedObject, key_problem, split_into_shards
 from metadata.models import ImportJob, Outcome, Shard, utcnow
 from metadata.queries import jobs, labels
@@ -26,10 +27,12 @@ def write_shards(
     cursor: str | None,
     count: Callable[[Session, ImportJob], None] | None = None,
     kind: str = "copy",
+    registrar: PageRegistrar | None = None,
 ) -> bool:
     """In one transaction under the job's lock: `count` (which may decide `objects`), the
-    shards of `objects` and the cursor; then enqueue the shards. False when the job was
-    cancelled."""
+    shards of `objects` (or, with a `registrar` that can, their ledger rows: an in-place
+    import's page registered here) and the cursor; then enqueue the shards. False when the
+    job was cancelled."""
     opts = place.manifest.options
     with ctx.db.uow() as uow:
         s = uow.session
@@ -42,6 +45,8 @@ def write_shards(
         if kind == "copy":
             job.planned += sum(1 for o in todo if o.action == "copy")
             todo = _fail_unsafe_keys(s, place, todo)
+            if registrar is not None and registrar.register(s, todo):
+                todo = []
         shard_ids = []
         if not opts.dry_run:
             for chunk in split_into_shards(

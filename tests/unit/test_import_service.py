@@ -6,14 +6,14 @@ import json
 import random
 
 import pytest
-from sqlmodel import func, select
+from sqlmodel import delete, func, select
 
 from bootstrap import Container
 from devstack.sample import image_key, label_key, make_label, make_png, populate
 from importer import service
 from importer.errors import Conflict, NotFound
 from importer.manifest import ImportManifest
-from metadata.models import ImportJob, LedgerEntry, Shard
+from metadata.models import Dataset, ImportJob, LedgerEntry, Shard
 from storage_adapters.base import StorageSpec
 from storage_adapters.errors import ErrorKind, StorageError
 from storage_adapters.memory import MemoryBackend
@@ -457,3 +457,70 @@ def test_in_place_bookkeeping_runs_inline_and_label_reads_run_on_threads(
     labelled = run(ctx, queue, workspace_id, manifest())
     assert (labelled.state, labelled.registered) == ("succeeded", N)
     assert sum(threaded) == N
+
+
+def test_an_in_place_import_needing_no_request_is_registered_by_its_planning(
+    container: Container,
+    workspace_id: str,
+    queue: InlineQueue,
+    source_store,  # type: ignore[no-untyped-def]
+) -> None:
+    """Issue 22: an in-place import whose objects need no request each (no label files; a
+    COCO file's labels) writes its ledger rows with each listing page: no shard, no copy
+    task. Each row is what a shard writes (a label the catalog refuses fails that object
+    alone); an import that reads label files still goes in shards."""
+    ctx = container.ctx
+    config = add_config(
+        ctx, container.box, workspace_id=workspace_id, name="user-bucket", bucket="user"
+    )
+    add_dataset(ctx, workspace_id=workspace_id, name="Cats", config=config, path="data/images/")
+    labelled = run(ctx, queue, workspace_id, manifest().model_copy(update={"segment": "files"}))
+    with ctx.db.uow() as uow:
+        shards = uow.session.exec(select(func.count()).select_from(Shard)).one()
+    assert (labelled.state, labelled.registered) == ("succeeded", N)
+    assert shards == -(-N // 7)  # label files read: in shards
+
+    with ctx.db.uow() as uow:
+        uow.session.exec(delete(Shard))  # type: ignore[call-overload]
+        dataset = uow.session.exec(select(Dataset).where(Dataset.name == "Cats")).one()
+        dataset.catalog = {"BOX2D": {"categories": [{"name": "cat"}]}}
+        uow.commit()
+    names = [image_key(i).removeprefix("data/images/") for i in range(1, N + 1)]
+    coco = {
+        "images": [
+            {"id": i, "file_name": name, "width": 8, "height": 8} for i, name in enumerate(names)
+        ],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+        "annotations": [
+            {"id": 10 + i, "image_id": i, "category_id": 2 if i == 3 else 1, "bbox": [1, 1, 2, 2]}
+            for i in range(N - 1)  # the last image has no annotation: labelled {}
+        ],
+    }
+    source_store.put("data/coco.json", json.dumps(coco).encode())
+    raw = seed_manifest(shard_size=7, concurrency=4)
+    raw["source"] = {
+        k: v for k, v in raw["source"].items() if k not in ("label_prefix", "label_type")
+    }
+    raw["source"].update(label_format="coco", coco_file="data/coco.json")
+    job = service.submit_import(
+        ctx, workspace_id=workspace_id, manifest=ImportManifest.model_validate(raw)
+    )
+    assert queue.drain(ctx, only={"plan"}) == 1
+    assert [kind for kind, _ in queue.tasks] == []  # planning queued no copy
+    with ctx.db.uow() as uow:
+        done = uow.session.get(ImportJob, job.id)
+        shards = uow.session.exec(select(func.count()).select_from(Shard)).one()
+    assert shards == 0
+    assert (done.state, done.registered, done.failed) == ("partially_failed", N - 1, 1)
+    rows = {r.remote_path: r for r in ledger_rows(ctx) if r.job_id == job.id}
+    first = rows[names[0]]
+    assert (first.outcome, first.dest_key, first.label_key) == (
+        "registered",
+        image_key(1),
+        "data/coco.json",
+    )
+    assert first.checksum is not None and first.label_etag is not None
+    assert first.label["BOX2D"][0]["category"] == "cat"
+    refused = rows[names[3]]
+    assert (refused.outcome, refused.error_code) == ("failed", "catalog_violation")
+    assert rows[names[-1]].label is None and rows[names[-1]].outcome == "registered"
