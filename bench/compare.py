@@ -816,9 +816,9 @@ class _InlineShards:
 
 
 def inplace_generated_once(keys: int) -> dict[str, Any]:
-    """An in-place import of a generated listing, planned and every shard registered in
-    this process (a worker's work, without Celery), SQLite ledger; meant for a fresh
-    process. Returns seconds, peak RSS and the job's outcome."""
+    """An in-place import of a generated listing, planned (its pages registered by the
+    planning) and any shard registered in this process (a worker's work, without Celery),
+    SQLite ledger; meant for a fresh process. Returns seconds, peak RSS and the outcome."""
     from importer import service
     from metadata.models import ImportJob
 

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from metadata.models import LedgerEntry, Outcome
 from metadata.queries._common import PRESENT
+from metadata.queries.bulk import DriverBatch
 
 
 @dataclass(frozen=True)
@@ -317,10 +318,16 @@ def _ledger_upsert(dialect: str) -> Any:
     return stmt.on_conflict_do_update(index_elements=["segment_id", "remote_path"], set_=updates)
 
 
+_UPSERT_BATCH = DriverBatch(
+    LedgerEntry.__table__,  # type: ignore[attr-defined]
+    tuple(LedgerRow.__annotations__),
+    _ledger_upsert,
+)
+
+
 def upsert_ledger(session: Session, *, rows: Sequence[LedgerRow]) -> None:
     """Insert or update ledger entries keyed by (segment, remote_path), one batch per call."""
-    if rows:
-        session.execute(_ledger_upsert(session.get_bind().dialect.name), list(rows))
+    _UPSERT_BATCH.execute(session, rows)
 
 
 def count_unlabelled(session: Session, *, job_id: str) -> int:

@@ -5,6 +5,7 @@ results. And `bayport standalone` serves Flower behind a login it prints once.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -146,6 +147,7 @@ def test_standalone_serves_flower_behind_the_login_it_prints(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its worker and Flower in its process group
     )
     try:
         assert proc.stdout is not None
@@ -178,4 +180,8 @@ def test_standalone_serves_flower_behind_the_login_it_prints(
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        # Whatever of its worker and Flower is left would go on taking the next tests'
+        # tasks from the same broker: the whole group goes.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     assert password not in (tmp_path / "data" / "flower.log").read_text()
