@@ -28,6 +28,7 @@ class DriverBatch:
     def __init__(self, table: Table, keys: Sequence[str], statement: Callable[[str], Any]) -> None:
         self.table = table
         self.keys = tuple(keys)
+        self._keys = frozenset(self.keys)
         self.statement = statement
         self._compiled: dict[str, tuple[str, tuple[str, ...], tuple[_Processor, ...]]] = {}
         self._lock = threading.Lock()
@@ -37,7 +38,9 @@ class DriverBatch:
             return
         connection = session.connection()
         dialect = connection.dialect
-        if dialect.name != "sqlite":
+        if dialect.name != "sqlite" or not all(self._keys <= row.keys() for row in rows):
+            # A row without one of the keys (its column left to the statement) goes as
+            # SQLAlchemy runs it, which decides what a missing value means.
             session.execute(self.statement(dialect.name), list(rows))
             return
         sql, keys, processors = self._compile(dialect)

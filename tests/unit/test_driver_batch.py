@@ -77,3 +77,19 @@ def test_a_statement_binding_other_values_than_the_rows_is_refused() -> None:
     batch = DriverBatch(table, ("key", "n", "at"), bound)
     with Session(engine) as s, pytest.raises(ValueError, match="binds"):
         batch.execute(s, [{"key": "a", "n": 1, "at": datetime.now(UTC)}])
+
+
+def test_rows_without_a_key_go_as_sqlalchemy_runs_them() -> None:
+    engine = create_engine("sqlite://")
+    meta = MetaData()
+    by_orm, by_driver = _table(meta, "by_orm"), _table(meta, "by_driver")
+    meta.create_all(engine)
+    batch = DriverBatch(by_driver, ("key", "label", "at", "n"), lambda _d: _upsert(by_driver))
+    rows = [{"key": "a", "at": datetime(2026, 1, 2), "n": 1}]  # no label
+    with Session(engine) as s:
+        batch.execute(s, rows)
+        s.execute(_upsert(by_orm), rows)
+        query = "SELECT key, label, at, n, typeof(label) FROM {}"
+        got = s.connection().exec_driver_sql(query.format("by_driver")).all()
+        want = s.connection().exec_driver_sql(query.format("by_orm")).all()
+    assert got == want and len(got) == 1
