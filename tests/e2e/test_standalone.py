@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -30,6 +31,7 @@ def test_standalone_serves_the_api_with_the_printed_key(tmp_path: Path, redis_ur
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its worker and Flower in its process group
     )
     try:
         assert proc.stdout is not None
@@ -53,3 +55,7 @@ def test_standalone_serves_the_api_with_the_printed_key(tmp_path: Path, redis_ur
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        # Whatever of its worker and Flower is left would go on taking the next tests'
+        # tasks from the same broker: the whole group goes.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
