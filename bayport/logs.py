@@ -150,6 +150,10 @@ class _TextFormatter(logging.Formatter):
         return super().format(record)
 
 
+# Libraries' loggers that write a record per storage request at INFO.
+_PER_REQUEST_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy",)
+
+
 def configure_logging(settings: Any, *, stream: Any = None) -> logging.Handler:
     """Install one handler on the root logger (replacing one installed before) in the
     settings' format and level; secret settings are registered for masking."""
@@ -187,4 +191,9 @@ def configure_logging(settings: Any, *, stream: Any = None) -> logging.Handler:
         )
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+    # The Azure SDK logs every request and answer (URL, headers) at INFO: each block of a
+    # large copy, a dozen lines apiece. Kept for DEBUG; at INFO and above only its warnings.
+    quiet = max(logging.WARNING, root.level) if root.level > logging.DEBUG else logging.NOTSET
+    for name in _PER_REQUEST_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
     return handler

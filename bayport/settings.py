@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # Copy engine.
     multipart_threshold: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
     multipart_part_size: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
+    # The parts a worker process's streamed copies hold in memory at once, all copies
+    # together: each reads its next part while earlier ones upload, and memory stays about
+    # this × multipart_part_size on top of the process, whatever the copy concurrency.
+    multipart_parts_in_flight: int = Field(default=8, ge=1, le=256)
     # Largest object one server-side copy request may take (S3 allows 5 GB, OSS 1 GB);
     # above it a copy is made in parts where the parts can be proven (OSS's CRC-64), else
     # whole where the destination takes it whole (the source's MD5 kept).

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import requests
 from rich.console import Console
 
+from bayport.settings import Settings
 from bench.byterelay import ByteRelay
 from bench.harness import (
     S3Server,
@@ -104,6 +105,8 @@ class Run:
     problem: str | None = None
     note: str = ""
     moved: int = -1  # bytes the worker moved over the network (-1: not measured)
+    peak_pss: int = 0  # the most the tree held at one sample, each shared page counted once
+    pss_before: int = 0
 
 
 # --- the two servers ----------------------------------------------------------------------
@@ -216,6 +219,7 @@ def run_bayport(
         # Every object at or above one part is streamed in parts (the default threshold,
         # 64 MiB, would send a 16 MiB object in a single Put Blob).
         "BAYPORT_MULTIPART_THRESHOLD": str(part),
+        "BAYPORT_MULTIPART_PARTS_IN_FLIGHT": str(args.parts_in_flight),
     }
     log = work / "worker.log"
     with bayport_stack(
@@ -244,7 +248,7 @@ def run_bayport(
 
         worker = stack.workers[0].pid
         rss = TreeRss(worker).start()
-        rss_before = rss.peak
+        rss_before, pss_before = rss.peak, rss.peak_pss
         moved_before = moved() if moved else 0
         with timed(lambda: tree_cpu_seconds(worker), servers.cpu_seconds) as span:
             job = client.submit(manifest(args.concurrency))
@@ -280,6 +284,8 @@ def run_bayport(
         problem,
         check,
         moved_during,
+        rss.peak_pss,
+        pss_before,
     )
 
 
@@ -371,6 +377,7 @@ def run_rclone_copy(
         0,
         problem,
         check,
+        peak_pss=rss.peak_pss,
     )
 
 
@@ -422,6 +429,7 @@ def render(runs: list[Run], args: argparse.Namespace, console: Console) -> None:
             "MiB/s",
             "worker MiB moved",
             "peak RSS (MiB)",
+            "peak PSS (MiB)",
             "largest proc (MiB)",
             "CPU-s",
             "servers CPU-s",
@@ -438,6 +446,7 @@ def render(runs: list[Run], args: argparse.Namespace, console: Console) -> None:
             f"{r.bytes / MiB / r.seconds:,.1f}",
             f"{r.moved / MiB:,.2f}" if r.moved >= 0 else "—",
             f"{r.peak_rss / MiB:,.0f}",
+            f"{r.peak_pss / MiB:,.0f}",
             f"{r.largest_process / MiB:,.0f}",
             f"{r.cpu:.2f}",
             f"{r.server_cpu:.2f}",
@@ -449,25 +458,36 @@ def render(runs: list[Run], args: argparse.Namespace, console: Console) -> None:
         "blob's downloaded bytes hash to the source's MD5; it was committed as N blocks "
         "(Put Block List) or in one Put Blob."
     )
-    bound = args.part_mb * args.concurrency
+    bound = args.part_mb * args.parts_in_flight
     console.print(
-        f"part size × concurrency = {args.part_mb} MiB × {args.concurrency} = {bound} MiB: "
-        "the parts Bayport's streamed copy holds at once, per worker process, on top of the "
-        "process baseline."
+        f"parts in flight × part size = {args.parts_in_flight} × {args.part_mb} MiB = {bound} "
+        "MiB: the most Bayport's streamed copies hold of parts at once, per worker process, "
+        "on top of the process baseline (BAYPORT_MULTIPART_PARTS_IN_FLIGHT); rclone holds "
+        f"--transfers × (its chunk + its --buffer-size read-ahead) = {args.concurrency} × "
+        f"({args.part_mb} + 16) MiB. RSS sums the processes' resident pages, PSS counts a "
+        "page shared by n processes 1/n in each: a pool process forked from the Celery "
+        "parent shares most of its pages with it, which the RSS sum counts twice."
     )
     for r in runs:
         if r.rss_before:
             console.print(
                 f"{r.tool}: the worker tree ({args.workers} pool process(es) + the Celery "
-                f"parent) held {r.rss_before / MiB:,.0f} MiB before the job, "
-                f"{r.peak_rss / MiB:,.0f} MiB at peak: growth "
-                f"{(r.peak_rss - r.rss_before) / MiB:,.0f} MiB."
+                f"parent) held {r.rss_before / MiB:,.0f} MiB RSS ({r.pss_before / MiB:,.0f} "
+                f"PSS) before the job, {r.peak_rss / MiB:,.0f} ({r.peak_pss / MiB:,.0f}) at "
+                f"peak: growth {(r.peak_rss - r.rss_before) / MiB:,.0f} MiB RSS, "
+                f"{(r.peak_pss - r.pss_before) / MiB:,.0f} MiB PSS."
             )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objects", type=int, default=4, help="objects to copy")
     parser.add_argument("--size-mb", type=int, default=64, help="size of each object, MiB")
+    parser.add_argument(
+        "--parts-in-flight",
+        type=int,
+        default=Settings.model_fields["multipart_parts_in_flight"].default,
+        help="BAYPORT_MULTIPART_PARTS_IN_FLIGHT for Bayport's worker (default: the product's)",
+    )
     parser.add_argument(
         "--part-mb", type=int, default=16, help="multipart part size, MiB (at least 5)"
     )

@@ -97,7 +97,9 @@ class GeneratedListing:
     def create_multipart(self, key: str) -> str:
         raise _unsupported("create_multipart")
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, md5: bytes | None = None
+    ) -> UploadedPart:
         raise _unsupported("upload_part")
 
     def copy_part(

@@ -70,14 +70,18 @@ class TreeRss:
     """A thread that reads the RSS of `pid` and its descendants from /proc every `interval`
     seconds. `peak` is the largest sum it saw; `largest` the largest single process, taken
     from each process's VmHWM (the kernel's own high-water mark, so a spike between two
-    samples still counts). The tree is re-read every `rescan` seconds, not every sample:
-    walking /proc costs more than reading a few status files."""
+    samples still counts). `peak_pss` is the largest sum of the processes' PSS
+    (/proc/PID/smaps_rollup: each page shared by n processes counted 1/n in each): the
+    memory the tree holds, where the RSS sum counts twice what a forked pool process
+    still shares with its parent. The tree is re-read every `rescan` seconds, not every
+    sample: walking /proc costs more than reading a few status files."""
 
     def __init__(self, pid: int, *, interval: float = 0.05, rescan: float = 0.5) -> None:
         self.pid = pid
         self.interval = interval
         self.rescan = rescan
         self.peak = 0
+        self.peak_pss = 0
         self.largest = 0
         self._pids = [pid]
         self._stop = threading.Event()
@@ -97,12 +101,14 @@ class TreeRss:
 
     def sample(self) -> int:
         """Read every known process once; returns the tree's RSS now."""
-        total = 0
+        total = pss = 0
         for pid in self._pids:
             rss, hwm = _rss_and_hwm(pid)
             total += rss
+            pss += _pss(pid)
             self.largest = max(self.largest, hwm, rss)
         self.peak = max(self.peak, total)
+        self.peak_pss = max(self.peak_pss, pss)
         return total
 
     def _run(self) -> None:
@@ -112,6 +118,18 @@ class TreeRss:
                 self._pids = [self.pid, *descendants(self.pid)]
                 next_scan = time.monotonic() + self.rescan
             self.sample()
+
+
+def _pss(pid: int) -> int:
+    """The proportional set size of `pid` in bytes; 0 once it has exited."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def _rss_and_hwm(pid: int) -> tuple[int, int]:

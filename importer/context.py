@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from bayport.settings import Settings
 from importer.copier import CopyLimits
+from importer.part_uploads import PartSlots
 from importer.ports import Enqueuer, MetricsSink, NullMetrics, RequestCaps, StoreResolver
 from metadata.db import Database
 from storage_adapters.retry import RetryPolicy
@@ -39,6 +41,11 @@ class ImportContext:
             observer=lambda error, _attempt: metrics.retry(error.kind.value),
         )
 
+    @cached_property
+    def part_slots(self) -> PartSlots:
+        """The process's one bound on the parts its streamed copies hold at once."""
+        return PartSlots(self.settings.multipart_parts_in_flight)
+
     @property
     def copy_limits(self) -> CopyLimits:
         s = self.settings
@@ -46,4 +53,5 @@ class ImportContext:
             multipart_threshold=s.multipart_threshold,
             part_size=s.multipart_part_size,
             max_single_copy_size=s.max_single_copy_size,
+            slots=self.part_slots,
         )

@@ -30,6 +30,7 @@ from importer.copy_checks import (
     verify_layout_copy,
     verify_server_copy,
 )
+from importer.part_uploads import PartSlots, PartUploads
 from importer.stream_digest import Digest
 from storage_adapters.base import ObjectInfo, ObjectStore, UploadedPart
 from storage_adapters.errors import ErrorKind, StorageError, changed
@@ -61,6 +62,9 @@ class CopyLimits:
     multipart_threshold: int
     part_size: int
     max_single_copy_size: int
+    # The parts all streamed multipart copies of the process may hold at once (None: each
+    # copy uploads its parts one at a time, in its own thread).
+    slots: PartSlots | None = None
 
 
 def copy_object(
@@ -113,7 +117,7 @@ def copy_object(
         and takes_layout(dst, source, layout)
     ):
         part_size = layout
-    return _stream_multipart(call, src, dst, source, dst_key, part_size, layout)
+    return _stream_multipart(call, src, dst, source, dst_key, part_size, layout, limits.slots)
 
 
 def _server_copy(
@@ -334,20 +338,25 @@ def _stream_multipart(
     dst_key: str,
     part_size: int,
     layout: int | None,
+    slots: PartSlots | None,
 ) -> CopyResult:
-    """Parts of `part_size` bytes, each joined once from the chunks read and dropped as soon
-    as it is uploaded: memory is about one part per copy, whatever the object's size. A part
-    whose upload fails is sent again from memory; a read that breaks resumes."""
+    """Parts of `part_size` bytes, each read whole and dropped as soon as it is uploaded;
+    with `slots`, a part uploads while the next is read, and the process's copies together
+    hold at most the slots' parts, whatever the objects' sizes. A part whose upload fails
+    is sent again from memory; a read that breaks resumes."""
     part_size = part_size_for(dst, source.size, part_size)
     # Parts of the source's own size: the MD5s sent make its ETag, with no pass more.
     digest = Digest.for_copy(source, dst, layout=layout if layout != part_size else None)
-    reader = _Reader(src, source, min(part_size, MiB))
+    # A part read in one chunk is the part itself: no second copy of its bytes is made to
+    # join it, so the parts in flight are all the memory the copy takes. A read that breaks
+    # resumes at the part it was reading.
+    reader = _Reader(src, source, part_size)
     upload_id = call(partial(dst.create_multipart, dst_key))
+    uploads = PartUploads(call, dst, dst_key, upload_id, slots)
     try:
-        parts: list[UploadedPart] = []
-        sent: list[str] = []  # each part's MD5, as sent
         pending: list[bytes] = []
         pending_size = 0
+        uploads.reserve()
         while (chunk := call(reader.next_chunk)) is not None:
             digest.update(chunk)
             while chunk:
@@ -357,15 +366,12 @@ def _stream_multipart(
                 chunk = chunk[take:]
                 if pending_size == part_size:
                     part, pending, pending_size = b"".join(pending), [], 0
-                    sent.append(hashlib.md5(part, usedforsecurity=False).hexdigest())
-                    parts.append(
-                        call(partial(dst.upload_part, dst_key, upload_id, len(parts) + 1, part))
-                    )
+                    uploads.send(part)
                     del part
-        if pending or not parts:
-            part = b"".join(pending)
-            sent.append(hashlib.md5(part, usedforsecurity=False).hexdigest())
-            parts.append(call(partial(dst.upload_part, dst_key, upload_id, len(parts) + 1, part)))
+                    uploads.reserve()
+        if pending or not uploads.count:
+            uploads.send(b"".join(pending))
+        parts, sent = uploads.finish()
         if digest.size != source.size:
             raise mismatch(source.key, f"read {digest.size} bytes, listed {source.size}")
         source = digest.check_source(call, src, source)
@@ -374,6 +380,7 @@ def _stream_multipart(
         )
     except BaseException:
         reader.close()
+        uploads.cancel()
         _abort_quietly(call, dst, dst_key, upload_id)
         raise
     digest.check(dst_key, info, "the stored copy")

@@ -13,6 +13,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from azure.core import MatchConditions
@@ -189,8 +190,8 @@ class AzureBlobStore:
         if etag is not None and now != strip_etag(etag, lower=False):
             raise changed(key, etag, now)
         try:
-            while chunk := download.read(chunk_size):
-                yield chunk
+            # iter(read, b""): no frame keeps the chunk given while the caller holds it.
+            yield from iter(partial(download.read, chunk_size), b"")
         except Exception as exc:
             raise _translate(exc, key, container=self.container) from exc
 
@@ -305,14 +306,19 @@ class AzureBlobStore:
         # Nothing to call: staged blocks need no session, only block ids unique to this upload.
         return secrets.token_hex(8)
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
-        tag = hashlib.md5(data).hexdigest()
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, md5: bytes | None = None
+    ) -> UploadedPart:
+        digest = md5 or hashlib.md5(data).digest()
+        tag = digest.hex()
         self._call(
             self._blob(key).stage_block,
             key,
             block_id=block_id(upload_id, number, tag),
             data=data,
-            validate_content=True,
+            # The Content-MD5 the service checks the block against (what validate_content
+            # sends, without the SDK hashing the block once more).
+            transactional_content_md5=digest,
         )
         return UploadedPart(number=number, etag=tag)
 

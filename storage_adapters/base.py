@@ -186,8 +186,13 @@ class ObjectStore(Protocol):
         """Start a multipart upload; returns its upload id."""
         ...
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
-        """Upload part `number` (1-based)."""
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, md5: bytes | None = None
+    ) -> UploadedPart:
+        """Upload part `number` (1-based). `md5`: the part's MD5 digest where the caller has
+        computed it, sent as the Content-MD5 the service checks the bytes against instead of
+        hashed again; a store that hashes the part itself refuses it when they differ
+        (CHECKSUM_MISMATCH)."""
         ...
 
     def copy_part(

@@ -124,3 +124,14 @@ def kind_of(table: ErrorTable, code: str, status: int | None) -> ErrorKind:
         is_5xx = isinstance(status, int) and status >= 500
         kind = ErrorKind.UNAVAILABLE if is_5xx else ErrorKind.UNEXPECTED
     return kind
+
+
+def check_part_md5(key: str, number: int, etag: str, md5: bytes | None) -> None:
+    """A store that hashes a part itself, given the caller's MD5 of it (`upload_part`'s
+    `md5`): CHECKSUM_MISMATCH when they differ, as a provider refuses a wrong Content-MD5."""
+    if md5 is not None and md5.hex() != etag.lower():
+        raise StorageError(
+            ErrorKind.CHECKSUM_MISMATCH,
+            f"part {number}: its bytes have MD5 {etag.lower()}, Content-MD5 says {md5.hex()}",
+            key=key,
+        )

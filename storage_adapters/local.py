@@ -28,7 +28,7 @@ from storage_adapters.base import (
     StorageSpec,
     UploadedPart,
 )
-from storage_adapters.common import page_limit, still_version
+from storage_adapters.common import check_part_md5, page_limit, still_version
 from storage_adapters.errors import ErrorKind, StorageError, changed, not_found
 from storage_adapters.local_errors import translate as _translate
 
@@ -232,8 +232,11 @@ class LocalStore:
             raise _translate(exc, key, writing=True) from exc
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, md5: bytes | None = None
+    ) -> UploadedPart:
         etag = hashlib.md5(data).hexdigest()
+        check_part_md5(key, number, etag, md5)
         self._store_part(key, upload_id, number, etag, lambda out: out.write(data))
         return UploadedPart(number=number, etag=etag)
 

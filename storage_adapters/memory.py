@@ -20,7 +20,7 @@ from storage_adapters.base import (
     StorageSpec,
     UploadedPart,
 )
-from storage_adapters.common import normalize_root, page_limit
+from storage_adapters.common import check_part_md5, normalize_root, page_limit
 from storage_adapters.errors import ErrorKind, StorageError, changed, not_found
 
 MiB = 1024 * 1024
@@ -266,8 +266,13 @@ class MemoryStore:
             self.backend._uploads[upload_id] = _Upload(key=self._root + key)
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
-        return self._store_part("upload_part", key, upload_id, number, bytes(data))
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, md5: bytes | None = None
+    ) -> UploadedPart:
+        data = bytes(data)
+        if md5 is not None:  # the service's check of the Content-MD5 sent
+            check_part_md5(key, number, hashlib.md5(data).hexdigest(), md5)
+        return self._store_part("upload_part", key, upload_id, number, data)
 
     def copy_part(
         self,

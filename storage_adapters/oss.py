@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import oss2
@@ -185,8 +186,8 @@ class OssStore:
                 raise changed(key, etag, now)
             if offset > 0:
                 check_range(key, offset, resp.content_range)
-            while chunk := resp.read(chunk_size):
-                yield chunk
+            # iter(read, b""): no frame keeps the chunk given while the caller holds it.
+            yield from iter(partial(resp.read, chunk_size), b"")
             _check_download(resp)
         except StorageError:
             raise
@@ -290,8 +291,10 @@ class OssStore:
         upload_id: str = resp.upload_id
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
-        digest = hashlib.md5(data).digest()
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, md5: bytes | None = None
+    ) -> UploadedPart:
+        digest = md5 or hashlib.md5(data).digest()
         resp = self._call(
             self._bucket.upload_part,
             key,

@@ -24,6 +24,20 @@ def known_providers() -> list[str]:
     return sorted(_ADAPTERS)
 
 
+def import_adapters() -> list[str]:
+    """Import every adapter whose SDK is installed (the worker's parent does, before it forks
+    its pool: each pool process then shares those pages instead of importing the SDKs on its
+    first task, a second or so into someone's job). Returns the providers imported."""
+    imported = []
+    for provider, (module_name, _class, _distribution, _networked) in sorted(_ADAPTERS.items()):
+        try:
+            importlib.import_module(module_name)
+        except ImportError:
+            continue  # its SDK is not installed: open_store says so when it is named
+        imported.append(provider)
+    return imported
+
+
 def open_store(spec: StorageSpec, **opts: Any) -> ObjectStore:
     """The store `spec` describes. `opts` go to the adapter's constructor; `timeout` and
     `max_pool_connections` are accepted for every provider and dropped where meaningless."""

@@ -369,8 +369,10 @@ class S3Store:
         upload_id: str = resp["UploadId"]
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
-        digest = hashlib.md5(data).digest()
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, md5: bytes | None = None
+    ) -> UploadedPart:
+        digest = md5 or hashlib.md5(data).digest()
         resp = self._call(
             self._client.upload_part,
             key,

@@ -263,27 +263,33 @@ class S3Wire:
 class Body:
     """An answer's body as chunks. The connection goes back to the pool once the body has
     been read to its end; a body closed before that closes its connection instead (what is
-    left unread would garble the next answer on it)."""
+    left unread would garble the next answer on it).
+
+    Each chunk is read when asked for and not kept: urllib3's own `stream()` generator
+    would hold the last chunk it gave until asked for the next, and a streamed copy's
+    chunk is a whole part, uploaded meanwhile."""
 
     def __init__(self, response: urllib3.BaseHTTPResponse, chunk_size: int) -> None:
         self._response: urllib3.BaseHTTPResponse | None = response
-        self._chunks = response.stream(chunk_size)
+        self._chunk_size = chunk_size
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        if self._response is None:
+        response = self._response
+        if response is None:
             raise StopIteration
         try:
-            return next(self._chunks)
-        except StopIteration:
-            self._response.release_conn()
-            self._response = None
-            raise
+            data = response.read(self._chunk_size)
         except BaseException:
             self.close()
             raise
+        if not data:
+            response.release_conn()
+            self._response = None
+            raise StopIteration
+        return data
 
     def close(self) -> None:
         response, self._response = self._response, None

@@ -119,14 +119,19 @@ class ThrottledStore:
     ) -> Iterator[bytes]:
         # A generator, like the adapters' own: the request is made on the first advance.
         self.gate.admit(1, 0)
+        chunks = self.inner.open(key, chunk_size=chunk_size, offset=offset, etag=etag)
         try:
-            for chunk in self.inner.open(key, chunk_size=chunk_size, offset=offset, etag=etag):
-                self.gate.admit(0, len(chunk))
-                yield chunk
+            # Through map, not a for loop: this generator's frame keeps no reference to the
+            # chunk it gave while the caller holds it (a streamed copy's chunk is a part).
+            yield from map(self._charged, chunks)
         except StorageError as exc:
             if exc.kind is ErrorKind.RATE_LIMITED:
                 self.gate.throttled()
             raise
+
+    def _charged(self, chunk: bytes) -> bytes:
+        self.gate.admit(0, len(chunk))
+        return chunk
 
     def read(self, key: str, *, max_size: int) -> Blob:
         blob = self._call(lambda: self.inner.read(key, max_size=max_size))
@@ -167,9 +172,11 @@ class ThrottledStore:
     def create_multipart(self, key: str) -> str:
         return self._call(lambda: self.inner.create_multipart(key))
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, md5: bytes | None = None
+    ) -> UploadedPart:
         return self._call(
-            lambda: self.inner.upload_part(key, upload_id, number, data), nbytes=len(data)
+            lambda: self.inner.upload_part(key, upload_id, number, data, md5=md5), nbytes=len(data)
         )
 
     def copy_part(

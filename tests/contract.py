@@ -17,6 +17,7 @@ Optional abilities are read from `store.capabilities`, never skipped on the serv
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -344,6 +345,34 @@ class StoreContract:
         first = store.upload_part("k", upload_id, 1, chunks[0])
         store.complete_multipart("k", upload_id, [first, last])
         assert store.get_bytes("k", max_size=size + 4) == b"".join(chunks)
+
+    # Whether the server checks a part's Content-MD5 (moto does not).
+    checks_part_md5 = True
+
+    def test_a_part_with_its_md5_given_is_stored_and_a_wrong_one_refused(
+        self, store: ObjectStore
+    ) -> None:
+        """The copier hashes each part once and hands the digest over (`md5`): the store
+        sends it as the Content-MD5 the service checks, and a part whose bytes it does not
+        describe is refused, not stored under it."""
+        size = part_size(store)
+        chunks = [os.urandom(size), b"the tail"]
+        if self.checks_part_md5:
+            refused = store.create_multipart("md5/refused")
+            wrong = hashlib.md5(b"other bytes").digest()
+            expect(
+                ErrorKind.CHECKSUM_MISMATCH,
+                lambda: store.upload_part("md5/refused", refused, 1, chunks[0], md5=wrong),
+            )
+            with contextlib.suppress(StorageError):  # rclone serve s3 drops the upload itself
+                store.abort_multipart("md5/refused", refused)
+        upload_id = store.create_multipart("md5/k")
+        parts = [
+            store.upload_part("md5/k", upload_id, n, data, md5=hashlib.md5(data).digest())
+            for n, data in enumerate(chunks, start=1)
+        ]
+        store.complete_multipart("md5/k", upload_id, parts)
+        assert b"".join(store.open("md5/k")) == b"".join(chunks)
 
     def test_complete_refuses_a_part_never_uploaded(self, store: ObjectStore) -> None:
         upload_id = store.create_multipart("k")

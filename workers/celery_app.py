@@ -10,11 +10,12 @@ import ctypes.util
 import dataclasses
 import gc
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from bootstrap import Container, get_container
 from importer.context import ImportContext
 from metadata.db import Database
+from storage_adapters.registry import import_adapters
 from workers.recovery import recovery_step
 
 
@@ -31,6 +32,13 @@ _M_MMAP_THRESHOLD = -3
 # of them by reference counting; at 700, the cyclic collector ran so often (and went
 # through the whole heap every 100th time) that it took a fifth of a planner's time.
 _GC_THRESHOLDS = (10_000, 10, 10)
+
+
+@worker_init.connect
+def _import_adapters_before_the_fork(**_kwargs: object) -> None:
+    """The storage SDKs imported once, in the worker's parent, so that its pool processes
+    share them (gc.freeze below keeps them shared) and no job waits for their import."""
+    import_adapters()
 
 
 @worker_process_init.connect

@@ -70,3 +70,18 @@ def test_importing_the_api_builds_no_celery_app_and_reads_no_settings() -> None:
         "print('workers.celery_app' in sys.modules, s.get_settings.cache_info().currsize)"
     )
     assert said == "False 0"
+
+
+def test_the_worker_parent_imports_the_storage_sdks_before_it_forks_its_pool() -> None:
+    """Celery's worker_init runs in the parent before the pool starts: the adapters (and
+    their SDKs) imported there are shared by every pool process, and no job's first
+    request waits for them."""
+    said = _fresh_python(
+        "import sys, workers.celery_app;"
+        "from celery.signals import worker_init;"
+        "names = ('storage_adapters.s3', 'storage_adapters.azure_blob', 'storage_adapters.oss');"
+        "before = [n in sys.modules for n in names];"
+        "worker_init.send(sender=None);"
+        "print(before, [n in sys.modules for n in names])"
+    )
+    assert said == "[False, False, False] [True, True, True]"
