@@ -9,11 +9,13 @@ own fetches bypass (the other runs take no relay, so as not to slow them: "—")
 Two servers on temporary folders: `rclone serve s3` holds the source bucket (objects of random
 bytes under data/images/, no labels) and Azurite the destination account. No server-side
 copy exists between the two, so every byte passes through the copying process: Bayport reads
-each object and stages it as Azure blocks of BAYPORT_MULTIPART_PART_SIZE, one part in flight
-per copy, so a worker process should hold about part size × concurrency of parts on top of
-its baseline. rclone copy runs with --transfers = concurrency and the same chunk size, one
-chunk in flight per transfer (--azureblob-upload-concurrency 1), so both tools have the same
-number of parts of the same size in the air.
+each object and stages it as Azure blocks of BAYPORT_MULTIPART_PART_SIZE, each uploading
+while the next is read, at most --parts-in-flight (BAYPORT_MULTIPART_PARTS_IN_FLIGHT, the
+product's default 8) parts held by the worker process at once, so it should hold about
+parts in flight × part size on top of its baseline. rclone copy runs with --transfers =
+concurrency and the same chunk size, one chunk uploading per transfer
+(--azureblob-upload-concurrency 1) while its --buffer-size (16 MiB) reads ahead: 4 × 2
+parts in the air, as many as Bayport's default.
 
 Bayport runs as a user runs it (cli.stack.local_stack: the API in this process, a real Celery
 worker with --workers processes). Wall seconds run from the submit request to the first poll

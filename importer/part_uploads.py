@@ -113,7 +113,9 @@ class PartUploads:
         """Give up: parts not begun are dropped, the others awaited (so none is still being
         sent when the upload is aborted), and the reserved slot given back."""
         for future in self._futures:
-            future.cancel()
+            if future.cancel():  # never ran: the slot it took is given back here
+                assert self._slots is not None
+                self._slots.give_back()
         wait(self._futures)
         self.release()
 

@@ -199,3 +199,39 @@ def test_slots_are_made_again_in_a_forked_process() -> None:
     assert os.read(read, 1) == b"1"
     os.waitpid(pid, 0)
     os.close(read)
+
+
+class LateStart(PartSlots):
+    """Slots whose uploads wait on one thread that starts only when told: parts given up
+    before they began are still waiting when the copy fails."""
+
+    def __init__(self, parts_in_flight: int) -> None:
+        super().__init__(parts_in_flight)
+        self.go = threading.Event()
+        self.pool = ThreadPoolExecutor(1)
+
+    def submit(self, upload: Any) -> Any:
+        def later() -> UploadedPart:
+            self.go.wait(5)
+            return upload()  # type: ignore[no-any-return]
+
+        return self.pool.submit(later)
+
+
+def test_parts_given_up_before_they_began_give_their_slots_back() -> None:
+    from importer.copy_checks import Requests
+    from importer.part_uploads import PartUploads
+
+    dst = _mem("late-dst")
+    upload_id = dst.create_multipart("k")
+    slots = LateStart(4)
+    uploads = PartUploads(Requests(RetryPolicy(attempts=1), None), dst, "k", upload_id, slots)
+    for _ in range(3):
+        uploads.reserve()
+        uploads.send(os.urandom(1024))
+    uploads.reserve()  # a fourth slot, for a part never read
+    threading.Timer(0.2, slots.go.set).start()
+    uploads.cancel()  # the first part waits on the thread; the two behind it never begin
+    slots.pool.shutdown(wait=True)
+    for _ in range(4):  # all four back: none lost with the parts that never ran
+        assert slots._here()[0].acquire(timeout=1)
