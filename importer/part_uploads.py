@@ -134,7 +134,6 @@ class PartUploads:
         try:
             return self._upload(number, part)
         finally:
-            del part
             assert self._slots is not None
             self._slots.give_back()
 
